@@ -1,0 +1,195 @@
+"""Model bundles: a folder with the ONNX graphs, the body model and one JSON manifest.
+
+The encoder graph is a contract (`ENCODER_CONTRACT`, written into every manifest) so that programs outside
+Python can run it. Loading checks the format version and every file's SHA-256; writing builds the bundle in
+a temporary folder beside the target and renames it into place, so a failed write leaves nothing behind.
+Run-time module: numpy and the standard library only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from fasthmr_model.encoder.config import (
+    CAM_SIZE, IMAGE_HEIGHT, IMAGE_WIDTH, NUM_BETAS, NUM_TOKENS, POSE_6D_SIZE, EncoderConfig,
+)
+from fasthmr_model.errors import BundleError, FastHMRError
+
+BUNDLE_FORMAT = "fasthmr-bundle"
+BUNDLE_FORMAT_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+ENCODER_FILE = "encoder.onnx"
+BODY_MODEL_FILE = "body_model.npz"
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+ENCODER_CONTRACT = {
+    "file": ENCODER_FILE,
+    "inputs": {
+        "image": {
+            "dtype": "float32", "shape": ["B", 3, IMAGE_HEIGHT, IMAGE_WIDTH],
+            "meaning": "RGB person crop: the central 192 columns of a 256x256 square crop, "
+                       "(pixel / 255 - mean) / std with ImageNet mean and std",
+        },
+        "person_tokens": {
+            "dtype": "float32", "shape": ["B", NUM_TOKENS],
+            "meaning": "1 = the token (16x12 grid, row-major) shows the person, 0 = background; "
+                       "graphs without token merging ignore it",
+        },
+    },
+    "outputs": {
+        "pose_6d": {"dtype": "float32", "shape": ["B", POSE_6D_SIZE],
+                    "meaning": "24 joints x 6D rotation (global orientation first); columns 1 and 2 of R"},
+        "betas": {"dtype": "float32", "shape": ["B", NUM_BETAS], "meaning": "shape coefficients"},
+        "cam": {"dtype": "float32", "shape": ["B", CAM_SIZE],
+                "meaning": "weak-perspective camera (s, tx, ty) of the 256x256 crop"},
+        "feature": {"dtype": "float32", "shape": ["B", "D"], "meaning": "the SMPL head's output token"},
+    },
+    "normalisation": {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)},
+}
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A loaded (verified) bundle: its folder and manifest."""
+
+    path: Path
+    manifest: dict
+
+    @property
+    def encoder_path(self) -> Path:
+        return self.path / self.manifest["encoder"]["file"]
+
+    @property
+    def body_model_path(self) -> Path:
+        return self.path / self.manifest["body_model"]["file"]
+
+    @property
+    def encoder_config(self) -> EncoderConfig:
+        return EncoderConfig.from_dict(self.manifest["encoder"]["config"])
+
+    @property
+    def feature_size(self) -> int:
+        return self.encoder_config.head_width
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for chunk in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def default_bundle_path() -> Path:
+    """The bundle that ships inside the package (trained on the synthetic world)."""
+    return Path(__file__).resolve().parent / "default_bundle"
+
+
+def load_bundle(path: str | os.PathLike | None = None, verify_checksums: bool = True) -> Bundle:
+    """Read and check the bundle at `path` (the shipped default when None).
+
+    Raises BundleError naming the file and what to do when the folder or manifest is missing or malformed,
+    the format version differs, a listed file is absent, or a checksum does not match.
+    """
+    folder = Path(path) if path is not None else default_bundle_path()
+    manifest_path = folder / MANIFEST_NAME
+    if not folder.is_dir():
+        raise BundleError(f"bundle folder {folder} does not exist; pass the folder written by "
+                          "`fasthmr convert-hmr2` or `fasthmr train`, or omit it to use the default bundle")
+    if not manifest_path.is_file():
+        raise BundleError(f"{manifest_path} is missing: {folder} is not a model bundle (or was only partly copied)")
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise BundleError(f"{manifest_path} is not valid JSON ({error}); the bundle is corrupt: rebuild or re-copy it")
+    if not isinstance(manifest, dict) or manifest.get("format") != BUNDLE_FORMAT:
+        raise BundleError(f"{manifest_path} is not a {BUNDLE_FORMAT} manifest")
+    version = manifest.get("format_version")
+    if version != BUNDLE_FORMAT_VERSION:
+        raise BundleError(
+            f"{manifest_path} has format version {version!r}, this fasthmr reads version {BUNDLE_FORMAT_VERSION}; "
+            "re-export the bundle with this version of fasthmr"
+        )
+    for section, key in (("encoder", "file"), ("encoder", "config"), ("body_model", "file")):
+        if not isinstance(manifest.get(section), dict) or key not in manifest[section]:
+            raise BundleError(f"{manifest_path} lacks {section}.{key}; the bundle is incomplete: rebuild it")
+    files = manifest.get("files")
+    if not isinstance(files, dict) or not files:
+        raise BundleError(f"{manifest_path} lists no files; the bundle is incomplete: rebuild it")
+    for name, record in files.items():
+        file_path = folder / name
+        if not file_path.is_file():
+            raise BundleError(f"{file_path} is listed in the manifest but missing; re-copy the whole bundle folder")
+        if verify_checksums and sha256_of(file_path) != record.get("sha256"):
+            raise BundleError(f"{file_path} does not match its checksum in {manifest_path}; "
+                              "the file is corrupt or was changed: re-copy or rebuild the bundle")
+    bundle = Bundle(path=folder, manifest=manifest)
+    try:
+        bundle.encoder_config
+    except FastHMRError as error:
+        raise BundleError(f"{manifest_path}: {error}") from None
+    return bundle
+
+
+def write_bundle(out: str | os.PathLike, files: dict[str, Path], manifest: dict, overwrite: bool = False) -> Bundle:
+    """Write a bundle folder atomically.
+
+    Args:
+        out: the bundle folder to create.
+        files: bundle-relative name -> existing file to copy in (e.g. "encoder.onnx" -> a temp export).
+        manifest: the manifest's content without "format", "format_version" and "files" (added here).
+        overwrite: replace an existing bundle at `out`; otherwise an existing `out` is an error.
+    """
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise BundleError(f"{out} already exists; choose another --out or remove it first")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        records = {}
+        for name, source in files.items():
+            target = staging / name
+            shutil.copyfile(source, target)
+            records[name] = {"sha256": sha256_of(target), "bytes": target.stat().st_size}
+        full = {"format": BUNDLE_FORMAT, "format_version": BUNDLE_FORMAT_VERSION, **manifest, "files": records}
+        (staging / MANIFEST_NAME).write_text(json.dumps(full, indent=2, sort_keys=False) + "\n")
+        if out.exists():
+            retired = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
+            os.replace(out, retired / out.name)
+            os.replace(staging, out)
+            shutil.rmtree(retired)
+        else:
+            os.replace(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return load_bundle(out)
+
+
+def describe_bundle(bundle: Bundle) -> str:
+    """A human-readable summary followed by the full manifest (what `fasthmr info` prints)."""
+    manifest = bundle.manifest
+    config = bundle.encoder_config
+    provenance = manifest.get("provenance", {})
+    size = sum(record["bytes"] for record in manifest["files"].values())
+    lines = [
+        f"bundle        {bundle.path}",
+        f"provenance    {provenance.get('source', 'unknown')}"
+        + (f" ({provenance['description']})" if provenance.get("description") else ""),
+        f"encoder       {manifest['encoder']['file']}: {config.depth} blocks x {config.width}, "
+        f"{config.num_heads} heads; head {config.head_depth} layers x {config.head_width}",
+        f"merging       {json.dumps(manifest['encoder'].get('merge'))}",
+        f"body model    {manifest['body_model']['file']} ({manifest['body_model'].get('name', 'unnamed')})",
+        f"files         {len(manifest['files'])}, {size / 1e6:.1f} MB",
+        "",
+        json.dumps(manifest, indent=2),
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,222 @@
+"""From a camera image and an instance mask to encoder inputs, and from the crop camera back to the real one.
+
+Per person (one instance id of the mask): the mask's box is expanded to HMR2.0's 3:4 (w:h) aspect, a square
+crop of the box's height is resampled to 256x256 with an anti-aliasing (triangle) filter, its central 192
+columns are kept and ImageNet-normalised; the person's mask goes through the same resampling and is pooled
+onto the 16x12 token grid. Pixel coordinates follow ROS/OpenCV: pixel (u, v) has its centre at (u, v).
+Run-time module: numpy only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+
+from fasthmr_model.bundle import IMAGENET_MEAN, IMAGENET_STD
+from fasthmr_model.encoder.config import (
+    CROP_SIZE, IMAGE_HEIGHT, IMAGE_WIDTH, PATCH_PADDING, PATCH_SIZE, TOKEN_GRID,
+)
+from fasthmr_model.errors import InputError
+
+# Columns of the 256x256 crop that the encoder sees: HMR2.0's x[..., 32:-32].
+CROP_COLUMN_OFFSET = (CROP_SIZE - IMAGE_WIDTH) // 2
+_MEAN = np.array(IMAGENET_MEAN, np.float32) * 255.0
+_INV_STD = 1.0 / (np.array(IMAGENET_STD, np.float32) * 255.0)
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """Args:
+        box_scale: the square crop's side relative to the 3:4-expanded mask box (HMR2.0 at inference: 1.0).
+        min_person_pixels: instances with fewer mask pixels are skipped (too small to recover a body).
+        person_token_min_fraction: a token is a person token when at least this fraction of its 16x16
+            footprint is covered by the person (0 = any overlap at all).
+    """
+
+    box_scale: float = 1.0
+    min_person_pixels: int = 64
+    person_token_min_fraction: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0.5 <= self.box_scale <= 4.0:
+            raise InputError(f"box_scale must be in [0.5, 4], got {self.box_scale}")
+        if self.min_person_pixels < 1:
+            raise InputError(f"min_person_pixels must be >= 1, got {self.min_person_pixels}")
+        if not 0.0 <= self.person_token_min_fraction < 1.0:
+            raise InputError(f"person_token_min_fraction must be in [0, 1), got {self.person_token_min_fraction}")
+
+
+class PersonCrops(NamedTuple):
+    """Encoder inputs for the B persons of one frame.
+
+    ids (B,) int: instance ids; boxes (B, 4): tight mask boxes x0, y0, x1, y1 (pixel edges);
+    crop_boxes (B, 3): square crops (centre x, centre y, side) in pixels; images (B, 3, 256, 192) float32;
+    person_tokens (B, 192) float32 in {0, 1}.
+    """
+
+    ids: np.ndarray
+    boxes: np.ndarray
+    crop_boxes: np.ndarray
+    images: np.ndarray
+    person_tokens: np.ndarray
+
+
+def validate_image(image: np.ndarray) -> None:
+    if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise InputError(f"image must be an (H, W, 3) uint8 RGB array, got {_describe(image)}")
+    if image.shape[0] == 0 or image.shape[1] == 0:
+        raise InputError(f"image is empty ({image.shape})")
+
+
+def validate_instance_mask(instance_mask: np.ndarray, image_shape: tuple[int, ...]) -> None:
+    if not isinstance(instance_mask, np.ndarray) or instance_mask.ndim != 2 or instance_mask.dtype.kind not in "ub":
+        raise InputError(f"instance mask must be an (H, W) unsigned-integer or bool array, got {_describe(instance_mask)}")
+    if instance_mask.shape != tuple(image_shape[:2]):
+        raise InputError(f"instance mask is {instance_mask.shape[1]}x{instance_mask.shape[0]} but the image is "
+                         f"{image_shape[1]}x{image_shape[0]}; the segmentation must have the image's size")
+
+
+def person_boxes(instance_mask: np.ndarray, min_pixels: int = 1) -> dict[int, np.ndarray]:
+    """instance id -> tight box (x0, y0, x1, y1) in pixel-edge coordinates, for ids with >= min_pixels pixels.
+
+    0 is background. The box of pixels u in [a, b] is [a - 0.5, b + 0.5].
+    """
+    counts = np.bincount(instance_mask.ravel(), minlength=1)
+    boxes = {}
+    for instance_id in np.flatnonzero(counts[1:] >= min_pixels) + 1:
+        rows = np.flatnonzero((instance_mask == instance_id).any(axis=1))
+        cols = np.flatnonzero((instance_mask == instance_id).any(axis=0))
+        boxes[int(instance_id)] = np.array([cols[0] - 0.5, rows[0] - 0.5, cols[-1] + 0.5, rows[-1] + 0.5])
+    return boxes
+
+
+def crop_box_for(box: np.ndarray, box_scale: float = 1.0) -> np.ndarray:
+    """Tight box (x0, y0, x1, y1) -> square crop (centre x, centre y, side): HMR2.0's 3:4 expansion, then scale."""
+    x0, y0, x1, y1 = box
+    width, height = x1 - x0, y1 - y0
+    side = max(height, width * CROP_SIZE / IMAGE_WIDTH) * box_scale
+    return np.array([(x0 + x1) / 2, (y0 + y1) / 2, side])
+
+
+class _Resampler(NamedTuple):
+    """out[i] = sum_k weights[i, k] * source[indices[i, k]] along one axis."""
+
+    indices: np.ndarray
+    weights: np.ndarray
+
+
+def _resampler(first_edge: float, side: float, num_out: int, num_in: int) -> _Resampler:
+    """Triangle-filter resampling of `num_out` samples over [first_edge, first_edge + side) of a source axis.
+
+    The filter is widened by the minification factor (anti-aliasing); taps that fall outside the source
+    count as black, as with a constant border.
+    """
+    step = side / num_out
+    support = max(1.0, step)
+    centres = first_edge + (np.arange(num_out) + 0.5) * step  # source pixel u has its centre at u
+    taps = np.arange(-int(np.ceil(support)), int(np.ceil(support)) + 1)
+    indices = np.floor(centres)[:, None].astype(np.int64) + taps[None, :]
+    weights = np.clip(1.0 - np.abs(indices - centres[:, None]) / support, 0.0, None)
+    weights /= weights.sum(axis=1, keepdims=True)
+    outside = (indices < 0) | (indices >= num_in)
+    weights[outside] = 0.0
+    return _Resampler(np.clip(indices, 0, num_in - 1), weights.astype(np.float32))
+
+
+def _apply(resampler: _Resampler, source: np.ndarray, axis: int) -> np.ndarray:
+    out = None
+    for tap in range(resampler.indices.shape[1]):
+        shape = [1] * source.ndim
+        shape[axis] = -1
+        term = np.take(source, resampler.indices[:, tap], axis=axis) * resampler.weights[:, tap].reshape(shape)
+        out = term if out is None else out + term
+    return out
+
+
+def _crop_resamplers(crop_box: np.ndarray, image_shape: tuple[int, ...]) -> tuple[_Resampler, _Resampler]:
+    """Row and column resamplers from the image to the encoder's 256x192 window of the square crop."""
+    centre_x, centre_y, side = crop_box
+    scale = side / CROP_SIZE
+    rows = _resampler(centre_y - side / 2, side, CROP_SIZE, image_shape[0])
+    cols = _resampler(centre_x - side / 2 + CROP_COLUMN_OFFSET * scale, IMAGE_WIDTH * scale, IMAGE_WIDTH,
+                      image_shape[1])
+    return rows, cols
+
+
+def crop_image(image: np.ndarray, crop_box: np.ndarray) -> np.ndarray:
+    """RGB uint8 (H, W, 3) -> normalised encoder input (3, 256, 192) float32."""
+    rows, cols = _crop_resamplers(crop_box, image.shape)
+    patch = _apply(cols, _apply(rows, image, axis=0).astype(np.float32), axis=1)  # (256, 192, 3)
+    return ((patch - _MEAN) * _INV_STD).transpose(2, 0, 1)
+
+
+def crop_mask(person_mask: np.ndarray, crop_box: np.ndarray) -> np.ndarray:
+    """Person coverage (H, W) bool -> coverage in the encoder window (256, 192) float32 in [0, 1]."""
+    rows, cols = _crop_resamplers(crop_box, person_mask.shape)
+    return _apply(cols, _apply(rows, person_mask.astype(np.float32), axis=0), axis=1)
+
+
+def person_token_fraction(window_mask: np.ndarray) -> np.ndarray:
+    """Coverage (256, 192) -> fraction of each token's footprint covered, (192,) row-major over 16x12.
+
+    The patch convolution pads by 2 px, so token (i, j) sees rows 16 i - 2 .. 16 i + 13 and columns
+    16 j - 2 .. 16 j + 13 of the window (the last two rows and columns are seen by no token).
+    """
+    padded = np.pad(window_mask, PATCH_PADDING)
+    grid_rows, grid_cols = TOKEN_GRID
+    footprints = padded[: grid_rows * PATCH_SIZE, : grid_cols * PATCH_SIZE]
+    return footprints.reshape(grid_rows, PATCH_SIZE, grid_cols, PATCH_SIZE).mean(axis=(1, 3)).ravel()
+
+
+def prepare_persons(image: np.ndarray, instance_mask: np.ndarray, config: PreprocessConfig = PreprocessConfig()
+                    ) -> PersonCrops:
+    """Crops and person-token flags for every person of the frame (B may be 0)."""
+    validate_image(image)
+    validate_instance_mask(instance_mask, image.shape)
+    if instance_mask.dtype == bool:
+        instance_mask = instance_mask.astype(np.uint8)
+    boxes = person_boxes(instance_mask, config.min_person_pixels)
+    ids = np.array(sorted(boxes), dtype=np.int64)
+    crop_boxes = np.array([crop_box_for(boxes[i], config.box_scale) for i in ids]).reshape(-1, 3)
+    images = np.empty((len(ids), 3, IMAGE_HEIGHT, IMAGE_WIDTH), np.float32)
+    person_tokens = np.empty((len(ids), TOKEN_GRID[0] * TOKEN_GRID[1]), np.float32)
+    for index, (instance_id, crop_box) in enumerate(zip(ids, crop_boxes)):
+        images[index] = crop_image(image, crop_box)
+        fraction = person_token_fraction(crop_mask(instance_mask == instance_id, crop_box))
+        threshold = config.person_token_min_fraction
+        person_tokens[index] = (fraction > threshold) if threshold == 0.0 else (fraction >= threshold)
+    return PersonCrops(ids, np.array([boxes[i] for i in ids]).reshape(-1, 4), crop_boxes, images, person_tokens)
+
+
+def validate_intrinsics(intrinsics: np.ndarray) -> None:
+    """K must be a finite 3x3 pinhole matrix with positive focal lengths."""
+    k = np.asarray(intrinsics, dtype=np.float64)
+    if k.shape != (3, 3) or not np.all(np.isfinite(k)) or k[0, 0] <= 0 or k[1, 1] <= 0:
+        raise InputError(f"camera intrinsics must be a finite 3x3 matrix with fx, fy > 0, got {k.tolist()}; "
+                         "check the CameraInfo's K")
+
+
+def camera_translation(cam: np.ndarray, crop_boxes: np.ndarray, intrinsics: np.ndarray) -> np.ndarray:
+    """Weak-perspective crop camera -> the body root's translation in the real camera (B, 3), metres.
+
+    The encoder predicts (s, tx, ty) for the square crop: a point X projects to s (X + tx) in crop units of
+    side / 2 pixels. Matching this to a pinhole camera at depth tz gives f / tz = s * side / 2, so
+    tz = 2 f / (s * side) (f: mean of fx and fy), and the crop centre's offset from the principal point shifts
+    x and y by (centre - c) * tz / f. This is HMR2.0's full-image camera with the real K instead of a focal
+    length guessed from the image size. cam (B, 3), crop_boxes (B, 3) = (centre x, centre y, side).
+    """
+    validate_intrinsics(intrinsics)
+    fx, fy, cx, cy = intrinsics[0, 0], intrinsics[1, 1], intrinsics[0, 2], intrinsics[1, 2]
+    scale = np.maximum(cam[:, 0].astype(np.float64), 1e-3)  # a non-positive scale has no depth; keep it far
+    depth = (fx + fy) / (scale * crop_boxes[:, 2])
+    tx = cam[:, 1] + (crop_boxes[:, 0] - cx) * depth / fx
+    ty = cam[:, 2] + (crop_boxes[:, 1] - cy) * depth / fy
+    return np.stack([tx, ty, depth], axis=1)
+
+
+def _describe(value: object) -> str:
+    if isinstance(value, np.ndarray):
+        return f"{value.dtype} array of shape {value.shape}"
+    return type(value).__name__

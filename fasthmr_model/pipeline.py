@@ -1,0 +1,101 @@
+"""One camera frame through the model: crops -> encoder session -> SMPL-format bodies in the camera frame.
+
+This is the hot path the ROS node and the tools share (DESIGN.md, "One frame, start to end"). Run-time
+module: numpy and onnxruntime only.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from fasthmr_model.body.lbs import BodyModel
+from fasthmr_model.body.rotations import matrix_to_axis_angle, rot6d_to_matrix
+from fasthmr_model.bundle import Bundle, load_bundle
+from fasthmr_model.data.crop import PreprocessConfig, camera_translation, prepare_persons, validate_intrinsics
+from fasthmr_model.encoder.config import NUM_BODY_JOINTS
+from fasthmr_model.runtime import EncoderSession, RuntimeConfig
+
+
+@dataclass
+class FrameResult:
+    """The persons found in one frame (B may be 0); every array's first axis is the person.
+
+    ids (B,) instance ids; boxes (B, 4) tight mask boxes (x0, y0, x1, y1); crop_boxes (B, 3);
+    person_tokens (B, 192); rotmats (B, 24, 3, 3); axis_angle (B, 24, 3); betas (B, 10); cam (B, 3);
+    translation (B, 3) metres, camera optical frame; joints (B, 24, 3) camera frame; vertices (B, V, 3)
+    camera frame or None when not asked for; feature (B, D); timings_ms: stage -> milliseconds.
+    """
+
+    ids: np.ndarray
+    boxes: np.ndarray
+    crop_boxes: np.ndarray
+    person_tokens: np.ndarray
+    rotmats: np.ndarray
+    axis_angle: np.ndarray
+    betas: np.ndarray
+    cam: np.ndarray
+    translation: np.ndarray
+    joints: np.ndarray
+    vertices: np.ndarray | None
+    feature: np.ndarray
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+class FramePipeline:
+    """Loads a bundle (the default one when None), warms its session, and processes frames."""
+
+    def __init__(self, bundle: Bundle | str | Path | None = None, runtime: RuntimeConfig = RuntimeConfig(),
+                 preprocess: PreprocessConfig = PreprocessConfig(), body_model_path: str | Path | None = None
+                 ) -> None:
+        self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
+        self.preprocess = preprocess
+        self.encoder = EncoderSession(self.bundle, runtime)
+        self.body_model = BodyModel.from_file(body_model_path or self.bundle.body_model_path)
+
+    @property
+    def provider(self) -> str:
+        return self.encoder.provider
+
+    def process(self, image: np.ndarray, instance_mask: np.ndarray, intrinsics: np.ndarray,
+                with_vertices: bool = True) -> FrameResult:
+        """image (H, W, 3) uint8 RGB, instance_mask (H, W) (0 = background, k = person k), intrinsics K (3, 3)."""
+        validate_intrinsics(intrinsics)
+        timings = {}
+        start = time.perf_counter()
+        crops = prepare_persons(image, instance_mask, self.preprocess)
+        timings["preprocess"] = _ms_since(start)
+
+        start = time.perf_counter()
+        if len(crops.ids):
+            encoded = self.encoder.run(crops.images, crops.person_tokens)
+        else:
+            encoded = None
+        timings["encoder"] = _ms_since(start)
+
+        start = time.perf_counter()
+        count = len(crops.ids)
+        if encoded is None:
+            feature_size = self.bundle.feature_size
+            pose_6d = np.zeros((0, 6 * NUM_BODY_JOINTS), np.float32)
+            betas, cam, feature = np.zeros((0, 10), np.float32), np.zeros((0, 3), np.float32), np.zeros(
+                (0, feature_size), np.float32)
+        else:
+            pose_6d, betas, cam, feature = encoded
+        rotmats = rot6d_to_matrix(pose_6d.reshape(count, NUM_BODY_JOINTS, 6))
+        translation = camera_translation(cam, crops.crop_boxes, intrinsics)
+        vertices, joints = self.body_model.forward(betas, rotmats, translation)
+        timings["body_model"] = _ms_since(start)
+        return FrameResult(
+            ids=crops.ids, boxes=crops.boxes, crop_boxes=crops.crop_boxes, person_tokens=crops.person_tokens,
+            rotmats=rotmats, axis_angle=matrix_to_axis_angle(rotmats), betas=betas, cam=cam,
+            translation=translation, joints=joints, vertices=vertices if with_vertices else None,
+            feature=feature, timings_ms=timings,
+        )
+
+
+def _ms_since(start: float) -> float:
+    return (time.perf_counter() - start) * 1000.0

@@ -1,0 +1,129 @@
+"""Crops, person-token flags and the crop camera -> real camera translation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fasthmr_model.data.crop import (
+    PreprocessConfig, camera_translation, crop_box_for, crop_image, person_boxes, person_token_fraction,
+    prepare_persons,
+)
+from fasthmr_model.errors import InputError
+
+
+def test_boxes_are_pixel_edges_of_each_instance():
+    mask = np.zeros((40, 50), np.uint8)
+    mask[5:15, 10:30] = 1
+    mask[20:40, 0:3] = 4
+    boxes = person_boxes(mask)
+    assert sorted(boxes) == [1, 4]
+    np.testing.assert_array_equal(boxes[1], [9.5, 4.5, 29.5, 14.5])
+    np.testing.assert_array_equal(boxes[4], [-0.5, 19.5, 2.5, 39.5])
+    assert list(person_boxes(mask, min_pixels=100)) == [1]  # 200 px vs 60 px
+
+
+def test_crop_box_follows_hmr2_aspect_rule():
+    # Tall box: the side is its height. Wide box: the side is width * 4/3, so it fits the 192 central columns.
+    np.testing.assert_allclose(crop_box_for(np.array([0.0, 0.0, 30.0, 100.0])), [15, 50, 100])
+    np.testing.assert_allclose(crop_box_for(np.array([0.0, 0.0, 90.0, 60.0])), [45, 30, 120])
+    np.testing.assert_allclose(crop_box_for(np.array([0.0, 0.0, 90.0, 60.0]), box_scale=1.5), [45, 30, 180])
+
+
+def test_crop_is_normalised_and_black_outside_the_image():
+    image = np.full((100, 100, 3), (124, 116, 104), np.uint8)  # ~ImageNet mean: normalises to ~0
+    crop = crop_image(image, np.array([50.0, 50.0, 400.0]))
+    assert crop.shape == (3, 256, 192)
+    centre = crop[:, 128, 96]
+    np.testing.assert_allclose(centre, 0.0, atol=0.02)
+    corner = crop[:, 0, 0]  # outside the image: black, i.e. -mean/std
+    np.testing.assert_allclose(corner, -np.array([0.485, 0.456, 0.406]) / np.array([0.229, 0.224, 0.225]), atol=1e-5)
+
+
+def test_crop_maps_the_box_onto_the_window():
+    """A 1:1 crop (side 256) centred on the image copies pixels: window column j is image column c - 96 + j."""
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (300, 400, 3), dtype=np.uint8)
+    crop = crop_image(image, np.array([199.5, 149.5, 256.0]))  # pixel centres are integers
+    expected = (image[150 - 128:150 + 128, 200 - 96:200 + 96].astype(np.float32) / 255.0
+                - np.array([0.485, 0.456, 0.406])) / np.array([0.229, 0.224, 0.225])
+    np.testing.assert_allclose(crop, expected.transpose(2, 0, 1), atol=1e-4)
+
+
+def test_downscaled_crop_is_antialiased():
+    """A one-pixel checkerboard shrunk 4x averages to grey instead of aliasing to a pattern."""
+    image = ((np.indices((1024, 1024)).sum(0) % 2) * 255).astype(np.uint8)[..., None].repeat(3, axis=2)
+    crop = crop_image(image, np.array([512.0, 512.0, 1024.0]))
+    assert np.ptp(crop[0, 50:200, 50:150]) < 0.05
+
+
+def test_token_footprints_account_for_the_patch_padding():
+    window = np.zeros((256, 192), np.float32)
+    window[14:30, 14:30] = 1.0  # exactly the footprint of token (1, 1): rows/cols 16 - 2 .. 16 + 13
+    fraction = person_token_fraction(window).reshape(16, 12)
+    assert fraction[1, 1] == 1.0
+    fraction[1, 1] = 0.0
+    assert fraction.max() == 0.0
+
+
+def test_prepare_persons_flags_person_tokens_only():
+    image = np.zeros((480, 640, 3), np.uint8)
+    mask = np.zeros((480, 640), np.uint16)
+    mask[100:400, 280:360] = 3
+    crops = prepare_persons(image, mask)
+    assert crops.ids.tolist() == [3]
+    flags = crops.person_tokens[0].reshape(16, 12)
+    # The person fills the box height and 80 of the 225 px window width around the centre.
+    assert flags[:, 5:7].all() and not flags[:, :2].any() and not flags[:, -2:].any()
+    assert crops.images.shape == (1, 3, 256, 192)
+
+
+def test_min_fraction_rule():
+    image = np.zeros((100, 100, 3), np.uint8)
+    mask = np.zeros((100, 100), np.uint8)
+    mask[10:90, 40:60] = 1
+    loose = prepare_persons(image, mask, PreprocessConfig(person_token_min_fraction=0.0)).person_tokens.sum()
+    strict = prepare_persons(image, mask, PreprocessConfig(person_token_min_fraction=0.9)).person_tokens.sum()
+    assert strict < loose
+
+
+def test_frame_without_persons_gives_empty_batch():
+    crops = prepare_persons(np.zeros((10, 10, 3), np.uint8), np.zeros((10, 10), np.uint8))
+    assert crops.images.shape == (0, 3, 256, 192) and crops.person_tokens.shape == (0, 192)
+
+
+@pytest.mark.parametrize("image, mask, message", [
+    (np.zeros((10, 10), np.uint8), np.zeros((10, 10), np.uint8), "uint8 RGB"),
+    (np.zeros((10, 10, 3), np.float32), np.zeros((10, 10), np.uint8), "uint8 RGB"),
+    (np.zeros((0, 10, 3), np.uint8), np.zeros((0, 10), np.uint8), "empty"),
+    (np.zeros((10, 10, 3), np.uint8), np.zeros((10, 11), np.uint8), "must have the image's size"),
+    (np.zeros((10, 10, 3), np.uint8), np.zeros((10, 10), np.float32), "unsigned-integer"),
+])
+def test_malformed_inputs_raise_input_error(image, mask, message):
+    with pytest.raises(InputError, match=message):
+        prepare_persons(image, mask)
+
+
+def test_translation_reprojects_the_root_onto_the_crop_centre_and_scale():
+    """Build the crop camera a body at a known translation would have, and recover the translation."""
+    k = np.array([[600.0, 0.0, 330.0], [0.0, 580.0, 250.0], [0.0, 0.0, 1.0]])
+    truth = np.array([[0.4, -0.2, 5.0], [-1.0, 0.3, 2.5]])
+    crop_boxes = np.array([[400.0, 200.0, 180.0], [120.0, 300.0, 300.0]])
+    focal = (k[0, 0] + k[1, 1]) / 2
+    scale = 2 * focal / (crop_boxes[:, 2] * truth[:, 2])
+    cam = np.stack([scale,
+                    truth[:, 0] - (crop_boxes[:, 0] - k[0, 2]) * truth[:, 2] / k[0, 0],
+                    truth[:, 1] - (crop_boxes[:, 1] - k[1, 2]) * truth[:, 2] / k[1, 1]], axis=1)
+    recovered = camera_translation(cam, crop_boxes, k)
+    np.testing.assert_allclose(recovered, truth, atol=1e-9)
+    # The root projects where the crop camera puts it: the crop centre shifted by s * t * side / 2.
+    u = k[0, 0] * truth[:, 0] / truth[:, 2] + k[0, 2]
+    np.testing.assert_allclose(u, crop_boxes[:, 0] + cam[:, 0] * cam[:, 1] * crop_boxes[:, 2] / 2
+                               * k[0, 0] / focal, atol=1e-9)
+
+
+@pytest.mark.parametrize("k", [np.zeros((3, 3)), np.full((3, 3), np.nan), np.eye(2),
+                               np.array([[-1.0, 0, 1], [0, 1, 1], [0, 0, 1]])])
+def test_bad_intrinsics_are_rejected(k):
+    with pytest.raises(InputError, match="intrinsics"):
+        camera_translation(np.ones((1, 3)), np.ones((1, 3)), k)
