@@ -116,12 +116,15 @@ def load_checkpoint_state(path: str | Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist; pass the HMR2.0 .ckpt file")
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        # Lightning stores hyper-parameters (HMR2.0: a yacs config) that the safe loader refuses.
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False, pickle_module=_restricted_pickle)
+        try:
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError:
+            # Lightning stores hyper-parameters (HMR2.0: a yacs config) that the safe loader refuses.
+            checkpoint = torch.load(path, map_location="cpu", weights_only=False, pickle_module=_restricted_pickle)
     except Exception as error:  # torch raises assorted types for truncated or non-torch files
-        raise CheckpointError(f"cannot read {path} as a PyTorch checkpoint ({error}); is the file complete?") from None
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CheckpointError(f"cannot read {path} as a PyTorch checkpoint ({first_line}); is the file complete?"
+                              ) from None
     if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict):
         raise CheckpointError(f"{path} has no 'state_dict': it is not a PyTorch Lightning checkpoint of HMR2.0")
     return checkpoint["state_dict"]

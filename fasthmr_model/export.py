@@ -86,7 +86,7 @@ def build_bundle(model, out: Path, body_model_file: Path, provenance: dict, pres
     """Export `model` and write a complete bundle at `out` with the given body model file."""
     from fasthmr_model.body.model_file import load_body_model_file
 
-    body_name = load_body_model_file(body_model_file).name
+    body_name = load_body_model_file(body_model_file).model_name
     with tempfile.TemporaryDirectory(prefix="fasthmr-export-") as scratch:
         written = export_encoder_onnx(model, Path(scratch), external_data)
         manifest = {

@@ -1,0 +1,51 @@
+# FastHMR-ROS: `make demo` and `make test` set everything up on a fresh machine, then run.
+#
+#   make setup  Python 3.11 venv in .venv with the pinned requirements, fasthmr_msgs built into it,
+#               and this package installed editable. A stamp in .venv holds a hash of the inputs,
+#               so a second run with nothing changed does nothing.
+#   make test   the whole pytest suite
+#   make demo   the main job on the embedded default
+#   make clean  build products and the setup stamp (keeps .venv; delete it for a fresh setup)
+
+VENV := $(CURDIR)/.venv
+PYTHON := $(VENV)/bin/python
+PYTHON311 ?= python3.11
+SETUP_STAMP := $(VENV)/.fasthmr_setup_stamp
+# Everything that changes what `make setup` installs. The top-level package markers are in it
+# because the editable install maps only the packages that existed when it ran.
+SETUP_INPUTS := requirements.txt setup.py setup.cfg package.xml $(sort $(wildcard msg/*)) \
+	scripts/build_fasthmr_msgs.sh $(sort $(wildcard */__init__.py))
+
+# DDS stays on this machine for every ROS process a recipe starts; ament finds packages in the venv.
+export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
+export AMENT_PREFIX_PATH := $(VENV)
+
+.PHONY: setup test demo clean
+
+setup:
+	@set -e; \
+	inputs_hash="$$(sha256sum $(SETUP_INPUTS) | sha256sum | cut -d' ' -f1)"; \
+	if [ -x "$(PYTHON)" ] && [ -f "$(SETUP_STAMP)" ] && [ "$$(cat "$(SETUP_STAMP)")" = "$$inputs_hash" ]; then \
+		echo "make setup: .venv is up to date"; exit 0; \
+	fi; \
+	if [ ! -x "$(PYTHON)" ]; then \
+		command -v $(PYTHON311) >/dev/null || { echo "make setup: $(PYTHON311) not found; install Python 3.11 or pass PYTHON311=/path/to/python3.11" >&2; exit 1; }; \
+		echo "make setup: creating $(VENV)"; \
+		$(PYTHON311) -m venv "$(VENV)"; \
+	fi; \
+	"$(PYTHON)" -m pip install -r requirements.txt; \
+	scripts/build_fasthmr_msgs.sh "$(VENV)"; \
+	"$(PYTHON)" -m pip install --no-deps -e .; \
+	echo "$$inputs_hash" > "$(SETUP_STAMP).tmp"; \
+	mv "$(SETUP_STAMP).tmp" "$(SETUP_STAMP)"; \
+	echo "make setup: done"
+
+test: setup
+	"$(PYTHON)" -m pytest -q test
+
+demo: setup
+	"$(VENV)/bin/fasthmr" demo
+
+clean:
+	rm -rf build install log .pytest_cache .hypothesis *.egg-info "$(SETUP_STAMP)"
+	find . -path ./.venv -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
