@@ -15,7 +15,7 @@ import numpy as np
 from fasthmr_model.body.lbs import BodyModel
 from fasthmr_model.body.rotations import axis_angle_to_matrix
 from fasthmr_model.bundle import default_bundle_path, load_bundle
-from fasthmr_model.metrics import mpjpe
+from fasthmr_model.metrics import EMDB_ROOT_JOINTS, mpjpe
 from fasthmr_model.pipeline import FramePipeline
 
 IMAGE_SIZE = (480, 640)  # rows, columns
@@ -94,7 +94,7 @@ def run_demo(bundle: str | None = None) -> None:
         print(f"  person {person}: box {np.round(result.boxes[index]).astype(int).tolist()}, "
               f"root translation {np.round(result.translation[index], 2).tolist()} m "
               f"(true {np.round(SCENE[person - 1][0], 2).tolist()}), "
-              f"root-aligned MPJPE {mpjpe(result.joints[index], truth):.0f} mm")
+              f"root-aligned MPJPE {mpjpe(result.joints[index], truth, EMDB_ROOT_JOINTS):.0f} mm")
     for stage in result.timings_ms:
         times = [r.timings_ms[stage] for r in results[1:]]
         print(f"  {stage:<11} median {np.median(times):7.2f} ms over {len(times)} runs")
