@@ -87,12 +87,12 @@ class FramePipeline:
             pose_6d, betas, cam, feature = encoded
         rotmats = rot6d_to_matrix(pose_6d.reshape(count, NUM_BODY_JOINTS, 6))
         translation = camera_translation(cam, crops.crop_boxes, intrinsics)
-        vertices, joints = self.body_model.forward(betas, rotmats, translation)
+        vertices, joints = self.body_model.forward(betas, rotmats, translation, with_vertices)
         timings["body_model"] = _ms_since(start)
         return FrameResult(
             ids=crops.ids, boxes=crops.boxes, crop_boxes=crops.crop_boxes, person_tokens=crops.person_tokens,
             rotmats=rotmats, axis_angle=matrix_to_axis_angle(rotmats), betas=betas, cam=cam,
-            translation=translation, joints=joints, vertices=vertices if with_vertices else None,
+            translation=translation, joints=joints, vertices=vertices,
             feature=feature, timings_ms=timings,
         )
 

@@ -445,3 +445,14 @@ def test_run_time_body_and_metrics_import_neither_torch_nor_smplx():
         "sys.exit(sorted({'torch', 'smplx', 'scipy', 'chumpy'} & set(sys.modules)) != [])"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])
+
+
+def test_joints_only_forward_matches_the_full_one(body_path):
+    body = BodyModel.from_file(body_path)
+    rng = np.random.default_rng(7)
+    rotmats = axis_angle_to_matrix(rng.normal(0, 0.4, (2, 24, 3)))
+    betas, transl = rng.normal(size=(2, 10)), rng.normal(size=(2, 3))
+    vertices, joints = body.forward(betas, rotmats, transl)
+    none, joints_only = body.forward(betas, rotmats, transl, with_vertices=False)
+    assert none is None and vertices.shape == (2, body.num_vertices, 3)
+    np.testing.assert_array_equal(joints_only, joints)

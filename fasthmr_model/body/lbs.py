@@ -58,16 +58,17 @@ class BodyModel:
         """(24,) int64 parent of each joint, -1 for the root."""
         return self.arrays.parents
 
-    def forward(self, betas, rotmats, transl=None):
+    def forward(self, betas, rotmats, transl=None, with_vertices=True):
         """Poses the body.
 
         Args:
             betas: (B, 10) shape coefficients.
             rotmats: (B, 24, 3, 3) joint rotations relative to the parent, global orientation first.
             transl: (B, 3) translation added to vertices and joints, or None for none.
+            with_vertices: False skips the mesh (skinning is most of the cost) when only joints are needed.
 
         Returns:
-            vertices (B, V, 3) and joints (B, 24, 3), float64, metres.
+            vertices (B, V, 3) (None when with_vertices is False) and joints (B, 24, 3), float64, metres.
 
         Raises InputError on arrays of the wrong shape.
         """
@@ -83,12 +84,7 @@ class BodyModel:
             if transl.shape != (batch, 3):
                 raise InputError(f"transl must have shape ({batch}, 3) to match rotmats, got {transl.shape}.")
 
-        vertex_count = self.num_vertices
-        vertices = self._v_template + (betas @ self._shapedirs).reshape(batch, vertex_count, 3)
         rest_joints = self._joint_template + (betas @ self._joint_shapedirs).reshape(batch, NUM_JOINTS, 3)
-        if self._posedirs is not None:
-            pose_feature = (rotmats[:, 1:] - np.eye(3)).reshape(batch, -1)
-            vertices = vertices + (pose_feature @ self._posedirs).reshape(batch, vertex_count, 3)
 
         # Forward kinematics: each joint's world rotation and position from its parent's.
         world_rotations = np.empty_like(rotmats)
@@ -101,6 +97,15 @@ class BodyModel:
             world_rotations[:, joint] = world_rotations[:, parent] @ rotmats[:, joint]
             joints[:, joint] = joints[:, parent] + np.einsum("bkl,bl->bk", world_rotations[:, parent], bone)
 
+        translation = np.zeros((1, 1, 3)) if transl is None else transl[:, None, :]
+        if not with_vertices:
+            return None, joints + translation
+
+        vertex_count = self.num_vertices
+        vertices = self._v_template + (betas @ self._shapedirs).reshape(batch, vertex_count, 3)
+        if self._posedirs is not None:
+            pose_feature = (rotmats[:, 1:] - np.eye(3)).reshape(batch, -1)
+            vertices = vertices + (pose_feature @ self._posedirs).reshape(batch, vertex_count, 3)
         # Skinning transforms move rest positions: x -> R_world (x - rest_joint) + posed_joint.
         offsets = joints - np.einsum("bjkl,bjl->bjk", world_rotations, rest_joints)
         transforms = np.concatenate([world_rotations.reshape(batch, NUM_JOINTS, 9), offsets], axis=2)
@@ -108,7 +113,4 @@ class BodyModel:
         # blended[..., 0:3, :] are the rows of each vertex's rotation, blended[..., 3, :] its offset.
         vertices = np.einsum("bvkl,bvl->bvk", blended[:, :, :3, :], vertices) + blended[:, :, 3, :]
 
-        if transl is not None:
-            vertices = vertices + transl[:, None, :]
-            joints = joints + transl[:, None, :]
-        return vertices, joints
+        return vertices + translation, joints + translation
