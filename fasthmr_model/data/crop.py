@@ -135,27 +135,32 @@ def _apply(resampler: _Resampler, source: np.ndarray, axis: int) -> np.ndarray:
     return out
 
 
-def _crop_resamplers(crop_box: np.ndarray, image_shape: tuple[int, ...]) -> tuple[_Resampler, _Resampler]:
-    """Row and column resamplers from the image to the encoder's 256x192 window of the square crop."""
+def _resample_window(source: np.ndarray, crop_box: np.ndarray) -> np.ndarray:
+    """source (H, W, ...) -> the encoder's 256x192 window of the square crop, (256, 192, ...) float32.
+
+    Only the part of the source that the filters touch is read, so the cost follows the crop, not the image.
+    """
     centre_x, centre_y, side = crop_box
     scale = side / CROP_SIZE
-    rows = _resampler(centre_y - side / 2, side, CROP_SIZE, image_shape[0])
+    rows = _resampler(centre_y - side / 2, side, CROP_SIZE, source.shape[0])
     cols = _resampler(centre_x - side / 2 + CROP_COLUMN_OFFSET * scale, IMAGE_WIDTH * scale, IMAGE_WIDTH,
-                      image_shape[1])
-    return rows, cols
+                      source.shape[1])
+    row_start, col_start = rows.indices.min(), cols.indices.min()
+    window = source[row_start:rows.indices.max() + 1, col_start:cols.indices.max() + 1]
+    rows = _Resampler(rows.indices - row_start, rows.weights)
+    cols = _Resampler(cols.indices - col_start, cols.weights)
+    return _apply(cols, _apply(rows, window, axis=0), axis=1)
 
 
 def crop_image(image: np.ndarray, crop_box: np.ndarray) -> np.ndarray:
     """RGB uint8 (H, W, 3) -> normalised encoder input (3, 256, 192) float32."""
-    rows, cols = _crop_resamplers(crop_box, image.shape)
-    patch = _apply(cols, _apply(rows, image, axis=0).astype(np.float32), axis=1)  # (256, 192, 3)
+    patch = _resample_window(image, crop_box)
     return ((patch - _MEAN) * _INV_STD).transpose(2, 0, 1)
 
 
 def crop_mask(person_mask: np.ndarray, crop_box: np.ndarray) -> np.ndarray:
     """Person coverage (H, W) bool -> coverage in the encoder window (256, 192) float32 in [0, 1]."""
-    rows, cols = _crop_resamplers(crop_box, person_mask.shape)
-    return _apply(cols, _apply(rows, person_mask.astype(np.float32), axis=0), axis=1)
+    return _resample_window(person_mask, crop_box)
 
 
 def person_token_fraction(window_mask: np.ndarray) -> np.ndarray:
