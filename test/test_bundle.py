@@ -38,7 +38,7 @@ def test_written_bundle_loads_and_describes(bundle_path):
     assert bundle.feature_size == PRESETS["tiny"].head_width
     assert set(bundle.manifest["files"]) == {"encoder.onnx", "body_model.npz"}
     text = describe_bundle(bundle)
-    assert "12 blocks x 192" in text and "test body" in text
+    assert "12 blocks x 128" in text and "test body" in text
 
 
 def test_info_command_prints_the_manifest(bundle_path, capsys):
