@@ -44,6 +44,62 @@ def _init_bundle(args: argparse.Namespace) -> None:
     print(f"wrote {bundle.path}")
 
 
+def _world_build(args: argparse.Namespace) -> None:
+    from fasthmr_model.data.world import build_split, load_crop_set
+
+    body_model = _world_body_model(args.cache, args.body_model)
+    for name in args.split:
+        folder = build_split(name, args.cache, body_model, workers=args.workers, frames=args.frames)
+        print(f"{name}: {len(load_crop_set(folder))} person crops in {folder}")
+
+
+def _world_body_model(cache: Path, body_model: str | None) -> Path:
+    """The user's body model file, or the synthetic body written once into the cache."""
+    if body_model is not None:
+        return Path(body_model)
+    from fasthmr_model.body.synthetic import write_synthetic_body
+
+    path = Path(cache) / "synthetic_body.npz"
+    if not path.is_file():
+        write_synthetic_body(path)
+    return path
+
+
+def _train_encoder(args: argparse.Namespace) -> None:
+    from fasthmr_model.data.world import build_split
+    from fasthmr_model.export import build_bundle
+    from fasthmr_model.train.encoder import EncoderTrainingConfig, train_encoder, training_provenance
+
+    body_model = _world_body_model(args.cache, args.body_model)
+    data = build_split("train", args.cache, body_model, frames=args.frames)
+    config = EncoderTrainingConfig(steps=args.steps, batch_size=args.batch_size, learning_rate=args.learning_rate,
+                                   seed=args.seed)
+    model = train_encoder(data, Path(args.run), body_model, config, progress=not args.quiet)
+    bundle = build_bundle(model, Path(args.out), body_model, training_provenance(data, Path(args.run), config),
+                          config.preset, overwrite=True)
+    print(f"wrote {bundle.path}")
+
+
+def _eval(args: argparse.Namespace) -> None:
+    import json
+
+    from fasthmr_model.bundle import load_bundle
+    from fasthmr_model.data.world import build_split, load_crop_set
+    from fasthmr_model.evaluation import evaluate_bundle
+
+    bundle = load_bundle(args.bundle)
+    crops = load_crop_set(build_split(args.split, args.cache, _world_body_model(args.cache, None), progress=False))
+    result = evaluate_bundle(bundle, crops)
+    if args.json:
+        print(json.dumps(result))
+        return
+    print(f"{bundle.path} on the synthetic {args.split} split ({result['frames']} frames, "
+          f"{result['persons']} persons), mm:")
+    for name in ("model", "mean_pose_baseline"):
+        scores = result[name]
+        print(f"  {name:<19} MPJPE {scores['mpjpe']:7.1f}  PA-MPJPE {scores['pa_mpjpe']:7.1f}  PVE {scores['pve']:7.1f}")
+
+
 def _demo(args: argparse.Namespace) -> None:
     from fasthmr_model.demo import run_demo
 
@@ -74,6 +130,39 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--body-model", help="SMPL .pkl/.npz to ship in the bundle (default: the synthetic body)")
     init.add_argument("--overwrite", action="store_true", help="replace an existing bundle at --out")
     init.set_defaults(run=_init_bundle)
+
+    from fasthmr_model.data.world import SPLITS, default_cache
+
+    world = commands.add_parser("world", help="the synthetic world's fixed splits").add_subparsers(
+        dest="world_command", required=True)
+    build = world.add_parser("build", help="render and cache splits (skips those already built)")
+    build.add_argument("--split", nargs="+", choices=sorted(SPLITS), default=["val", "test"])
+    build.add_argument("--cache", type=Path, default=default_cache(), help="cache folder (default: %(default)s)")
+    build.add_argument("--frames", type=int, help="only the first N frames of each split (smoke runs)")
+    build.add_argument("--workers", type=int, default=2)
+    build.add_argument("--body-model", help="SMPL .pkl/.npz to pose instead of the synthetic body")
+    build.set_defaults(run=_world_build)
+
+    train = commands.add_parser("train", help="training runs").add_subparsers(dest="train_command", required=True)
+    encoder = train.add_parser("encoder", help="train the tiny encoder on the synthetic train split (CPU)")
+    encoder.add_argument("--run", required=True, help="run folder: checkpoint and loss log; resumes if present")
+    encoder.add_argument("--out", required=True, help="bundle folder to write at the end")
+    encoder.add_argument("--steps", type=int, default=4000)
+    encoder.add_argument("--batch-size", type=int, default=32)
+    encoder.add_argument("--learning-rate", type=float, default=5e-4)
+    encoder.add_argument("--seed", type=int, default=0)
+    encoder.add_argument("--cache", type=Path, default=default_cache())
+    encoder.add_argument("--frames", type=int, help="only the first N frames of the train split (smoke runs)")
+    encoder.add_argument("--body-model", help="SMPL .pkl/.npz instead of the synthetic body")
+    encoder.add_argument("--quiet", action="store_true", help="no progress bar")
+    encoder.set_defaults(run=_train_encoder)
+
+    evaluation = commands.add_parser("eval", help="MPJPE, PA-MPJPE, PVE on a synthetic split, with the baseline")
+    evaluation.add_argument("--bundle", help="bundle folder (default: the shipped default bundle)")
+    evaluation.add_argument("--split", choices=sorted(SPLITS), default="test")
+    evaluation.add_argument("--cache", type=Path, default=default_cache())
+    evaluation.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    evaluation.set_defaults(run=_eval)
 
     demo = commands.add_parser("demo", help="run the pipeline on a synthetic frame and print what it found")
     demo.add_argument("--bundle", help="bundle folder (default: the shipped default bundle)")

@@ -96,6 +96,12 @@ def build_bundle(model, out: Path, body_model_file: Path, provenance: dict, pres
                 "config": model.config.to_dict(),
                 "contract": ENCODER_CONTRACT,
                 "merge": None,
+                # The read-outs are residuals over these: the mean pose and shape the model starts from
+                # (HMR2.0: SMPL's mean parameters; ours: the training data's). Evaluation's baseline uses them.
+                "mean_parameters": {
+                    "pose_6d": [round(float(v), 6) for v in model.head.mean_pose_6d.reshape(-1)],
+                    "betas": [round(float(v), 6) for v in model.head.mean_betas.reshape(-1)],
+                },
             },
             "body_model": {"file": BODY_MODEL_FILE, "name": body_name},
             "provenance": provenance,

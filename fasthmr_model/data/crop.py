@@ -52,15 +52,20 @@ class PersonCrops(NamedTuple):
     """Encoder inputs for the B persons of one frame.
 
     ids (B,) int: instance ids; boxes (B, 4): tight mask boxes x0, y0, x1, y1 (pixel edges);
-    crop_boxes (B, 3): square crops (centre x, centre y, side) in pixels; images (B, 3, 256, 192) float32;
-    person_tokens (B, 192) float32 in {0, 1}.
+    crop_boxes (B, 3): square crops (centre x, centre y, side) in pixels; windows (B, 256, 192, 3) float32:
+    the RGB crop windows in pixel values (0..255); person_tokens (B, 192) float32 in {0, 1}.
     """
 
     ids: np.ndarray
     boxes: np.ndarray
     crop_boxes: np.ndarray
-    images: np.ndarray
+    windows: np.ndarray
     person_tokens: np.ndarray
+
+    @property
+    def images(self) -> np.ndarray:
+        """The encoder's `image` input (B, 3, 256, 192), ImageNet-normalised."""
+        return normalise_windows(self.windows)
 
 
 def validate_image(image: np.ndarray) -> None:
@@ -152,10 +157,19 @@ def _resample_window(source: np.ndarray, crop_box: np.ndarray) -> np.ndarray:
     return _apply(cols, _apply(rows, window, axis=0), axis=1)
 
 
+def crop_window(image: np.ndarray, crop_box: np.ndarray) -> np.ndarray:
+    """RGB uint8 (H, W, 3) -> the encoder's window of the square crop (256, 192, 3) float32, pixel values."""
+    return _resample_window(image, crop_box)
+
+
+def normalise_windows(windows: np.ndarray) -> np.ndarray:
+    """Windows (..., 256, 192, 3) in pixel values -> encoder input (..., 3, 256, 192) float32, ImageNet-normalised."""
+    return np.moveaxis((windows.astype(np.float32) - _MEAN) * _INV_STD, -1, -3)
+
+
 def crop_image(image: np.ndarray, crop_box: np.ndarray) -> np.ndarray:
     """RGB uint8 (H, W, 3) -> normalised encoder input (3, 256, 192) float32."""
-    patch = _resample_window(image, crop_box)
-    return ((patch - _MEAN) * _INV_STD).transpose(2, 0, 1)
+    return normalise_windows(crop_window(image, crop_box))
 
 
 def crop_mask(person_mask: np.ndarray, crop_box: np.ndarray) -> np.ndarray:
@@ -185,14 +199,14 @@ def prepare_persons(image: np.ndarray, instance_mask: np.ndarray, config: Prepro
     boxes = person_boxes(instance_mask, config.min_person_pixels)
     ids = np.array(sorted(boxes), dtype=np.int64)
     crop_boxes = np.array([crop_box_for(boxes[i], config.box_scale) for i in ids]).reshape(-1, 3)
-    images = np.empty((len(ids), 3, IMAGE_HEIGHT, IMAGE_WIDTH), np.float32)
+    windows = np.empty((len(ids), IMAGE_HEIGHT, IMAGE_WIDTH, 3), np.float32)
     person_tokens = np.empty((len(ids), TOKEN_GRID[0] * TOKEN_GRID[1]), np.float32)
     for index, (instance_id, crop_box) in enumerate(zip(ids, crop_boxes)):
-        images[index] = crop_image(image, crop_box)
+        windows[index] = crop_window(image, crop_box)
         fraction = person_token_fraction(crop_mask(instance_mask == instance_id, crop_box))
         threshold = config.person_token_min_fraction
         person_tokens[index] = (fraction > threshold) if threshold == 0.0 else (fraction >= threshold)
-    return PersonCrops(ids, np.array([boxes[i] for i in ids]).reshape(-1, 4), crop_boxes, images, person_tokens)
+    return PersonCrops(ids, np.array([boxes[i] for i in ids]).reshape(-1, 4), crop_boxes, windows, person_tokens)
 
 
 def validate_intrinsics(intrinsics: np.ndarray) -> None:
