@@ -88,7 +88,8 @@ def _eval(args: argparse.Namespace) -> None:
     from fasthmr_model.evaluation import evaluate_bundle
 
     bundle = load_bundle(args.bundle)
-    crops = load_crop_set(build_split(args.split, args.cache, _world_body_model(args.cache, None), progress=False))
+    crops = load_crop_set(build_split(args.split, args.cache, _world_body_model(args.cache, None), frames=args.frames,
+                                      progress=False))
     result = evaluate_bundle(bundle, crops)
     if args.json:
         print(json.dumps(result))
@@ -98,6 +99,16 @@ def _eval(args: argparse.Namespace) -> None:
     for name in ("model", "mean_pose_baseline"):
         scores = result[name]
         print(f"  {name:<19} MPJPE {scores['mpjpe']:7.1f}  PA-MPJPE {scores['pa_mpjpe']:7.1f}  PVE {scores['pve']:7.1f}")
+
+
+def _figure(args: argparse.Namespace) -> None:
+    from fasthmr_model.bundle import load_bundle
+    from fasthmr_model.data.world import build_split, load_crop_set
+    from fasthmr_model.figures import write_prediction_grid
+
+    crops = load_crop_set(build_split(args.split, args.cache, _world_body_model(args.cache, None), frames=args.frames,
+                                      progress=False))
+    print(f"wrote {write_prediction_grid(load_bundle(args.bundle), crops, Path(args.out), args.count)}")
 
 
 def _demo(args: argparse.Namespace) -> None:
@@ -112,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     info = commands.add_parser("info", help="print a bundle's manifest")
     info.add_argument("bundle", nargs="?", help="bundle folder (default: the shipped default bundle)")
-    info.set_defaults(run=_info)
+    info.set_defaults(handler=_info)
 
     convert = commands.add_parser("convert-hmr2", help="convert a 4D-Humans HMR2.0 checkpoint into a bundle")
     convert.add_argument("checkpoint", help="the HMR2.0 Lightning .ckpt file")
@@ -121,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--head-heads", type=int, help="SMPL head attention heads (default: 8)")
     convert.add_argument("--body-model", help="SMPL .pkl/.npz to ship in the bundle (default: the synthetic body)")
     convert.add_argument("--overwrite", action="store_true", help="replace an existing bundle at --out")
-    convert.set_defaults(run=_convert_hmr2)
+    convert.set_defaults(handler=_convert_hmr2)
 
     init = commands.add_parser("init-bundle", help="write a randomly initialised bundle of a preset")
     init.add_argument("--preset", default="tiny", help="encoder preset: tiny or hmr2-vith")
@@ -129,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--out", required=True, help="bundle folder to write")
     init.add_argument("--body-model", help="SMPL .pkl/.npz to ship in the bundle (default: the synthetic body)")
     init.add_argument("--overwrite", action="store_true", help="replace an existing bundle at --out")
-    init.set_defaults(run=_init_bundle)
+    init.set_defaults(handler=_init_bundle)
 
     from fasthmr_model.data.world import SPLITS, default_cache
 
@@ -141,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--frames", type=int, help="only the first N frames of each split (smoke runs)")
     build.add_argument("--workers", type=int, default=2)
     build.add_argument("--body-model", help="SMPL .pkl/.npz to pose instead of the synthetic body")
-    build.set_defaults(run=_world_build)
+    build.set_defaults(handler=_world_build)
 
     train = commands.add_parser("train", help="training runs").add_subparsers(dest="train_command", required=True)
     encoder = train.add_parser("encoder", help="train the tiny encoder on the synthetic train split (CPU)")
@@ -149,31 +160,42 @@ def build_parser() -> argparse.ArgumentParser:
     encoder.add_argument("--out", required=True, help="bundle folder to write at the end")
     encoder.add_argument("--steps", type=int, default=4000)
     encoder.add_argument("--batch-size", type=int, default=32)
-    encoder.add_argument("--learning-rate", type=float, default=5e-4)
+    encoder.add_argument("--learning-rate", type=float, default=1e-4)
     encoder.add_argument("--seed", type=int, default=0)
     encoder.add_argument("--cache", type=Path, default=default_cache())
     encoder.add_argument("--frames", type=int, help="only the first N frames of the train split (smoke runs)")
     encoder.add_argument("--body-model", help="SMPL .pkl/.npz instead of the synthetic body")
     encoder.add_argument("--quiet", action="store_true", help="no progress bar")
-    encoder.set_defaults(run=_train_encoder)
+    encoder.set_defaults(handler=_train_encoder)
 
-    evaluation = commands.add_parser("eval", help="MPJPE, PA-MPJPE, PVE on a synthetic split, with the baseline")
-    evaluation.add_argument("--bundle", help="bundle folder (default: the shipped default bundle)")
-    evaluation.add_argument("--split", choices=sorted(SPLITS), default="test")
-    evaluation.add_argument("--cache", type=Path, default=default_cache())
+    def bundle_on_split(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        parser.add_argument("--bundle", help="bundle folder (default: the shipped default bundle)")
+        parser.add_argument("--split", choices=sorted(SPLITS), default="test")
+        parser.add_argument("--cache", type=Path, default=default_cache(), help="split cache (default: %(default)s)")
+        parser.add_argument("--frames", type=int, help="only the first N frames of the split (smoke runs)")
+        return parser
+
+    evaluation = bundle_on_split(commands.add_parser(
+        "eval", help="MPJPE, PA-MPJPE, PVE on a synthetic split, with the mean-pose baseline"))
     evaluation.add_argument("--json", action="store_true", help="one JSON object on stdout")
-    evaluation.set_defaults(run=_eval)
+    evaluation.set_defaults(handler=_eval)
+
+    figure = bundle_on_split(commands.add_parser(
+        "figure", help="a grid of split crops with the predicted mesh drawn over them"))
+    figure.add_argument("--count", type=int, default=16)
+    figure.add_argument("--out", required=True, help="PNG file to write")
+    figure.set_defaults(handler=_figure)
 
     demo = commands.add_parser("demo", help="run the pipeline on a synthetic frame and print what it found")
     demo.add_argument("--bundle", help="bundle folder (default: the shipped default bundle)")
-    demo.set_defaults(run=_demo)
+    demo.set_defaults(handler=_demo)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        args.run(args)
+        args.handler(args)
     except FastHMRError as error:
         print(f"fasthmr {args.command}: error: {error}", file=sys.stderr)
         return 2

@@ -49,7 +49,7 @@ class EncoderTrainingConfig:
     preset: str = "tiny"
     steps: int = 4000
     batch_size: int = 32
-    learning_rate: float = 5e-4
+    learning_rate: float = 1e-4
     weight_decay: float = 0.05
     warmup_steps: int = 200
     weight_joints_3d: float = 5.0
@@ -112,7 +112,7 @@ def _normalise(windows: np.ndarray, rng: np.random.Generator | None, config: Enc
 
 
 def _batch(crops: CropSet, indices: np.ndarray, rng, config) -> dict[str, torch.Tensor]:
-    indices = np.sort(indices)  # memory-mapped reads in file order
+    indices = np.sort(indices)  # memory-mapped reads in file order (duplicates allowed)
     return {
         "image": _normalise(crops.windows[indices], rng, config),
         "person_tokens": torch.from_numpy(crops.person_tokens[indices].astype(np.float32)),
@@ -183,7 +183,9 @@ def train_encoder(data: Path, run: Path, body_model_path: Path, config: EncoderT
     with open(run / LOG_NAME, "a") as log:
         while step < config.steps:
             rng = np.random.default_rng([config.seed, step])
-            batch = _batch(crops, rng.choice(len(crops), config.batch_size, replace=False), rng, config)
+            # Smoke runs on a few frames may have fewer crops than a batch: draw with replacement then.
+            indices = rng.choice(len(crops), config.batch_size, replace=len(crops) < config.batch_size)
+            batch = _batch(crops, indices, rng, config)
             for group in optimiser.param_groups:
                 group["lr"] = _learning_rate(step, config)
             terms = losses(model(batch["image"], batch["person_tokens"]), batch)
