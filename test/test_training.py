@@ -79,3 +79,17 @@ def test_a_model_that_predicts_its_mean_scores_as_the_baseline(built, tmp_path):
     for metric in ("mpjpe", "pa_mpjpe", "pve"):
         assert result["model"][metric] == pytest.approx(result["mean_pose_baseline"][metric], abs=0.05)
         assert result["model"][metric] > 0
+
+
+def test_joint_tokens_follow_the_patch_footprints():
+    from fasthmr_model.train.encoder import joint_tokens
+
+    def normalised(window_column, window_row):  # window pixel edges -> crop-normalised coordinates
+        return [(window_column + 32 - 128) / 256, (window_row - 128) / 256]
+
+    joints = torch.tensor([[normalised(14.0, 14.0),     # first pixel of token (1, 1)'s footprint
+                            normalised(13.9, 29.9),     # last column of token (1, 0), last row of (1, *)
+                            normalised(189.0, 253.0),   # last pixel any token sees: token (15, 11)
+                            normalised(191.0, 255.0),   # the last two rows/columns: seen by no token
+                            normalised(-40.0, 100.0)]])  # left of the window: ignored
+    assert joint_tokens(joints).tolist() == [[1 * 12 + 1, 1 * 12 + 0, 15 * 12 + 11, -100, -100]]

@@ -3,8 +3,16 @@
 Losses as HMR2.0 uses them where they apply (its relative weights, scaled up): L1 on root-relative 3D
 joints, L1 on 2D joints projected by the predicted crop camera, MSE on the joint rotation matrices
 (global orientation and body pose) and on betas. There is no adversarial prior: every training sample
-has exact SMPL-format parameters. AdamW with warm-up and cosine decay; a checkpoint every few hundred
-steps (written atomically) from which a run resumes; one JSON line of losses per log interval.
+has exact SMPL-format parameters.
+
+HMR2.0's backbone starts from ViTPose, which was trained on 2D keypoint heatmaps; ours starts from random
+weights, and its single-query head then sees almost the same (attention-averaged) features for every image,
+so training sits on the mean-pose plateau for a long time. A training-only read-out gives the backbone that
+dense signal from the first step: per joint, a softmax over the 192 tokens must pick the token that holds the
+joint (a 16x12 heatmap, as ViTPose's). It is not part of the exported encoder.
+
+AdamW with warm-up and cosine decay; a checkpoint every few hundred steps (written atomically) from which
+a run resumes; one JSON line of losses per log interval.
 """
 
 from __future__ import annotations
@@ -24,7 +32,8 @@ from fasthmr_model.body.rotations import matrix_to_rot6d
 from fasthmr_model.body.smplx_layer import load_smplx_layer
 from fasthmr_model.bundle import IMAGENET_MEAN, IMAGENET_STD
 from fasthmr_model.data.world import CropSet, load_crop_set
-from fasthmr_model.encoder.config import preset
+from fasthmr_model.data.crop import CROP_COLUMN_OFFSET
+from fasthmr_model.encoder.config import CROP_SIZE, PATCH_PADDING, PATCH_SIZE, TOKEN_GRID, preset
 from fasthmr_model.encoder.model import FastHMREncoder, build_encoder
 from fasthmr_model.errors import FastHMRError
 from fasthmr_model.train.geometry import project_to_crop, rot6d_to_matrix
@@ -39,7 +48,8 @@ class EncoderTrainingConfig:
         preset: encoder preset to train.
         steps: optimiser steps in all (a resumed run continues up to this count).
         batch_size, learning_rate, weight_decay, warmup_steps: AdamW with linear warm-up, cosine decay to 0.
-        weight_*: loss weights (HMR2.0's 0.05 / 0.01 / 0.001 / 0.001 / 0.0005, times 100).
+        weight_*: loss weights (HMR2.0's 0.05 / 0.01 / 0.001 / 0.001 / 0.0005, times 100; the token heatmap
+            is ours, see the module docstring).
         brightness_jitter, contrast_jitter: per-sample photometric augmentation (fractions).
         checkpoint_every, log_every: in steps.
         seed: initialisation and batch order.
@@ -57,12 +67,37 @@ class EncoderTrainingConfig:
     weight_global_orient: float = 0.1
     weight_body_pose: float = 0.1
     weight_betas: float = 0.05
+    weight_token_heatmap: float = 0.5
     brightness_jitter: float = 0.2
     contrast_jitter: float = 0.2
     checkpoint_every: int = 250
     log_every: int = 25
     seed: int = 0
     threads: int = 0
+
+
+class TokenHeatmap(torch.nn.Module):
+    """Training-only read-out: backbone tokens (B, 192, C) -> per-joint logits over tokens (B, 24, 192)."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.norm = torch.nn.LayerNorm(width)
+        self.logits = torch.nn.Linear(width, 24)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.logits(self.norm(tokens)).transpose(1, 2)
+
+
+def joint_tokens(joints_2d: torch.Tensor) -> torch.Tensor:
+    """Crop-normalised joints (B, 24, 2) -> index of the token whose footprint holds each joint (B, 24),
+    -100 (ignored) for joints outside the encoder window. Footprints follow the patch padding (crop.py)."""
+    column = joints_2d[..., 0] * CROP_SIZE + CROP_SIZE / 2 - CROP_COLUMN_OFFSET  # window pixels, edges at integers
+    row = joints_2d[..., 1] * CROP_SIZE + CROP_SIZE / 2
+    token_column = torch.floor((column + PATCH_PADDING) / PATCH_SIZE)
+    token_row = torch.floor((row + PATCH_PADDING) / PATCH_SIZE)
+    inside = (token_column >= 0) & (token_column < TOKEN_GRID[1]) & (token_row >= 0) & (token_row < TOKEN_GRID[0])
+    index = (token_row * TOKEN_GRID[1] + token_column).long()
+    return torch.where(inside, index, torch.full_like(index, -100))
 
 
 class Losses:
@@ -79,7 +114,7 @@ class Losses:
         output = self.body(betas=betas, global_orient=rotmats[:, :1], body_pose=rotmats[:, 1:], pose2rot=False)
         return output.joints - output.joints[:, :1]
 
-    def __call__(self, outputs, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def __call__(self, outputs, heatmap_logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         count = outputs.pose_6d.shape[0]
         rotmats = rot6d_to_matrix(outputs.pose_6d.reshape(count, 24, 6))
         joints = self.joints(outputs.betas, rotmats)
@@ -90,10 +125,13 @@ class Losses:
             "global_orient": (rotmats[:, 0] - batch["rotmats"][:, 0]).square().sum((-1, -2)).mean(),
             "body_pose": (rotmats[:, 1:] - batch["rotmats"][:, 1:]).square().sum((-1, -2)).mean(),
             "betas": (outputs.betas - batch["betas"]).square().mean(),
+            "token_heatmap": torch.nn.functional.cross_entropy(
+                heatmap_logits.reshape(-1, heatmap_logits.shape[-1]), joint_tokens(batch["joints_2d"]).reshape(-1)),
         }
         c = self.config
         weights = {"joints_3d": c.weight_joints_3d, "joints_2d": c.weight_joints_2d,
-                   "global_orient": c.weight_global_orient, "body_pose": c.weight_body_pose, "betas": c.weight_betas}
+                   "global_orient": c.weight_global_orient, "body_pose": c.weight_body_pose, "betas": c.weight_betas,
+                   "token_heatmap": c.weight_token_heatmap}
         terms["total"] = sum(weights[name] * value for name, value in terms.items())
         return terms
 
@@ -141,9 +179,11 @@ def _learning_rate(step: int, config: EncoderTrainingConfig) -> float:
     return config.learning_rate * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
-def _save_checkpoint(path: Path, model, optimiser, step: int, config: EncoderTrainingConfig, wall_s: float) -> None:
+def _save_checkpoint(path: Path, model, heatmap, optimiser, step: int, config: EncoderTrainingConfig,
+                     wall_s: float) -> None:
     temporary = path.with_suffix(".tmp")
-    torch.save({"model": model.state_dict(), "optimiser": optimiser.state_dict(), "step": step,
+    torch.save({"model": model.state_dict(), "token_heatmap": heatmap.state_dict(),
+                "optimiser": optimiser.state_dict(), "step": step,
                 "config": asdict(config), "wall_s": wall_s}, temporary)
     os.replace(temporary, path)
 
@@ -158,7 +198,9 @@ def train_encoder(data: Path, run: Path, body_model_path: Path, config: EncoderT
         raise FastHMRError(f"{data} is the test split: it is only evaluated, never trained on; train on 'train'")
     run.mkdir(parents=True, exist_ok=True)
     model = build_encoder(preset(config.preset), seed=config.seed)
-    optimiser = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    heatmap = TokenHeatmap(model.config.width)
+    parameters = list(model.parameters()) + list(heatmap.parameters())
+    optimiser = torch.optim.AdamW(parameters, lr=config.learning_rate, weight_decay=config.weight_decay)
     checkpoint_path = run / CHECKPOINT_NAME
     step, wall_s = 0, 0.0
     if checkpoint_path.is_file():
@@ -167,6 +209,7 @@ def train_encoder(data: Path, run: Path, body_model_path: Path, config: EncoderT
             raise FastHMRError(f"{checkpoint_path} trains preset {state['config']['preset']!r}, not "
                                f"{config.preset!r}; use another run folder")
         model.load_state_dict(state["model"])
+        heatmap.load_state_dict(state["token_heatmap"])
         optimiser.load_state_dict(state["optimiser"])
         step, wall_s = state["step"], state["wall_s"]
     else:
@@ -188,10 +231,11 @@ def train_encoder(data: Path, run: Path, body_model_path: Path, config: EncoderT
             batch = _batch(crops, indices, rng, config)
             for group in optimiser.param_groups:
                 group["lr"] = _learning_rate(step, config)
-            terms = losses(model(batch["image"], batch["person_tokens"]), batch)
+            tokens = model.backbone(batch["image"])
+            terms = losses(model.head(tokens), heatmap(tokens), batch)
             optimiser.zero_grad(set_to_none=True)
             terms["total"].backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            torch.nn.utils.clip_grad_norm_(parameters, 1.0)
             optimiser.step()
             step += 1
             bar.update(1)
@@ -209,7 +253,7 @@ def train_encoder(data: Path, run: Path, body_model_path: Path, config: EncoderT
                 bar.set_postfix(loss=record["total"], joint_l1_mm=round(1000 * record["joints_3d"], 1))
                 sums, interval_start = {}, time.perf_counter()
             if step % config.checkpoint_every == 0 or step == config.steps:
-                _save_checkpoint(checkpoint_path, model, optimiser, step, config, wall_s)
+                _save_checkpoint(checkpoint_path, model, heatmap, optimiser, step, config, wall_s)
     bar.close()
     return model.eval()
 
