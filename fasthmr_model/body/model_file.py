@@ -63,7 +63,17 @@ class BodyModelArrays:
         return arrays
 
 
-class _ChumpyObject:
+class _PickledState:
+    """Base of the stand-ins below: built without arguments, keeps the pickled state, runs no code."""
+
+    def __new__(cls, *args, **kwargs):
+        return object.__new__(cls)
+
+    def __setstate__(self, state):
+        self.state = state
+
+
+class _ChumpyObject(_PickledState):
     """Stand-in for any chumpy class: keeps the pickled state dict, never imports chumpy.
 
     A plain Ch holds its array under 'x'; Select, Reshape and transpose hold their input Ch under
@@ -71,12 +81,6 @@ class _ChumpyObject:
     """
 
     chumpy_class = "chumpy.ch.Ch"
-
-    def __new__(cls, *args, **kwargs):
-        return object.__new__(cls)
-
-    def __setstate__(self, state):
-        self.state = state
 
     def to_array(self):
         """The array this chumpy object evaluates to."""
@@ -98,16 +102,10 @@ class _ChumpyObject:
         )
 
 
-class _SparseMatrix:
+class _SparseMatrix(_PickledState):
     """Stand-in for a scipy.sparse csc/csr matrix: keeps the pickled state and densifies it."""
 
     sparse_class = "scipy.sparse.csc_matrix"
-
-    def __new__(cls, *args, **kwargs):
-        return object.__new__(cls)
-
-    def __setstate__(self, state):
-        self.state = state
 
     def to_array(self):
         """The dense (rows, columns) float64 array of the compressed sparse matrix."""
