@@ -22,10 +22,15 @@ from fasthmr_model.runtime import EncoderSession, RuntimeConfig
 BATCH_SIZE = 32
 
 
-def _scores(body: BodyModel, betas: np.ndarray, rotmats: np.ndarray, crops: CropSet,
-            true_vertices: np.ndarray) -> dict[str, float]:
+def score_parameters(body: BodyModel, betas: np.ndarray, rotmats: np.ndarray, crops: CropSet) -> dict[str, float]:
+    """Predicted betas (N, 10) and rotmats (N, 24, 3, 3) against the crops' truth -> {mpjpe, pa_mpjpe, pve} in mm.
+
+    The truth is posed by the same body model (no translation): the metrics root every body at its own
+    hips, so the camera-frame translation of the stored joints plays no part.
+    """
     vertices, joints = body.forward(betas, rotmats)
-    means = evaluate("emdb", joints, np.asarray(crops.joints_3d, np.float64), vertices, true_vertices).means()
+    true_vertices, true_joints = body.forward(np.asarray(crops.betas, np.float64), np.asarray(crops.rotmats, np.float64))
+    means = evaluate("emdb", joints, true_joints, vertices, true_vertices).means()
     return {name: round(means[name], 2) for name in ("mpjpe", "pa_mpjpe", "pve")}
 
 
@@ -41,16 +46,14 @@ def evaluate_bundle(bundle: Bundle, crops: CropSet, runtime: RuntimeConfig = Run
         output = session.run(normalise_windows(np.asarray(crops.windows[window])),
                              np.asarray(crops.person_tokens[window], np.float32))
         betas[window], pose_6d[window] = output.betas, output.pose_6d
-    true_vertices, _ = body.forward(np.asarray(crops.betas, np.float64), np.asarray(crops.rotmats, np.float64))
     mean = bundle.manifest["encoder"].get("mean_parameters")
     if mean is None:
         raise BundleError(f"{bundle.path}'s manifest has no encoder.mean_parameters; re-export the bundle")
     return {
-        "model": _scores(body, betas, rot6d_to_matrix(pose_6d.reshape(count, 24, 6)), crops, true_vertices),
-        "mean_pose_baseline": _scores(
+        "model": score_parameters(body, betas, rot6d_to_matrix(pose_6d.reshape(count, 24, 6)), crops),
+        "mean_pose_baseline": score_parameters(
             body, np.repeat(np.asarray(mean["betas"], np.float32)[None], count, 0),
-            np.repeat(rot6d_to_matrix(np.asarray(mean["pose_6d"], np.float32).reshape(1, 24, 6)), count, 0),
-            crops, true_vertices),
+            np.repeat(rot6d_to_matrix(np.asarray(mean["pose_6d"], np.float32).reshape(1, 24, 6)), count, 0), crops),
         "frames": int(len(np.unique(crops.frame_index))),
         "persons": count,
     }

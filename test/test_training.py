@@ -15,7 +15,8 @@ from fasthmr_model.data import world
 from fasthmr_model.encoder.config import PRESETS
 from fasthmr_model.encoder.model import build_encoder
 from fasthmr_model.errors import FastHMRError
-from fasthmr_model.evaluation import evaluate_bundle
+from fasthmr_model.body.lbs import BodyModel
+from fasthmr_model.evaluation import evaluate_bundle, score_parameters
 from fasthmr_model.export import build_bundle
 from fasthmr_model.train.encoder import EncoderTrainingConfig, train_encoder, training_mean_parameters
 
@@ -59,6 +60,15 @@ def test_mean_parameters_are_the_data_mean(built):
     pose_6d, betas = training_mean_parameters(crops)
     np.testing.assert_allclose(betas, np.asarray(crops.betas).mean(0), atol=1e-6)
     assert pose_6d.shape == (144,)
+
+
+def test_the_truth_scores_zero_and_a_wrong_shape_does_not(built):
+    body_path, splits = built
+    body, crops = BodyModel.from_file(body_path), world.load_crop_set(splits["test"])
+    exact = score_parameters(body, np.asarray(crops.betas), np.asarray(crops.rotmats), crops)
+    assert exact == {"mpjpe": 0.0, "pa_mpjpe": 0.0, "pve": 0.0}
+    taller = score_parameters(body, np.asarray(crops.betas) + np.eye(10)[0] * 2, np.asarray(crops.rotmats), crops)
+    assert 5 < taller["mpjpe"] < 300 and 5 < taller["pve"] < 300
 
 
 def test_a_model_that_predicts_its_mean_scores_as_the_baseline(built, tmp_path):
