@@ -33,14 +33,9 @@ def _convert_hmr2(args: argparse.Namespace) -> None:
 
 
 def _init_bundle(args: argparse.Namespace) -> None:
-    from fasthmr_model.encoder.config import preset
-    from fasthmr_model.encoder.model import build_encoder
-    from fasthmr_model.tools import bundle_with_body_model
+    from fasthmr_model.tools import write_untrained_bundle
 
-    model = build_encoder(preset(args.preset), seed=args.seed)
-    provenance = {"source": "untrained", "seed": args.seed,
-                  "description": f"randomly initialised {args.preset} encoder: for timing and plumbing, not accuracy"}
-    bundle = bundle_with_body_model(model, Path(args.out), provenance, args.body_model, args.preset, args.overwrite)
+    bundle = write_untrained_bundle(args.preset, args.seed, Path(args.out), args.body_model, args.overwrite)
     print(f"wrote {bundle.path}")
 
 

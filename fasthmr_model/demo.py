@@ -7,7 +7,6 @@ weights is said to be untrained in the output: the figures show the pipeline's w
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +14,7 @@ import numpy as np
 from fasthmr_model.body.lbs import BodyModel
 from fasthmr_model.body.rotations import axis_angle_to_matrix
 from fasthmr_model.bundle import default_bundle_path, load_bundle
+from fasthmr_model.data.world import default_cache
 from fasthmr_model.metrics import EMDB_ROOT_JOINTS, mpjpe
 from fasthmr_model.pipeline import FramePipeline
 
@@ -67,16 +67,12 @@ def demo_bundle(bundle: str | None) -> Path:
         return Path(bundle)
     if (default_bundle_path() / "manifest.json").is_file():
         return default_bundle_path()
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "fasthmr" / "untrained-tiny"
+    cache = default_cache().parent / "untrained-tiny"
     if not (cache / "manifest.json").is_file():
-        from fasthmr_model.encoder.config import preset
-        from fasthmr_model.encoder.model import build_encoder
-        from fasthmr_model.tools import bundle_with_body_model
+        from fasthmr_model.tools import write_untrained_bundle
 
         print(f"no default bundle is shipped yet: writing an untrained tiny bundle to {cache}")
-        provenance = {"source": "untrained", "seed": 0,
-                      "description": "randomly initialised tiny encoder: for timing and plumbing, not accuracy"}
-        bundle_with_body_model(build_encoder(preset("tiny")), cache, provenance, None, "tiny", overwrite=True)
+        write_untrained_bundle("tiny", seed=0, out=cache, overwrite=True)
     return cache
 
 

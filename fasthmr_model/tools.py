@@ -28,6 +28,18 @@ def bundle_with_body_model(model, out: Path, provenance: dict, body_model: str |
         return build_bundle(model, out, body_path, provenance, preset_name, overwrite, external_data)
 
 
+def write_untrained_bundle(preset_name: str, seed: int, out: Path, body_model: str | None = None,
+                           overwrite: bool = False) -> Bundle:
+    """A randomly initialised encoder of a preset as a bundle, labelled untrained (timing and plumbing)."""
+    from fasthmr_model.encoder.config import preset
+    from fasthmr_model.encoder.model import build_encoder
+
+    provenance = {"source": "untrained", "seed": seed,
+                  "description": f"randomly initialised {preset_name} encoder: for timing and plumbing, not accuracy"}
+    return bundle_with_body_model(build_encoder(preset(preset_name), seed=seed), Path(out), provenance, body_model,
+                                  preset_name, overwrite)
+
+
 def parity_inputs(batch: int = PARITY_BATCH, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Random normalised images and person-token flags for comparing runtimes."""
     rng = np.random.default_rng(seed)
