@@ -45,15 +45,22 @@ class HeadAttention(nn.Module):
         batch, length, inner = x.shape
         return x.reshape(batch, length, self.heads, inner // self.heads).transpose(1, 2)
 
-    def forward(self, tokens: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
-        """tokens (B, Q, width), context (B, N, context_width) -> (B, Q, width)."""
+    def forward(self, tokens: torch.Tensor, context: torch.Tensor | None = None,
+                context_log_sizes: torch.Tensor | None = None) -> torch.Tensor:
+        """tokens (B, Q, width), context (B, N, context_width) -> (B, Q, width).
+
+        context_log_sizes (B, N): proportional attention over merged context tokens (log of their sizes).
+        """
         if self.is_cross:
             query = self.query(tokens)
             key, value = self.key_value(context).chunk(2, dim=-1)
         else:
             query, key, value = self.query_key_value(tokens).chunk(3, dim=-1)
         query, key, value = (self._split_heads(x) for x in (query, key, value))
-        attention = (query @ key.transpose(-2, -1) * self.scale).softmax(dim=-1)
+        logits = query @ key.transpose(-2, -1) * self.scale
+        if context_log_sizes is not None:
+            logits = logits + context_log_sizes[:, None, None, :]
+        attention = logits.softmax(dim=-1)
         mixed = (attention @ value).transpose(1, 2)
         return self.out(mixed.reshape(mixed.shape[0], mixed.shape[1], -1))
 
@@ -73,14 +80,16 @@ class HeadLayer(nn.Module):
             nn.Linear(width, config.head_mlp_width), nn.GELU(), nn.Linear(config.head_mlp_width, width)
         )
 
-    def forward(self, query: torch.Tensor, image_tokens: torch.Tensor) -> torch.Tensor:
+    def forward(self, query: torch.Tensor, image_tokens: torch.Tensor,
+                token_log_sizes: torch.Tensor | None = None) -> torch.Tensor:
         query = query + self.self_attn(self.self_attn_norm(query))
-        query = query + self.cross_attn(self.cross_attn_norm(query), image_tokens)
+        query = query + self.cross_attn(self.cross_attn_norm(query), image_tokens, token_log_sizes)
         return query + self.mlp(self.mlp_norm(query))
 
 
 class SmplHead(nn.Module):
-    """image tokens (B, N, C) -> HeadOutput. N may be anything (token merging shrinks it)."""
+    """image tokens (B, N, C) -> HeadOutput. N may be anything (token merging shrinks it; then
+    token_log_sizes (B, N) weighs each merged token's attention by its size)."""
 
     def __init__(self, config: EncoderConfig) -> None:
         super().__init__()
@@ -96,11 +105,11 @@ class SmplHead(nn.Module):
         self.register_buffer("mean_betas", torch.zeros(1, NUM_BETAS))
         self.register_buffer("mean_cam", torch.zeros(1, CAM_SIZE))
 
-    def forward(self, image_tokens: torch.Tensor) -> HeadOutput:
+    def forward(self, image_tokens: torch.Tensor, token_log_sizes: torch.Tensor | None = None) -> HeadOutput:
         zero_query = image_tokens.new_zeros(image_tokens.shape[0], 1, 1)
         query = self.token_embedding(zero_query) + self.query_position
         for layer in self.layers:
-            query = layer(query, image_tokens)
+            query = layer(query, image_tokens, token_log_sizes)
         feature = query[:, 0]
         return HeadOutput(
             pose_6d=self.pose_readout(feature) + self.mean_pose_6d,

@@ -2,7 +2,7 @@
 
 `FastHMREncoder.forward(image, person_tokens)` has the signature of the exported graph (see
 `fasthmr_model.bundle.ENCODER_CONTRACT`). `person_tokens` (B, 192), 1 = the token shows the person, is
-an input from the start so that the graph contract does not change when token merging starts to use it.
+read only by an encoder whose `MergePlan` merges tokens (Mask-ToMe); all zeros (no mask) gives plain ToMe.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from torch import nn
 
 from fasthmr_model.encoder.config import EncoderConfig
 from fasthmr_model.encoder.head import HeadOutput, SmplHead
+from fasthmr_model.encoder.merge_plan import MergePlan
 from fasthmr_model.encoder.vit import ViTBackbone
 
 # HMR2.0's starting point for a fresh model: upright body seen from the front (global orientation = pi about
@@ -24,20 +25,24 @@ INIT_STD = 0.02
 class FastHMREncoder(nn.Module):
     """image (B, 3, 256, 192), person_tokens (B, 192) -> HeadOutput (pose_6d, betas, cam, feature)."""
 
-    def __init__(self, config: EncoderConfig) -> None:
+    def __init__(self, config: EncoderConfig, plan: MergePlan = MergePlan()) -> None:
         super().__init__()
         self.config = config
-        self.backbone = ViTBackbone(config)
+        self.plan = plan
+        self.backbone = ViTBackbone(config, plan)
         self.head = SmplHead(config)
 
     def forward(self, image: torch.Tensor, person_tokens: torch.Tensor) -> HeadOutput:
-        return self.head(self.backbone(image))
+        if not self.plan.merges_tokens:
+            return self.head(self.backbone(image))
+        tokens, state = self.backbone.merge_forward(image, person_tokens)
+        return self.head(tokens, state.sizes.log() if self.plan.proportional_attention else None)
 
 
-def build_encoder(config: EncoderConfig, seed: int = 0) -> FastHMREncoder:
+def build_encoder(config: EncoderConfig, seed: int = 0, plan: MergePlan = MergePlan()) -> FastHMREncoder:
     """A freshly initialised encoder (ViT-style truncated-normal init, small read-outs), in eval mode."""
     generator = torch.Generator().manual_seed(seed)
-    model = FastHMREncoder(config)
+    model = FastHMREncoder(config, plan)
     with torch.no_grad():
         for name, parameter in model.named_parameters():
             if name.endswith("bias"):
