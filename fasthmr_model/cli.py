@@ -1,4 +1,4 @@
-"""`fasthmr`: the model tool (bundle info, checkpoint conversion, bundle creation, demo).
+"""`fasthmr`: the model tool (bundle info, checkpoint conversion, bundle creation, merging, bench, demo).
 
 Every library error (FastHMRError) is printed as one line on stderr with exit status 2; heavy imports
 (torch) happen inside the subcommands that need them.
@@ -106,6 +106,39 @@ def _figure(args: argparse.Namespace) -> None:
     print(f"wrote {write_prediction_grid(load_bundle(args.bundle), crops, Path(args.out), args.count)}")
 
 
+def _merge(args: argparse.Namespace) -> None:
+    from fasthmr_model.bundle import load_bundle
+    from fasthmr_model.data.world import build_split, load_crop_set
+    from fasthmr_model.encoder.merge_plan import MergePlan, schedule_for
+    from fasthmr_model.merging import merge_bundle
+
+    crops = load_crop_set(build_split(args.calib, args.cache, _world_body_model(args.cache, None), frames=args.frames,
+                                      progress=False))
+    schedule = schedule_for(args.tokens, args.tokens_per_block) if args.tokens < 192 else ()
+    token_plan = MergePlan(token_schedule=schedule, eclm_tensors=args.eclm_tensors)
+    bundle, record = merge_bundle(load_bundle(args.bundle), Path(args.out), crops, args.tau, token_plan,
+                                  args.overwrite, progress=lambda line: print(line, file=sys.stderr))
+    calibration = record["calibration"]
+    print(f"wrote {bundle.path}: blocks merged {record['eclm']['merged_blocks']} "
+          f"({record['eclm']['blocks']} blocks), token schedule {list(schedule)}; calibration MPJPE on "
+          f"{args.calib}: original {calibration['mpjpe_original_mm']:.2f} mm, merged layers "
+          f"{calibration['mpjpe_layers_merged_mm']:.2f} mm, merged layers and tokens "
+          f"{calibration['mpjpe_merged_mm']:.2f} mm; ONNX Runtime vs PyTorch max abs difference "
+          f"{record['onnx_parity']:.2e}")
+
+
+def _bench(args: argparse.Namespace) -> None:
+    from fasthmr_model.bench import dumps, format_table, plot, run_bench
+    from fasthmr_model.runtime import RuntimeConfig
+
+    result = run_bench(args.models, args.bundle, args.tau, args.batch, args.warmup, args.repeats, args.bench_cache,
+                       args.cache, args.frames, RuntimeConfig(provider=args.provider),
+                       progress=lambda line: print(line, file=sys.stderr))
+    if args.plot:
+        print(f"wrote {plot(result, Path(args.plot))}", file=sys.stderr)
+    print(dumps(result) if args.json else format_table(result))
+
+
 def _demo(args: argparse.Namespace) -> None:
     from fasthmr_model.demo import run_demo
 
@@ -180,6 +213,38 @@ def build_parser() -> argparse.ArgumentParser:
     figure.add_argument("--count", type=int, default=16)
     figure.add_argument("--out", required=True, help="PNG file to write")
     figure.set_defaults(handler=_figure)
+
+    merge = commands.add_parser("merge", help="ECLM (calibrated on a split) + Mask-ToMe: write a merged bundle")
+    merge.add_argument("--bundle", help="unmerged bundle folder (default: the shipped default bundle)")
+    merge.add_argument("--tau", type=float, required=True, help="allowed calibration MPJPE increase, mm")
+    merge.add_argument("--calib", choices=["val", "train"], default="val", help="calibration split")
+    merge.add_argument("--out", required=True, help="bundle folder to write")
+    merge.add_argument("--tokens", type=int, default=90, help="tokens left after Mask-ToMe (192: no token merging)")
+    merge.add_argument("--tokens-per-block", type=int, default=40, help="tokens merged per block until --tokens")
+    merge.add_argument("--eclm-tensors", choices=["all", "linear"], default="all",
+                       help="merge every block tensor, or only attention and MLP weights (norms from the first)")
+    merge.add_argument("--cache", type=Path, default=default_cache(), help="split cache (default: %(default)s)")
+    merge.add_argument("--frames", type=int, help="only the first N frames of the split (smoke runs)")
+    merge.add_argument("--overwrite", action="store_true", help="replace an existing bundle at --out")
+    merge.set_defaults(handler=_merge)
+
+    from fasthmr_model.bench import DEFAULT_TAU_MM, default_bench_cache
+
+    bench = commands.add_parser("bench", help="base / ECLM / Mask-ToMe / both side by side in ONNX Runtime")
+    bench.add_argument("--models", nargs="+", choices=["hmr2-vith", "tiny"], default=["hmr2-vith", "tiny"])
+    bench.add_argument("--bundle", help="the tiny bundle to merge and score (default: the shipped default bundle)")
+    bench.add_argument("--tau", type=float, default=DEFAULT_TAU_MM, help="ECLM tau for the tiny variants, mm")
+    bench.add_argument("--batch", type=int, default=1)
+    bench.add_argument("--warmup", type=int, default=2)
+    bench.add_argument("--repeats", type=int, default=5, help="timed rounds (the median is reported)")
+    bench.add_argument("--provider", default="cpu", help="onnxruntime provider: cpu, cuda, tensorrt or auto")
+    bench.add_argument("--bench-cache", type=Path, default=default_bench_cache(),
+                       help="exported variants (default: %(default)s)")
+    bench.add_argument("--cache", type=Path, default=default_cache(), help="split cache (default: %(default)s)")
+    bench.add_argument("--frames", type=int, help="only the first N frames of the splits (smoke runs)")
+    bench.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    bench.add_argument("--plot", help="PNG file: throughput vs MPJPE (and the hmr2-vith speed-ups)")
+    bench.set_defaults(handler=_bench)
 
     demo = commands.add_parser("demo", help="run the pipeline on a synthetic frame and print what it found")
     demo.add_argument("--bundle", help="bundle folder (default: the shipped default bundle)")

@@ -3,6 +3,12 @@
 The graph is exported with the TorchScript-based exporter (fast, and it handles every op we use) with a
 dynamic batch axis. Graphs over 2 GB (ViT-H: 2.7 GB of float32 weights) must keep their weights in an external
 data file beside the graph (protobuf's limit); smaller graphs are one self-contained file.
+
+The way back, `load_encoder_from_bundle`, reads a bundle's weights into PyTorch (what `fasthmr merge` starts
+from). The exporter folds and renames some weights (transposed MatMul operands, slices of the position table),
+so the names are learnt from a probe: an encoder of the same sizes with distinct random weights, exported the
+same way, whose graph tensors are matched to its parameters by value. The result is checked against the
+bundle's own graph in ONNX Runtime.
 """
 
 from __future__ import annotations
@@ -13,10 +19,12 @@ from pathlib import Path
 import numpy as np
 import onnx
 import torch
-from onnx import TensorProto, helper
+from onnx import TensorProto, helper, numpy_helper
 
 from fasthmr_model.bundle import BODY_MODEL_FILE, ENCODER_CONTRACT, ENCODER_FILE, Bundle, write_bundle
 from fasthmr_model.encoder.config import IMAGE_HEIGHT, IMAGE_WIDTH, NUM_TOKENS
+from fasthmr_model.encoder.merge_plan import MergePlan
+from fasthmr_model.errors import BundleError
 
 ONNX_OPSET = 17
 # Protobuf cannot hold a message of 2 GiB or more; stay well below it.
@@ -82,8 +90,13 @@ def _declare_unused_inputs(graph) -> None:
 
 
 def build_bundle(model, out: Path, body_model_file: Path, provenance: dict, preset_name: str | None = None,
-                 overwrite: bool = False, external_data: bool | None = None) -> Bundle:
-    """Export `model` and write a complete bundle at `out` with the given body model file."""
+                 overwrite: bool = False, external_data: bool | None = None, merge_record: dict | None = None
+                 ) -> Bundle:
+    """Export `model` and write a complete bundle at `out` with the given body model file.
+
+    The manifest's `encoder.merge` holds the model's MergePlan ("plan") and `merge_record` (how it was
+    calibrated), or None for an unmerged encoder.
+    """
     from fasthmr_model.body.model_file import load_body_model_file
 
     body_name = load_body_model_file(body_model_file).model_name
@@ -95,7 +108,7 @@ def build_bundle(model, out: Path, body_model_file: Path, provenance: dict, pres
                 "preset": preset_name,
                 "config": model.config.to_dict(),
                 "contract": ENCODER_CONTRACT,
-                "merge": None,
+                "merge": None if model.plan == MergePlan() else {"plan": model.plan.to_dict(), **(merge_record or {})},
                 # The read-outs are residuals over these: the mean pose and shape the model starts from
                 # (HMR2.0: SMPL's mean parameters; ours: the training data's). Evaluation's baseline uses them.
                 "mean_parameters": {
@@ -116,3 +129,90 @@ def encoder_reference_outputs(model, images: np.ndarray, person_tokens: np.ndarr
     with torch.no_grad():
         outputs = model(torch.from_numpy(images), torch.from_numpy(person_tokens))
     return {name: value.numpy() for name, value in zip(OUTPUT_NAMES, outputs)}
+
+
+# A probe's parameter p may appear in the graph as p, as p transposed (MatMul operands), or as one of the two
+# slices of the position table that the embedding adds (constant-folded separately).
+_PROBE_FORMS = {
+    "same": lambda p: p,
+    "transposed": lambda p: p.T if p.ndim == 2 else None,
+    "position_rows": lambda p: p[:, 1:] if p.ndim == 3 else None,
+    "position_shared_row": lambda p: p[:, :1] if p.ndim == 3 else None,
+}
+
+
+def load_encoder_from_bundle(bundle: Bundle, tolerance: float = 1e-4):
+    """The bundle's encoder as a FastHMREncoder (eval mode) with the graph's weights and merge plan.
+
+    Raises BundleError when a weight cannot be found or the PyTorch model does not reproduce the graph's
+    outputs within `tolerance` (a bundle exported by an incompatible fasthmr version: re-export it).
+    """
+    from fasthmr_model.encoder.model import FastHMREncoder
+
+    merge = bundle.manifest["encoder"].get("merge")
+    plan = MergePlan.from_dict(merge["plan"] if merge else None)
+    config = bundle.encoder_config
+    probe = FastHMREncoder(config, plan).eval()
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for parameter in probe.state_dict().values():
+            parameter.copy_(torch.randn(parameter.shape, generator=generator))
+    probe_state = {name: value.numpy() for name, value in probe.state_dict().items()}
+    forms = {}
+    for name, value in probe_state.items():
+        for form, make in _PROBE_FORMS.items():
+            shaped = make(value)
+            if shaped is not None:
+                forms.setdefault(_value_key(shaped), (name, form))
+    with tempfile.TemporaryDirectory(prefix="fasthmr-probe-") as scratch:
+        export_encoder_onnx(probe, Path(scratch))
+        probe_graph = _graph_tensors(onnx.load(str(Path(scratch) / ENCODER_FILE)))
+    graph = _graph_tensors(onnx.load(str(bundle.encoder_path)))
+    state = {}
+    for graph_name, probe_value in probe_graph.items():
+        source = forms.get(_value_key(probe_value))
+        if source is None:
+            continue  # a constant of the graph itself, not a weight
+        if graph_name not in graph:
+            raise BundleError(f"{bundle.encoder_path} has no tensor {graph_name!r} (weight {source[0]}); it was "
+                              "exported by another fasthmr version: re-export the bundle")
+        name, form = source
+        value = graph[graph_name]
+        if form == "same":
+            state[name] = value
+        elif form == "transposed":
+            state[name] = value.T
+        else:
+            position = state.setdefault(name, np.zeros_like(probe_state[name]))
+            if form == "position_rows":
+                position[:, 1:] = value
+            else:
+                position[:, :1] = value
+    missing = sorted(set(probe_state) - set(state))
+    if missing:
+        raise BundleError(f"{bundle.encoder_path} lacks the weights {missing[:5]}; it was exported by another "
+                          "fasthmr version: re-export the bundle")
+    model = FastHMREncoder(config, plan)
+    model.load_state_dict({name: torch.from_numpy(np.array(value)) for name, value in state.items()})
+    model.eval()
+    from fasthmr_model.tools import encoder_parity
+
+    error = encoder_parity(model, bundle)
+    if not error <= tolerance:
+        raise BundleError(f"the weights read from {bundle.encoder_path} reproduce its outputs only to {error:.2e} "
+                          f"(> {tolerance}); the graph was exported by another fasthmr version: re-export it")
+    return model
+
+
+def _value_key(value: np.ndarray) -> tuple:
+    return value.shape, np.ascontiguousarray(value).tobytes()
+
+
+def _graph_tensors(graph) -> dict[str, np.ndarray]:
+    """Graph tensor name -> value for every initializer, and for Identity nodes that alias one (the exporter
+    writes a weight that equals another as an Identity of it)."""
+    tensors = {tensor.name: numpy_helper.to_array(tensor) for tensor in graph.graph.initializer}
+    for node in graph.graph.node:
+        if node.op_type == "Identity" and node.input[0] in tensors:
+            tensors[node.output[0]] = tensors[node.input[0]]
+    return tensors

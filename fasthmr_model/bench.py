@@ -1,0 +1,222 @@
+"""`fasthmr bench`: the encoder's four variants side by side in ONNX Runtime: base, ECLM, Mask-ToMe, both.
+
+Two models, each in the four variants:
+- `hmr2-vith`: HMR2.0's geometry (ViT-H, 32 blocks, 192 tokens) with random weights, for speed: ECLM as the
+  paper's 32 -> 28 blocks, Mask-ToMe as 40/40/22 to M' = 90 tokens. The exported graphs (2.7 GB each) are
+  cached in `<cache>/hmr2-vith-<variant>/`, so a second run does not export again.
+- `tiny`: the shipped default (or `--bundle`), merged by `fasthmr merge` at `--tau` on the validation split
+  (cached likewise, keyed by the bundle's checksum), each variant scored on the test split.
+
+Timing: batch `--batch` of real-looking inputs, `--warmup` runs discarded, then `--repeats` rounds that run
+every variant once in turn (so that load from other processes falls on all of them alike); the median is
+reported. The speed-up is base latency / variant latency from the same rounds, the FLOP ratio the
+theoretical multiply-accumulate count of base / variant (`encoder_macs`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+from fasthmr_model.bundle import Bundle, load_bundle
+from fasthmr_model.encoder.config import preset
+from fasthmr_model.encoder.merge_plan import PAPER_TOKEN_SCHEDULE, MergePlan, encoder_macs
+from fasthmr_model.errors import BundleError
+
+VARIANTS = ("base", "eclm", "mask_tome", "both")
+# ViT-H: the paper's HMR2.0 result, 32 -> 28 blocks. Which blocks does not change the cost; these are the top
+# four pairs, where calibration merges first (it searches from the last block down).
+VITH_ECLM_WINDOWS = ((24, 25), (26, 27), (28, 29), (30, 31))
+DEFAULT_TAU_MM = 1.0
+
+
+def default_bench_cache() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "fasthmr" / "bench"
+
+
+def variant_plans(merged: MergePlan) -> dict[str, MergePlan]:
+    """The four variants of a fully merged plan: none, its layers only, its tokens only, all of it."""
+    return {
+        "base": MergePlan(),
+        "eclm": MergePlan(merged_windows=merged.merged_windows, eclm_tensors=merged.eclm_tensors),
+        "mask_tome": MergePlan(**{**merged.to_dict(), "merged_windows": ()}),
+        "both": merged,
+    }
+
+
+def vith_bundles(cache: Path, progress=print) -> dict[str, Bundle]:
+    """The four hmr2-vith variants with random weights, exported once into `cache`."""
+    merged = MergePlan(merged_windows=VITH_ECLM_WINDOWS, token_schedule=PAPER_TOKEN_SCHEDULE)
+    bundles = {}
+    for name, plan in variant_plans(merged).items():
+        folder = cache / f"hmr2-vith-{name}"
+        bundle = _cached_bundle(folder, plan)
+        if bundle is None:
+            from fasthmr_model.encoder.model import build_encoder
+            from fasthmr_model.tools import bundle_with_body_model
+
+            progress(f"exporting the random-weight hmr2-vith {name} encoder to {folder} (once)")
+            provenance = {"source": "untrained", "description": f"random-weight hmr2-vith {name} encoder (bench)"}
+            bundle = bundle_with_body_model(build_encoder(preset("hmr2-vith"), seed=0, plan=plan), folder, provenance,
+                                            None, "hmr2-vith", overwrite=True)
+        bundles[name] = bundle
+    return bundles
+
+
+def tiny_bundles(bundle: Bundle, cache: Path, tau_mm: float, world_cache: Path, frames: int | None,
+                 progress=print) -> dict[str, Bundle]:
+    """The four variants of `bundle`: itself, and three exports of its `fasthmr merge` plan, cached by checksum."""
+    from fasthmr_model.data.world import build_split, load_crop_set
+
+    digest = bundle.manifest["files"][bundle.manifest["encoder"]["file"]]["sha256"][:12]
+    key = f"tiny-{digest}-tau{tau_mm:g}" + (f"-first{frames}" if frames else "")
+    merged_folder = cache / f"{key}-both"
+    if _cached_bundle(merged_folder, None) is None:
+        from fasthmr_model.merging import merge_bundle
+
+        progress(f"calibrating ECLM at tau {tau_mm} mm on the validation split (once) into {merged_folder}")
+        calibration = load_crop_set(build_split("val", world_cache, world_cache / "synthetic_body.npz", frames=frames,
+                                                progress=False))
+        merge_bundle(bundle, merged_folder, calibration, tau_mm,
+                     MergePlan(token_schedule=PAPER_TOKEN_SCHEDULE), overwrite=True, progress=progress)
+    merged_bundle = load_bundle(merged_folder)
+    plans = variant_plans(MergePlan.from_dict(merged_bundle.manifest["encoder"]["merge"]["plan"]))
+    bundles = {"base": bundle, "both": merged_bundle}
+    original = None
+    for name in ("eclm", "mask_tome"):
+        folder = cache / f"{key}-{name}"
+        bundles[name] = _cached_bundle(folder, plans[name])
+        if bundles[name] is None:
+            from fasthmr_model.export import build_bundle, load_encoder_from_bundle
+            from fasthmr_model.merging import merged_encoder
+
+            original = original or load_encoder_from_bundle(bundle)
+            bundles[name] = build_bundle(merged_encoder(original, plans[name]), folder, bundle.body_model_path,
+                                         {**bundle.manifest.get("provenance", {}), "bench_variant": name},
+                                         bundle.manifest["encoder"].get("preset"), overwrite=True)
+    return bundles
+
+
+def _cached_bundle(folder: Path, plan: MergePlan | None) -> Bundle | None:
+    """The bundle in `folder` when it is there, intact, and (unless plan is None) merged by `plan`."""
+    try:
+        bundle = load_bundle(folder, verify_checksums=False)
+    except BundleError:
+        return None
+    merge = bundle.manifest["encoder"].get("merge")
+    if plan is not None and MergePlan.from_dict(merge["plan"] if merge else None) != plan:
+        return None
+    return bundle
+
+
+def time_variants(bundles: dict[str, Bundle], batch: int, warmup: int, repeats: int,
+                  runtime: RuntimeConfig) -> dict[str, list[float]]:
+    """Latencies (ms) per variant, measured in interleaved rounds after `warmup` discarded runs each."""
+    from fasthmr_model.runtime import EncoderSession
+    from fasthmr_model.tools import parity_inputs
+
+    images, person_tokens = parity_inputs(batch, seed=1)
+    sessions = {name: EncoderSession(bundle, runtime) for name, bundle in bundles.items()}
+    for session in sessions.values():
+        for _ in range(warmup):
+            session.run(images, person_tokens)
+    latencies = {name: [] for name in sessions}
+    for _ in range(repeats):
+        for name, session in sessions.items():
+            start = time.perf_counter()
+            session.run(images, person_tokens)
+            latencies[name].append(1e3 * (time.perf_counter() - start))
+    return latencies
+
+
+def summarise(bundles: dict[str, Bundle], latencies: dict[str, list[float]], batch: int) -> dict[str, dict]:
+    """Per variant: median latency (ms), throughput (images/s), FLOP ratio and speed-up against base."""
+    medians = {name: statistics.median(values) for name, values in latencies.items()}
+    macs = {name: encoder_macs(bundle.encoder_config, _plan_of(bundle)) for name, bundle in bundles.items()}
+    return {name: {"latency_ms": round(medians[name], 2), "throughput": round(1e3 * batch / medians[name], 2),
+                   "flops_ratio": round(macs["base"] / macs[name], 3),
+                   "speedup": round(medians["base"] / medians[name], 3)} for name in bundles}
+
+
+def _plan_of(bundle: Bundle) -> MergePlan:
+    merge = bundle.manifest["encoder"].get("merge")
+    return MergePlan.from_dict(merge["plan"] if merge else None)
+
+
+def run_bench(models: list[str], bundle_path: str | None, tau_mm: float, batch: int, warmup: int, repeats: int,
+              cache: Path, world_cache: Path, frames: int | None, runtime: RuntimeConfig, progress=print) -> dict:
+    """The whole bench; returns the JSON-able result {model: {variant: {...}}}."""
+    result = {}
+    if "hmr2-vith" in models:
+        bundles = vith_bundles(cache, progress)
+        progress(f"timing hmr2-vith: batch {batch}, {warmup} warm-up + {repeats} interleaved runs per variant")
+        result["hmr2-vith"] = summarise(bundles, time_variants(bundles, batch, warmup, repeats, runtime), batch)
+    if "tiny" in models:
+        from fasthmr_model.data.world import build_split, load_crop_set
+        from fasthmr_model.evaluation import evaluate_bundle
+
+        bundles = tiny_bundles(load_bundle(bundle_path), cache, tau_mm, world_cache, frames, progress)
+        progress(f"timing tiny: batch {batch}, {warmup} warm-up + {repeats} interleaved runs per variant")
+        summary = summarise(bundles, time_variants(bundles, batch, warmup, repeats, runtime), batch)
+        test = load_crop_set(build_split("test", world_cache, world_cache / "synthetic_body.npz", frames=frames,
+                                         progress=False))
+        for name, bundle in bundles.items():
+            progress(f"scoring tiny {name} on the test split ({len(test)} persons)")
+            summary[name]["mpjpe"] = evaluate_bundle(bundle, test, runtime)["model"]["mpjpe"]
+        progress(f"tiny ECLM windows: {list(_plan_of(bundles['both']).merged_windows)}")
+        result["tiny"] = summary
+    return result
+
+
+def plot(result: dict, out: Path) -> Path:
+    """Throughput vs test MPJPE of the tiny variants (the paper's Figure 1), with hmr2-vith's speed-ups beside."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [name for name in ("tiny", "hmr2-vith") if name in result]
+    figure, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), squeeze=False)
+    for axis, model in zip(axes[0], panels):
+        variants = {name: values for name, values in result[model].items() if name in VARIANTS}
+        if "mpjpe" in variants["base"]:
+            for name, values in variants.items():
+                axis.scatter(values["throughput"], values["mpjpe"], s=60)
+                axis.annotate(name, (values["throughput"], values["mpjpe"]), textcoords="offset points", xytext=(6, 4))
+            axis.set_xlabel("throughput (images/s, ONNX Runtime CPU)")
+            axis.set_ylabel("test MPJPE (mm)")
+            axis.set_title("tiny default: speed vs accuracy")
+        else:
+            names = list(variants)
+            axis.bar(names, [variants[n]["speedup"] for n in names], label="measured")
+            axis.plot(names, [variants[n]["flops_ratio"] for n in names], "o--", color="black", label="FLOP ratio")
+            axis.set_ylabel("speed-up over base")
+            axis.set_title("hmr2-vith geometry (random weights)")
+            axis.legend()
+        axis.grid(alpha=0.3)
+    figure.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(out, dpi=120)
+    plt.close(figure)
+    return out
+
+
+def format_table(result: dict) -> str:
+    lines = []
+    for model, variants in result.items():
+        lines.append(f"{model}:")
+        for name in VARIANTS:
+            values = variants[name]
+            mpjpe = f"  test MPJPE {values['mpjpe']:6.1f} mm" if "mpjpe" in values else ""
+            lines.append(f"  {name:<10} {values['latency_ms']:9.1f} ms  {values['throughput']:8.2f} img/s  "
+                         f"FLOP ratio {values['flops_ratio']:5.2f}x  speed-up {values['speedup']:5.2f}x{mpjpe}")
+    return "\n".join(lines)
+
+
+def dumps(result: dict) -> str:
+    return json.dumps(result, default=lambda value: np.asarray(value).tolist())

@@ -1,0 +1,127 @@
+"""`fasthmr merge`: ECLM calibrated on a synthetic split, plus Mask-ToMe, written as a new bundle (torch).
+
+The bundle's encoder is read back into PyTorch (`load_encoder_from_bundle`), Algorithm 1 searches the block
+windows to merge against the original model's MPJPE on the calibration split (scored like `fasthmr eval`:
+EMDB convention, mm), and the merged encoder with the token schedule is exported as a new bundle whose
+manifest records the plan, tau, and the calibration MPJPE before and after. No weight is retrained.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from fasthmr_model.body.lbs import BodyModel
+from fasthmr_model.body.rotations import rot6d_to_matrix
+from fasthmr_model.bundle import Bundle
+from fasthmr_model.data.crop import normalise_windows
+from fasthmr_model.data.world import CropSet
+from fasthmr_model.encoder.eclm import BASE_ONLY_TENSORS, merge_backbone_state, search_merge_windows
+from fasthmr_model.encoder.merge_plan import MergePlan
+from fasthmr_model.encoder.model import FastHMREncoder
+from fasthmr_model.errors import FastHMRError
+from fasthmr_model.evaluation import posed_truth, score_parameters
+
+PREDICT_BATCH = 64
+
+
+def merged_encoder(original: FastHMREncoder, plan: MergePlan) -> FastHMREncoder:
+    """The unmerged `original` with `plan` applied: ECLM weights (Eq. 4) and the token schedule (eval mode)."""
+    if original.plan != MergePlan():
+        raise FastHMRError("this encoder is already merged; merge the original (unmerged) bundle instead")
+    model = FastHMREncoder(original.config, plan)
+    groups = plan.block_groups(original.config.depth)
+    model.load_state_dict(merge_backbone_state(original.state_dict(), groups, BASE_ONLY_TENSORS[plan.eclm_tensors]))
+    return model.eval()
+
+
+class PlanEvaluator:
+    """Scores merge plans of one unmerged encoder on a crop set (in PyTorch), remembering each result.
+
+    person_tokens (N, 192): flags to feed instead of the crop set's own (e.g. all zeros: no mask).
+    """
+
+    def __init__(self, original: FastHMREncoder, crops: CropSet, body: BodyModel,
+                 person_tokens: np.ndarray | None = None) -> None:
+        self.original = original.eval()
+        self.crops = crops
+        self.body = body
+        self.person_tokens = np.asarray(crops.person_tokens if person_tokens is None else person_tokens, np.float32)
+        self.truth = posed_truth(body, crops)
+        self._scores: dict[MergePlan, dict[str, np.ndarray]] = {}
+
+    def per_person(self, plan: MergePlan) -> dict[str, np.ndarray]:
+        """{"mpjpe": (N,), "pa_mpjpe": (N,), "pve": (N,)} in mm for every crop, under `plan`."""
+        if plan not in self._scores:
+            model = self.original if plan == MergePlan() else merged_encoder(self.original, plan)
+            betas, pose_6d = predict(model, self.crops, self.person_tokens)
+            rotmats = rot6d_to_matrix(pose_6d.reshape(-1, 24, 6))
+            self._scores[plan] = score_parameters(self.body, betas, rotmats, self.crops, True, self.truth)
+        return self._scores[plan]
+
+    def mpjpe(self, plan: MergePlan) -> float:
+        return float(self.per_person(plan)["mpjpe"].mean())
+
+
+def predict(model: FastHMREncoder, crops: CropSet, person_tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """PyTorch predictions for every crop: betas (N, 10), pose_6d (N, 144)."""
+    count = len(crops)
+    betas = np.empty((count, 10), np.float32)
+    pose_6d = np.empty((count, 144), np.float32)
+    with torch.no_grad():
+        for start in range(0, count, PREDICT_BATCH):
+            window = slice(start, min(start + PREDICT_BATCH, count))
+            images = torch.from_numpy(normalise_windows(np.asarray(crops.windows[window])))
+            output = model(images, torch.from_numpy(person_tokens[window]))
+            betas[window], pose_6d[window] = output.betas.numpy(), output.pose_6d.numpy()
+    return betas, pose_6d
+
+
+def merge_bundle(bundle: Bundle, out: Path, crops: CropSet, tau_mm: float, token_plan: MergePlan = MergePlan(),
+                 overwrite: bool = False, progress=print) -> Bundle:
+    """Calibrate ECLM at `tau_mm` on `crops`, add the token merging of `token_plan`, and write the bundle.
+
+    token_plan: every field but `merged_windows` is taken from it (the token schedule, its options, and
+    which tensors ECLM merges).
+    """
+    from fasthmr_model.export import build_bundle, load_encoder_from_bundle
+    from fasthmr_model.tools import encoder_parity
+
+    if crops.split_name == "test":
+        raise FastHMRError("the test split is only evaluated: calibrate on 'val' (or 'train')")
+    if bundle.manifest["encoder"].get("merge"):
+        raise FastHMRError(f"{bundle.path} is already merged; merge the original (unmerged) bundle instead")
+    original = load_encoder_from_bundle(bundle)
+    evaluator = PlanEvaluator(original, crops, BodyModel.from_file(bundle.body_model_path))
+    layers_only = dataclasses.replace(token_plan, token_schedule=(), merged_windows=())
+
+    def error_of(windows: list[tuple[int, int]]) -> float:
+        error = evaluator.mpjpe(dataclasses.replace(layers_only, merged_windows=tuple(windows)))
+        progress(f"  ECLM trial {windows or 'original'}: calibration MPJPE {error:.2f} mm")
+        return error
+
+    search = search_merge_windows(original.config.depth, error_of, tau_mm)
+    plan = dataclasses.replace(token_plan, merged_windows=tuple(search.windows))
+    merged = merged_encoder(original, plan)
+    record = {
+        "eclm": {
+            "tau_mm": tau_mm,
+            "merged_blocks": [list(range(first, last + 1)) for first, last in search.windows],
+            "blocks": len(plan.block_groups(original.config.depth)),
+            "trials": len(search.trials) + 1,
+        },
+        "calibration": {
+            "split": crops.split_name, "persons": len(crops),
+            "mpjpe_original_mm": round(search.original_error, 2),
+            "mpjpe_layers_merged_mm": round(search.merged_error, 2),
+            "mpjpe_merged_mm": round(evaluator.mpjpe(plan), 2),
+        },
+    }
+    provenance = {**bundle.manifest.get("provenance", {}), "merged_from": str(Path(bundle.path).resolve())}
+    merged_bundle = build_bundle(merged, Path(out), bundle.body_model_path, provenance,
+                                 bundle.manifest["encoder"].get("preset"), overwrite=overwrite, merge_record=record)
+    record["onnx_parity"] = encoder_parity(merged, merged_bundle)
+    return merged_bundle, record
