@@ -178,6 +178,10 @@ def load_encoder_from_bundle(bundle: Bundle, tolerance: float = 1e-4):
                               "exported by another fasthmr version: re-export the bundle")
         name, form = source
         value = graph[graph_name]
+        if value.shape != probe_value.shape:
+            raise BundleError(f"{bundle.encoder_path}: tensor {graph_name!r} (weight {name}) is {value.shape}, the "
+                              f"manifest's sizes make it {probe_value.shape}; the manifest does not describe this "
+                              "graph: re-export the bundle")
         if form == "same":
             state[name] = value
         elif form == "transposed":
