@@ -22,25 +22,15 @@ from fasthmr_model.runtime import EncoderSession, RuntimeConfig
 BATCH_SIZE = 32
 
 
-def posed_truth(body: BodyModel, crops: CropSet) -> tuple[np.ndarray, np.ndarray]:
-    """The crops' true bodies posed by `body` without translation: vertices (N, V, 3), joints (N, 24, 3)."""
-    return body.forward(np.asarray(crops.betas, np.float64), np.asarray(crops.rotmats, np.float64))
-
-
-def score_parameters(body: BodyModel, betas: np.ndarray, rotmats: np.ndarray, crops: CropSet,
-                     per_person: bool = False, truth: tuple[np.ndarray, np.ndarray] | None = None) -> dict:
+def score_parameters(body: BodyModel, betas: np.ndarray, rotmats: np.ndarray, crops: CropSet) -> dict[str, float]:
     """Predicted betas (N, 10) and rotmats (N, 24, 3, 3) against the crops' truth -> {mpjpe, pa_mpjpe, pve} in mm.
 
     The truth is posed by the same body model (no translation): the metrics root every body at its own
-    hips, so the camera-frame translation of the stored joints plays no part. per_person: (N,) arrays
-    instead of the means. truth: `posed_truth(body, crops)` when the caller scores many predictions.
+    hips, so the camera-frame translation of the stored joints plays no part.
     """
     vertices, joints = body.forward(betas, rotmats)
-    true_vertices, true_joints = posed_truth(body, crops) if truth is None else truth
-    errors = evaluate("emdb", joints, true_joints, vertices, true_vertices)
-    if per_person:
-        return {name: getattr(errors, name) for name in ("mpjpe", "pa_mpjpe", "pve")}
-    means = errors.means()
+    true_vertices, true_joints = body.forward(np.asarray(crops.betas, np.float64), np.asarray(crops.rotmats, np.float64))
+    means = evaluate("emdb", joints, true_joints, vertices, true_vertices).means()
     return {name: round(means[name], 2) for name in ("mpjpe", "pa_mpjpe", "pve")}
 
 

@@ -23,7 +23,7 @@ from fasthmr_model.encoder.eclm import BASE_ONLY_TENSORS, merge_backbone_state, 
 from fasthmr_model.encoder.merge_plan import MergePlan
 from fasthmr_model.encoder.model import FastHMREncoder
 from fasthmr_model.errors import FastHMRError
-from fasthmr_model.evaluation import posed_truth, score_parameters
+from fasthmr_model.metrics import EMDB_ROOT_JOINTS, mpjpe, pa_mpjpe
 
 PREDICT_BATCH = 64
 
@@ -41,32 +41,44 @@ def merged_encoder(original: FastHMREncoder, plan: MergePlan) -> FastHMREncoder:
 class PlanEvaluator:
     """Scores merge plans of one unmerged encoder on a crop set (in PyTorch), remembering each result.
 
+    Joint errors only, with `fasthmr eval`'s convention (EMDB: SMPL's 24 joints rooted at the mean of the
+    hips): the mesh is not needed to compare plans, and skipping it makes a calibration trial cheap.
     person_tokens (N, 192): flags to feed instead of the crop set's own (e.g. all zeros: no mask).
+    device: where PyTorch runs ("cpu", "cuda").
     """
 
     def __init__(self, original: FastHMREncoder, crops: CropSet, body: BodyModel,
-                 person_tokens: np.ndarray | None = None) -> None:
+                 person_tokens: np.ndarray | None = None, device: str = "cpu") -> None:
         self.original = original.eval()
         self.crops = crops
         self.body = body
+        self.device = device
         self.person_tokens = np.asarray(crops.person_tokens if person_tokens is None else person_tokens, np.float32)
-        self.truth = posed_truth(body, crops)
-        self._scores: dict[MergePlan, dict[str, np.ndarray]] = {}
+        self.true_joints = body.forward(np.asarray(crops.betas, np.float64), np.asarray(crops.rotmats, np.float64),
+                                        with_vertices=False)[1]
+        self._scores: dict[tuple, dict[str, np.ndarray]] = {}
 
-    def per_person(self, plan: MergePlan) -> dict[str, np.ndarray]:
-        """{"mpjpe": (N,), "pa_mpjpe": (N,), "pve": (N,)} in mm for every crop, under `plan`."""
-        if plan not in self._scores:
+    def per_person(self, plan: MergePlan, person_tokens: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """{"mpjpe": (N,), "pa_mpjpe": (N,)} in mm for every crop under `plan` (optionally other flags)."""
+        flags = self.person_tokens if person_tokens is None else np.asarray(person_tokens, np.float32)
+        key = (plan, flags.tobytes()) if plan.merges_tokens else (plan,)
+        if key not in self._scores:
             model = self.original if plan == MergePlan() else merged_encoder(self.original, plan)
-            betas, pose_6d = predict(model, self.crops, self.person_tokens)
+            betas, pose_6d = predict(model.to(self.device), self.crops, flags, self.device)
+            model.to("cpu")
             rotmats = rot6d_to_matrix(pose_6d.reshape(-1, 24, 6))
-            self._scores[plan] = score_parameters(self.body, betas, rotmats, self.crops, True, self.truth)
-        return self._scores[plan]
+            joints = self.body.forward(betas.astype(np.float64), rotmats.astype(np.float64), with_vertices=False)[1]
+            rooted = [points - points[:, list(EMDB_ROOT_JOINTS)].mean(axis=1, keepdims=True)
+                      for points in (joints, self.true_joints)]
+            self._scores[key] = {"mpjpe": mpjpe(*rooted), "pa_mpjpe": pa_mpjpe(*rooted)}
+        return self._scores[key]
 
-    def mpjpe(self, plan: MergePlan) -> float:
-        return float(self.per_person(plan)["mpjpe"].mean())
+    def mpjpe(self, plan: MergePlan, person_tokens: np.ndarray | None = None) -> float:
+        return float(self.per_person(plan, person_tokens)["mpjpe"].mean())
 
 
-def predict(model: FastHMREncoder, crops: CropSet, person_tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def predict(model: FastHMREncoder, crops: CropSet, person_tokens: np.ndarray, device: str = "cpu"
+            ) -> tuple[np.ndarray, np.ndarray]:
     """PyTorch predictions for every crop: betas (N, 10), pose_6d (N, 144)."""
     count = len(crops)
     betas = np.empty((count, 10), np.float32)
@@ -74,9 +86,9 @@ def predict(model: FastHMREncoder, crops: CropSet, person_tokens: np.ndarray) ->
     with torch.no_grad():
         for start in range(0, count, PREDICT_BATCH):
             window = slice(start, min(start + PREDICT_BATCH, count))
-            images = torch.from_numpy(normalise_windows(np.asarray(crops.windows[window])))
-            output = model(images, torch.from_numpy(person_tokens[window]))
-            betas[window], pose_6d[window] = output.betas.numpy(), output.pose_6d.numpy()
+            images = torch.from_numpy(normalise_windows(np.asarray(crops.windows[window]))).to(device)
+            output = model(images, torch.from_numpy(person_tokens[window]).to(device))
+            betas[window], pose_6d[window] = output.betas.cpu().numpy(), output.pose_6d.cpu().numpy()
     return betas, pose_6d
 
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -110,9 +111,14 @@ def trained_like_model():
     return model
 
 
-def test_bundles_read_back_into_pytorch(trained_like_model, tmp_path):
-    bundle = bundle_with_body_model(trained_like_model, tmp_path / "base", {"source": "untrained"}, None, "tiny",
-                                    overwrite=False)
+@pytest.fixture(scope="module")
+def base_bundle(trained_like_model, tmp_path_factory):
+    return bundle_with_body_model(trained_like_model, tmp_path_factory.mktemp("eclm") / "base",
+                                  {"source": "untrained"}, None, "tiny", overwrite=False)
+
+
+def test_bundles_read_back_into_pytorch(trained_like_model, base_bundle, tmp_path):
+    bundle = base_bundle
     loaded = load_encoder_from_bundle(bundle)
     for name, value in trained_like_model.state_dict().items():
         torch.testing.assert_close(loaded.state_dict()[name], value, atol=0, rtol=0, msg=name)
@@ -129,20 +135,19 @@ def test_bundles_read_back_into_pytorch(trained_like_model, tmp_path):
         merged_encoder(again, plan)
 
 
-def test_a_foreign_graph_is_refused(trained_like_model, tmp_path):
-    bundle = bundle_with_body_model(trained_like_model, tmp_path / "base", {"source": "untrained"}, None, "tiny",
-                                    overwrite=False)
-    manifest = json.loads((bundle.path / "manifest.json").read_text())
+def test_a_foreign_graph_is_refused(base_bundle, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(base_bundle.path, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
     manifest["encoder"]["config"]["mlp_width"] = 256  # sizes that do not match the graph
-    (bundle.path / "manifest.json").write_text(json.dumps(manifest))
+    (copy / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(BundleError, match="re-export"):
-        load_encoder_from_bundle(load_bundle(bundle.path))
+        load_encoder_from_bundle(load_bundle(copy))
 
 
-def test_merge_command_writes_a_calibrated_bundle(trained_like_model, tmp_path, capsys):
+def test_merge_command_writes_a_calibrated_bundle(base_bundle, tmp_path, capsys):
     cache = tmp_path / "cache"
-    bundle = bundle_with_body_model(trained_like_model, tmp_path / "base", {"source": "untrained"}, None, "tiny",
-                                    overwrite=False)
+    bundle = base_bundle
     out = tmp_path / "merged"
     assert main(["merge", "--bundle", str(bundle.path), "--tau", "1000", "--calib", "val", "--frames", "2",
                  "--cache", str(cache), "--out", str(out)]) == 0
