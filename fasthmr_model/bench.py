@@ -63,7 +63,7 @@ def vith_bundles(cache: Path, progress=print) -> dict[str, Bundle]:
             progress(f"exporting the random-weight hmr2-vith {name} encoder to {folder} (once)")
             provenance = {"source": "untrained", "description": f"random-weight hmr2-vith {name} encoder (bench)"}
             bundle = bundle_with_body_model(build_encoder(preset("hmr2-vith"), seed=0, plan=plan), folder, provenance,
-                                            None, "hmr2-vith", overwrite=True)
+                                            None, "body_origin", "hmr2-vith", overwrite=True)
         bundles[name] = bundle
     return bundles
 
@@ -98,6 +98,7 @@ def tiny_bundles(bundle: Bundle, cache: Path, tau_mm: float, world_cache: Path, 
             original = original or load_encoder_from_bundle(bundle)
             bundles[name] = build_bundle(merged_encoder(original, plans[name]), folder, bundle.body_model_path,
                                          {**bundle.manifest.get("provenance", {}), "bench_variant": name},
+                                         bundle.manifest["encoder"]["camera_anchor"],
                                          bundle.manifest["encoder"].get("preset"), overwrite=True)
     return bundles
 

@@ -134,6 +134,7 @@ def merge_bundle(bundle: Bundle, out: Path, crops: CropSet, tau_mm: float, token
     }
     provenance = {**bundle.manifest.get("provenance", {}), "merged_from": str(Path(bundle.path).resolve())}
     merged_bundle = build_bundle(merged, Path(out), bundle.body_model_path, provenance,
-                                 bundle.manifest["encoder"].get("preset"), overwrite=overwrite, merge_record=record)
+                                 bundle.manifest["encoder"]["camera_anchor"], bundle.manifest["encoder"].get("preset"),
+                                 overwrite=overwrite, merge_record=record)
     record["onnx_parity"] = encoder_parity(merged, merged_bundle)
     return merged_bundle, record

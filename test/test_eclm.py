@@ -114,7 +114,7 @@ def trained_like_model():
 @pytest.fixture(scope="module")
 def base_bundle(trained_like_model, tmp_path_factory):
     return bundle_with_body_model(trained_like_model, tmp_path_factory.mktemp("eclm") / "base",
-                                  {"source": "untrained"}, None, "tiny", overwrite=False)
+                                  {"source": "untrained"}, None, "pelvis", "tiny", overwrite=False)
 
 
 def test_bundles_read_back_into_pytorch(trained_like_model, base_bundle, tmp_path):
@@ -124,7 +124,7 @@ def test_bundles_read_back_into_pytorch(trained_like_model, base_bundle, tmp_pat
         torch.testing.assert_close(loaded.state_dict()[name], value, atol=0, rtol=0, msg=name)
     plan = MergePlan(merged_windows=((3, 4),), token_schedule=(40, 40, 22))
     merged = merged_encoder(loaded, plan)
-    merged_bundle = bundle_with_body_model(merged, tmp_path / "merged", {"source": "untrained"}, None, "tiny",
+    merged_bundle = bundle_with_body_model(merged, tmp_path / "merged", {"source": "untrained"}, None, "pelvis", "tiny",
                                            overwrite=False)
     again = load_encoder_from_bundle(merged_bundle)
     assert again.plan == plan and len(again.backbone.blocks) == 11

@@ -131,7 +131,7 @@ def merged_model():
 @pytest.fixture(scope="module")
 def merged_bundle(merged_model, tmp_path_factory):
     out = tmp_path_factory.mktemp("merged") / "bundle"
-    return bundle_with_body_model(merged_model, out, {"source": "untrained"}, None, "tiny", overwrite=False)
+    return bundle_with_body_model(merged_model, out, {"source": "untrained"}, None, "pelvis", "tiny", overwrite=False)
 
 
 def person_flag_cases(batch: int) -> dict[str, np.ndarray]:
