@@ -71,7 +71,7 @@ def vith_bundles(cache: Path, progress=print) -> dict[str, Bundle]:
 def tiny_bundles(bundle: Bundle, cache: Path, tau_mm: float, world_cache: Path, frames: int | None,
                  progress=print) -> dict[str, Bundle]:
     """The four variants of `bundle`: itself, and three exports of its `fasthmr merge` plan, cached by checksum."""
-    from fasthmr_model.data.world import build_split, load_crop_set
+    from fasthmr_model.data.world import build_split, load_crop_set, synthetic_body_path
 
     digest = bundle.manifest["files"][bundle.manifest["encoder"]["file"]]["sha256"][:12]
     key = f"tiny-{digest}-tau{tau_mm:g}" + (f"-first{frames}" if frames else "")
@@ -80,7 +80,7 @@ def tiny_bundles(bundle: Bundle, cache: Path, tau_mm: float, world_cache: Path, 
         from fasthmr_model.merging import merge_bundle
 
         progress(f"calibrating ECLM at tau {tau_mm} mm on the validation split (once) into {merged_folder}")
-        calibration = load_crop_set(build_split("val", world_cache, world_cache / "synthetic_body.npz", frames=frames,
+        calibration = load_crop_set(build_split("val", world_cache, synthetic_body_path(world_cache), frames=frames,
                                                 progress=False))
         merge_bundle(bundle, merged_folder, calibration, tau_mm,
                      MergePlan(token_schedule=PAPER_TOKEN_SCHEDULE), overwrite=True, progress=progress)
@@ -158,13 +158,13 @@ def run_bench(models: list[str], bundle_path: str | None, tau_mm: float, batch: 
         progress(f"timing hmr2-vith: batch {batch}, {warmup} warm-up + {repeats} interleaved runs per variant")
         result["hmr2-vith"] = summarise(bundles, time_variants(bundles, batch, warmup, repeats, runtime), batch)
     if "tiny" in models:
-        from fasthmr_model.data.world import build_split, load_crop_set
+        from fasthmr_model.data.world import build_split, load_crop_set, synthetic_body_path
         from fasthmr_model.evaluation import evaluate_bundle
 
         bundles = tiny_bundles(load_bundle(bundle_path), cache, tau_mm, world_cache, frames, progress)
         progress(f"timing tiny: batch {batch}, {warmup} warm-up + {repeats} interleaved runs per variant")
         summary = summarise(bundles, time_variants(bundles, batch, warmup, repeats, runtime), batch)
-        test = load_crop_set(build_split("test", world_cache, world_cache / "synthetic_body.npz", frames=frames,
+        test = load_crop_set(build_split("test", world_cache, synthetic_body_path(world_cache), frames=frames,
                                          progress=False))
         for name, bundle in bundles.items():
             progress(f"scoring tiny {name} on the test split ({len(test)} persons)")

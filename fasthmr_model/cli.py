@@ -51,14 +51,9 @@ def _world_build(args: argparse.Namespace) -> None:
 
 def _world_body_model(cache: Path, body_model: str | None) -> Path:
     """The user's body model file, or the synthetic body written once into the cache."""
-    if body_model is not None:
-        return Path(body_model)
-    from fasthmr_model.body.synthetic import write_synthetic_body
+    from fasthmr_model.data.world import synthetic_body_path
 
-    path = Path(cache) / "synthetic_body.npz"
-    if not path.is_file():
-        write_synthetic_body(path)
-    return path
+    return Path(body_model) if body_model is not None else synthetic_body_path(cache)
 
 
 def _train_encoder(args: argparse.Namespace) -> None:

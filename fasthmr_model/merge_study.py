@@ -77,7 +77,7 @@ def run_study(bundle_path: str | None, world_cache: Path, frames: int | None, de
     from fasthmr_model.export import load_encoder_from_bundle
 
     bundle = load_bundle(bundle_path)
-    body_path = world_cache / "synthetic_body.npz"
+    body_path = world.synthetic_body_path(world_cache)
     splits = {name: world.load_crop_set(world.build_split(name, world_cache, body_path, workers=workers,
                                                           frames=frames, progress=False)) for name in ("val", "test")}
     original = load_encoder_from_bundle(bundle)
@@ -170,6 +170,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args(argv)
+    # Full float32 on GPUs too (cuDNN would otherwise run the patch convolution in TF32).
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
     result = run_study(args.bundle, args.cache, args.frames, args.device, args.workers,
                        progress=lambda line: print(line, file=sys.stderr, flush=True))
     Path(args.out).write_text(json.dumps(result, indent=1))

@@ -73,6 +73,16 @@ def default_cache() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "fasthmr" / "world"
 
 
+def synthetic_body_path(cache: Path) -> Path:
+    """The synthetic body the splits in `cache` are posed with, written there once."""
+    path = Path(cache) / "synthetic_body.npz"
+    if not path.is_file():
+        from fasthmr_model.body.synthetic import write_synthetic_body
+
+        write_synthetic_body(path)
+    return path
+
+
 def split(name: str) -> FrameSplit:
     try:
         return SPLITS[name]
