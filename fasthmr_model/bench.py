@@ -32,7 +32,7 @@ VARIANTS = ("base", "eclm", "mask_tome", "both")
 # ViT-H: the paper's HMR2.0 result, 32 -> 28 blocks. Which blocks does not change the cost; these are the top
 # four pairs, where calibration merges first (it searches from the last block down).
 VITH_ECLM_WINDOWS = ((24, 25), (26, 27), (28, 29), (30, 31))
-DEFAULT_TAU_MM = 1.0
+DEFAULT_TAU_MM = 10.0
 
 
 def default_bench_cache() -> Path:

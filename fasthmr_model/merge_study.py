@@ -31,7 +31,8 @@ from fasthmr_model.encoder.eclm import search_merge_windows
 from fasthmr_model.encoder.merge_plan import PAPER_TOKEN_SCHEDULE, MergePlan, encoder_macs, schedule_for
 from fasthmr_model.merging import PlanEvaluator
 
-TAUS_MM = (0.25, 0.5, 1.0, 2.0, 4.0)
+TAUS_MM = (1.0, 5.0, 10.0, 15.0, 20.0, 30.0)
+SECTIONS = ("tokens", "crowds", "eclm", "tau", "test")
 MASK_RULE_FRACTIONS = (0.0, 0.25, 0.5)
 PERSON_TOKEN_BINS = ((0, 60), (61, 90), (91, 102), (103, 120), (121, 192))
 SCHEDULES = ((40, 40, 22), (22, 40, 40), (96, 6), (30, 30, 30, 12), (20, 20, 20, 20, 20, 2))
@@ -73,7 +74,7 @@ def token_fractions(crops, body_path: Path, workers: int) -> np.ndarray:
 
 
 def run_study(bundle_path: str | None, world_cache: Path, frames: int | None, device: str, workers: int,
-              progress=print) -> dict:
+              sections: tuple[str, ...] = SECTIONS, progress=print) -> dict:
     from fasthmr_model.export import load_encoder_from_bundle
 
     bundle = load_bundle(bundle_path)
@@ -93,31 +94,73 @@ def run_study(bundle_path: str | None, world_cache: Path, frames: int | None, de
         return {"mpjpe": round(float(scores["mpjpe"].mean()), 2), "pa_mpjpe": round(float(scores["pa_mpjpe"].mean()), 2),
                 "macs_ratio": round(encoder_macs(config) / encoder_macs(config, plan), 3)}
 
-    progress("val: base and token-merging options")
     result["val_base"] = row(MergePlan())
+    if "tokens" in sections:
+        result.update(_token_choices(row, default))
+        progress("val: mask->token rule (re-rendering the split for the coverage fractions)")
+        fractions = token_fractions(splits["val"], body_path, workers)
+        result["val_mask_rule"] = []
+        for threshold in MASK_RULE_FRACTIONS:
+            flags = (fractions > 0) if threshold == 0 else (fractions >= threshold)
+            result["val_mask_rule"].append({"min_fraction": threshold, "mean_person_tokens":
+                                            round(float(flags.sum(1).mean()), 1), **row(default, flags=flags)})
+    if "crowds" in sections:
+        result.update(_crowds(val, row, default))
+    if "eclm" in sections:
+        progress("val: ECLM tensors (each pair of neighbouring blocks merged alone)")
+        result["val_eclm_pairs"] = [
+            {"blocks": [first, first + 1], **{tensors: row(MergePlan(merged_windows=((first, first + 1),),
+                                                                     eclm_tensors=tensors))["mpjpe"]
+                                              for tensors in ("all", "linear")}}
+            for first in range(config.depth - 1)]
+
+    def calibrated(tau: float) -> MergePlan:
+        search = search_merge_windows(config.depth, lambda w: val.mpjpe(MergePlan(merged_windows=tuple(w))), tau)
+        return MergePlan(merged_windows=tuple(search.windows))
+
+    if "tau" in sections:
+        progress("ECLM: calibration on val at each tau, scored on test")
+        result["tau_table"] = []
+        for tau in TAUS_MM:
+            plan = calibrated(tau)
+            result["tau_table"].append({"tau_mm": tau, "blocks": len(plan.block_groups(config.depth)),
+                                        "merged_blocks": [list(range(a, b + 1)) for a, b in plan.merged_windows],
+                                        "val_mpjpe": round(val.mpjpe(plan), 2), **row(plan, test)})
+    if "test" in sections:
+        progress(f"test: base / ECLM (tau {DEFAULT_TAU_MM} mm) / Mask-ToMe / plain ToMe / both")
+        eclm = calibrated(DEFAULT_TAU_MM)
+        both = dataclasses.replace(eclm, token_schedule=PAPER_TOKEN_SCHEDULE)
+        test_zeros = np.zeros((len(splits["test"]), 192), np.float32)
+        result["test_table"] = {
+            "eclm_merged_blocks": [list(range(a, b + 1)) for a, b in eclm.merged_windows],
+            "base": row(MergePlan(), test), "eclm": row(eclm, test), "mask_tome": row(default, test),
+            "plain_tome_no_mask": row(default, test, test_zeros), "both": row(both, test),
+            "both_no_mask": row(both, test, test_zeros)}
+    return result
+
+
+def _token_choices(row, default: MergePlan) -> dict:
+    """Similarity features x merge point x proportional attention; schedules at M' = 90; token budgets."""
+    result = {}
     result["val_token_options"] = [
         {"similarity": similarity, "merge_point": point, "proportional_attention": proportional,
          **row(dataclasses.replace(default, similarity=similarity, merge_point=point,
                                    proportional_attention=proportional))}
         for similarity in ("keys", "tokens") for point in ("after_attention", "after_mlp")
         for proportional in (True, False)]
-    progress("val: schedules")
     result["val_schedules"] = [{"schedule": list(s), **row(dataclasses.replace(default, token_schedule=s))}
                                for s in SCHEDULES]
     result["val_token_budgets"] = [{"remaining": m, "schedule": list(schedule_for(m)),
                                     **row(dataclasses.replace(default, token_schedule=schedule_for(m)))}
                                    for m in REMAINING_TOKENS]
+    return result
 
-    progress("val: mask->token rule (re-rendering the split for the coverage fractions)")
-    fractions = token_fractions(splits["val"], body_path, workers)
-    result["val_mask_rule"] = []
-    for threshold in MASK_RULE_FRACTIONS:
-        flags = (fractions > 0) if threshold == 0 else (fractions >= threshold)
-        result["val_mask_rule"].append({"min_fraction": threshold, "mean_person_tokens":
-                                        round(float(flags.sum(1).mean()), 1), **row(default, flags=flags)})
 
-    progress("val: crowds")
-    counts = np.asarray(splits["val"].person_tokens).sum(1)
+def _crowds(val: PlanEvaluator, row, default: MergePlan) -> dict:
+    """MPJPE by person-token count for the base model, Mask-ToMe's two crowd policies and plain ToMe; and
+    every token flagged as person (the extreme crowd)."""
+    result = {}
+    counts = np.asarray(val.crops.person_tokens).sum(1)
     zeros = np.zeros((len(counts), 192), np.float32)
     ones = np.ones((len(counts), 192), np.float32)
     per_bin = {"base": val.per_person(MergePlan())["mpjpe"],
@@ -133,31 +176,6 @@ def run_study(bundle_path: str | None, world_cache: Path, frames: int | None, de
     result["val_all_person_flags"] = {
         policy: row(dataclasses.replace(default, crowd_policy=policy), flags=ones)["mpjpe"]
         for policy in ("tiers", "exclude")}
-
-    progress("val: ECLM tensors (each pair of neighbouring blocks merged alone)")
-    result["val_eclm_pairs"] = [
-        {"blocks": [first, first + 1], **{tensors: row(MergePlan(merged_windows=((first, first + 1),),
-                                                                 eclm_tensors=tensors))["mpjpe"]
-                                          for tensors in ("all", "linear")}}
-        for first in range(config.depth - 1)]
-
-    progress("ECLM: calibration on val at each tau, scored on test")
-    result["tau_table"] = []
-    for tau in TAUS_MM:
-        search = search_merge_windows(config.depth, lambda w: val.mpjpe(MergePlan(merged_windows=tuple(w))), tau)
-        plan = MergePlan(merged_windows=tuple(search.windows))
-        result["tau_table"].append({"tau_mm": tau, "blocks": len(plan.block_groups(config.depth)),
-                                    "merged_blocks": [list(range(a, b + 1)) for a, b in search.windows],
-                                    "val_mpjpe": round(search.merged_error, 2), **row(plan, test)})
-    progress("test: base / ECLM / Mask-ToMe / plain ToMe / both")
-    chosen = next(entry for entry in result["tau_table"] if entry["tau_mm"] == DEFAULT_TAU_MM)
-    eclm = MergePlan(merged_windows=tuple((blocks[0], blocks[-1]) for blocks in chosen["merged_blocks"]))
-    both = dataclasses.replace(eclm, token_schedule=PAPER_TOKEN_SCHEDULE)
-    test_zeros = np.zeros((len(splits["test"]), 192), np.float32)
-    result["test_table"] = {
-        "base": row(MergePlan(), test), "eclm": row(eclm, test), "mask_tome": row(default, test),
-        "plain_tome_no_mask": row(default, test, test_zeros), "both": row(both, test),
-        "both_no_mask": row(both, test, test_zeros)}
     return result
 
 
@@ -169,11 +187,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frames", type=int, help="only the first N frames of each split (smoke runs)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS))
     args = parser.parse_args(argv)
     # Full float32 on GPUs too (cuDNN would otherwise run the patch convolution in TF32).
     torch.backends.cudnn.allow_tf32 = False
     torch.backends.cuda.matmul.allow_tf32 = False
-    result = run_study(args.bundle, args.cache, args.frames, args.device, args.workers,
+    result = run_study(args.bundle, args.cache, args.frames, args.device, args.workers, tuple(args.sections),
                        progress=lambda line: print(line, file=sys.stderr, flush=True))
     Path(args.out).write_text(json.dumps(result, indent=1))
     print(json.dumps(result, indent=1))

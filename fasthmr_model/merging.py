@@ -57,21 +57,59 @@ class PlanEvaluator:
         self.true_joints = body.forward(np.asarray(crops.betas, np.float64), np.asarray(crops.rotmats, np.float64),
                                         with_vertices=False)[1]
         self._scores: dict[tuple, dict[str, np.ndarray]] = {}
+        self._block_inputs: list[list[torch.Tensor]] | None = None
 
     def per_person(self, plan: MergePlan, person_tokens: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """{"mpjpe": (N,), "pa_mpjpe": (N,)} in mm for every crop under `plan` (optionally other flags)."""
         flags = self.person_tokens if person_tokens is None else np.asarray(person_tokens, np.float32)
         key = (plan, flags.tobytes()) if plan.merges_tokens else (plan,)
         if key not in self._scores:
-            model = self.original if plan == MergePlan() else merged_encoder(self.original, plan)
-            betas, pose_6d = predict(model.to(self.device), self.crops, flags, self.device)
-            model.to("cpu")
+            if plan.merges_tokens or not plan.merged_windows:
+                model = self.original if plan == MergePlan() else merged_encoder(self.original, plan)
+                betas, pose_6d = predict(model.to(self.device), self.crops, flags, self.device)
+                model.to("cpu")
+            else:
+                betas, pose_6d = self._predict_from_block(merged_encoder(self.original, plan),
+                                                          plan.merged_windows[0][0])
             rotmats = rot6d_to_matrix(pose_6d.reshape(-1, 24, 6))
             joints = self.body.forward(betas.astype(np.float64), rotmats.astype(np.float64), with_vertices=False)[1]
             rooted = [points - points[:, list(EMDB_ROOT_JOINTS)].mean(axis=1, keepdims=True)
                       for points in (joints, self.true_joints)]
             self._scores[key] = {"mpjpe": mpjpe(*rooted), "pa_mpjpe": pa_mpjpe(*rooted)}
         return self._scores[key]
+
+    def _predict_from_block(self, model: FastHMREncoder, first: int) -> tuple[np.ndarray, np.ndarray]:
+        """Predictions of an ECLM-merged `model` whose blocks below original block `first` are the original's:
+        it starts from the original's tokens entering block `first` (computed once), so a calibration trial
+        near the top of the backbone costs a few blocks, not the whole encoder."""
+        if self._block_inputs is None:
+            self._block_inputs = self._original_block_inputs()
+        model.to(self.device)
+        betas, pose_6d = [], []
+        with torch.no_grad():
+            for tokens in self._block_inputs[first]:
+                tokens = tokens.to(self.device)
+                for block in model.backbone.blocks[first:]:
+                    tokens = block(tokens)
+                output = model.head(model.backbone.last_norm(tokens))
+                betas.append(output.betas.cpu().numpy())
+                pose_6d.append(output.pose_6d.cpu().numpy())
+        model.to("cpu")
+        return np.concatenate(betas), np.concatenate(pose_6d)
+
+    def _original_block_inputs(self) -> list[list[torch.Tensor]]:
+        """[k][batch] = the original backbone's tokens entering block k, per batch of PREDICT_BATCH crops."""
+        backbone = self.original.backbone.to(self.device)
+        inputs: list[list[torch.Tensor]] = [[] for _ in backbone.blocks]
+        with torch.no_grad():
+            for start in range(0, len(self.crops), PREDICT_BATCH):
+                window = np.asarray(self.crops.windows[start:start + PREDICT_BATCH])
+                tokens = backbone.embed(torch.from_numpy(normalise_windows(window)).to(self.device))
+                for index, block in enumerate(backbone.blocks):
+                    inputs[index].append(tokens.cpu())
+                    tokens = block(tokens)
+        self.original.to("cpu")
+        return inputs
 
     def mpjpe(self, plan: MergePlan, person_tokens: np.ndarray | None = None) -> float:
         return float(self.per_person(plan, person_tokens)["mpjpe"].mean())
