@@ -1,0 +1,39 @@
+"""`fasthmr bench`'s pieces on tiny untrained bundles: the four variants, the side-by-side summary, the plot."""
+
+from __future__ import annotations
+
+import json
+
+from PIL import Image
+
+from fasthmr_model.bench import VARIANTS, dumps, format_table, plot, summarise, time_variants, variant_plans
+from fasthmr_model.encoder.config import PRESETS
+from fasthmr_model.encoder.merge_plan import MergePlan
+from fasthmr_model.encoder.model import build_encoder
+from fasthmr_model.runtime import RuntimeConfig
+from fasthmr_model.tools import bundle_with_body_model
+
+
+def test_four_variants_side_by_side(tmp_path):
+    merged = MergePlan(merged_windows=((10, 11),), token_schedule=(40, 40, 22))
+    plans = variant_plans(merged)
+    assert list(plans) == list(VARIANTS)
+    assert plans["eclm"] == MergePlan(merged_windows=((10, 11),))
+    assert plans["mask_tome"] == MergePlan(token_schedule=(40, 40, 22)) and plans["both"] == merged
+    bundles = {name: bundle_with_body_model(build_encoder(PRESETS["tiny"], seed=1, plan=plan), tmp_path / name,
+                                            {"source": "untrained"}, None, "pelvis", "tiny", overwrite=False)
+               for name, plan in plans.items()}
+    latencies = time_variants(bundles, batch=2, warmup=1, repeats=3, runtime=RuntimeConfig(provider="cpu"))
+    assert all(len(values) == 3 and min(values) > 0 for values in latencies.values())
+    summary = summarise(bundles, latencies, batch=2)
+    assert summary["base"]["flops_ratio"] == 1.0 and summary["base"]["speedup"] == 1.0
+    assert summary["both"]["flops_ratio"] > summary["mask_tome"]["flops_ratio"] > summary["eclm"]["flops_ratio"] > 1
+    for values in summary.values():
+        assert abs(values["throughput"] - 2e3 / values["latency_ms"]) < 0.05  # images per second at batch 2
+    result = {"hmr2-vith": summary, "tiny": {name: {**values, "mpjpe": 100.0 + i} for i, (name, values)
+                                              in enumerate(summary.items())}}
+    assert set(json.loads(dumps(result))["tiny"]["both"]) == {"latency_ms", "throughput", "flops_ratio", "speedup",
+                                                              "mpjpe"}
+    assert "test MPJPE" in format_table(result)
+    figure = plot(result, tmp_path / "bench.png")
+    assert Image.open(figure).size[0] > 500
