@@ -7,10 +7,11 @@ Two models, each in the four variants:
 - `tiny`: the shipped default (or `--bundle`), merged by `fasthmr merge` at `--tau` on the validation split
   (cached likewise, keyed by the bundle's checksum), each variant scored on the test split.
 
-Timing: batch `--batch` of real-looking inputs, `--warmup` runs discarded, then `--repeats` rounds that run
-every variant once in turn (so that load from other processes falls on all of them alike); the median is
-reported. The speed-up is base latency / variant latency from the same rounds, the FLOP ratio the
-theoretical multiply-accumulate count of base / variant (`encoder_macs`).
+Timing: real-looking inputs, `--warmup` runs discarded, then `--repeats` rounds that run every variant once
+in turn (so that load from other processes falls on all of them alike); medians are reported. Latency is
+one image per call; throughput is images/s with `--batch` images per call (a frame's persons go through the
+encoder as one batch). The speed-up is variant / base throughput from the same rounds (the latency speed-up
+is given too), the FLOP ratio the theoretical multiply-accumulate count of base / variant (`encoder_macs`).
 """
 
 from __future__ import annotations
@@ -135,13 +136,18 @@ def time_variants(bundles: dict[str, Bundle], batch: int, warmup: int, repeats: 
     return latencies
 
 
-def summarise(bundles: dict[str, Bundle], latencies: dict[str, list[float]], batch: int) -> dict[str, dict]:
-    """Per variant: median latency (ms), throughput (images/s), FLOP ratio and speed-up against base."""
-    medians = {name: statistics.median(values) for name, values in latencies.items()}
+def summarise(bundles: dict[str, Bundle], single: dict[str, list[float]], batched: dict[str, list[float]],
+              batch: int) -> dict[str, dict]:
+    """Per variant: median latency of one image (ms), throughput (images/s at `batch` images per call), the
+    FLOP ratio and the measured speed-up (throughput) against base, and the latency speed-up."""
+    latency = {name: statistics.median(values) for name, values in single.items()}
+    throughput = {name: 1e3 * batch / statistics.median(values) for name, values in batched.items()}
     macs = {name: encoder_macs(bundle.encoder_config, _plan_of(bundle)) for name, bundle in bundles.items()}
-    return {name: {"latency_ms": round(medians[name], 2), "throughput": round(1e3 * batch / medians[name], 2),
+    return {name: {"latency_ms": round(latency[name], 2), "throughput": round(throughput[name], 2),
                    "flops_ratio": round(macs["base"] / macs[name], 3),
-                   "speedup": round(medians["base"] / medians[name], 3)} for name in bundles}
+                   "speedup": round(throughput[name] / throughput["base"], 3),
+                   "latency_speedup": round(latency["base"] / latency[name], 3), "batch": batch}
+            for name in bundles}
 
 
 def _plan_of(bundle: Bundle) -> MergePlan:
@@ -155,15 +161,13 @@ def run_bench(models: list[str], bundle_path: str | None, tau_mm: float, batch: 
     result = {}
     if "hmr2-vith" in models:
         bundles = vith_bundles(cache, progress)
-        progress(f"timing hmr2-vith: batch {batch}, {warmup} warm-up + {repeats} interleaved runs per variant")
-        result["hmr2-vith"] = summarise(bundles, time_variants(bundles, batch, warmup, repeats, runtime), batch)
+        result["hmr2-vith"] = _timed(bundles, batch, warmup, repeats, runtime, "hmr2-vith", progress)
     if "tiny" in models:
         from fasthmr_model.data.world import build_split, load_crop_set, synthetic_body_path
         from fasthmr_model.evaluation import evaluate_bundle
 
         bundles = tiny_bundles(load_bundle(bundle_path), cache, tau_mm, world_cache, frames, progress)
-        progress(f"timing tiny: batch {batch}, {warmup} warm-up + {repeats} interleaved runs per variant")
-        summary = summarise(bundles, time_variants(bundles, batch, warmup, repeats, runtime), batch)
+        summary = _timed(bundles, batch, warmup, repeats, runtime, "tiny", progress)
         test = load_crop_set(build_split("test", world_cache, synthetic_body_path(world_cache), frames=frames,
                                          progress=False))
         for name, bundle in bundles.items():
@@ -172,6 +176,14 @@ def run_bench(models: list[str], bundle_path: str | None, tau_mm: float, batch: 
         progress(f"tiny ECLM windows: {list(_plan_of(bundles['both']).merged_windows)}")
         result["tiny"] = summary
     return result
+
+
+def _timed(bundles: dict[str, Bundle], batch: int, warmup: int, repeats: int, runtime, model: str, progress
+           ) -> dict[str, dict]:
+    progress(f"timing {model}: batches of 1 and {batch}, {warmup} warm-up + {repeats} interleaved runs per variant")
+    single = time_variants(bundles, 1, warmup, repeats, runtime)
+    batched = single if batch == 1 else time_variants(bundles, batch, warmup, repeats, runtime)
+    return summarise(bundles, single, batched, batch)
 
 
 def plot(result: dict, out: Path) -> Path:
@@ -214,8 +226,9 @@ def format_table(result: dict) -> str:
         for name in VARIANTS:
             values = variants[name]
             mpjpe = f"  test MPJPE {values['mpjpe']:6.1f} mm" if "mpjpe" in values else ""
-            lines.append(f"  {name:<10} {values['latency_ms']:9.1f} ms  {values['throughput']:8.2f} img/s  "
-                         f"FLOP ratio {values['flops_ratio']:5.2f}x  speed-up {values['speedup']:5.2f}x{mpjpe}")
+            lines.append(f"  {name:<10} {values['latency_ms']:9.1f} ms  {values['throughput']:8.2f} img/s "
+                         f"(batch {values['batch']})  FLOP ratio {values['flops_ratio']:5.2f}x  speed-up "
+                         f"{values['speedup']:5.2f}x (latency {values['latency_speedup']:4.2f}x){mpjpe}")
     return "\n".join(lines)
 
 

@@ -25,15 +25,17 @@ def test_four_variants_side_by_side(tmp_path):
                for name, plan in plans.items()}
     latencies = time_variants(bundles, batch=2, warmup=1, repeats=3, runtime=RuntimeConfig(provider="cpu"))
     assert all(len(values) == 3 and min(values) > 0 for values in latencies.values())
-    summary = summarise(bundles, latencies, batch=2)
+    single = time_variants(bundles, batch=1, warmup=1, repeats=3, runtime=RuntimeConfig(provider="cpu"))
+    summary = summarise(bundles, single, latencies, batch=2)
     assert summary["base"]["flops_ratio"] == 1.0 and summary["base"]["speedup"] == 1.0
+    assert summary["base"]["latency_speedup"] == 1.0 and summary["both"]["batch"] == 2
     assert summary["both"]["flops_ratio"] > summary["mask_tome"]["flops_ratio"] > summary["eclm"]["flops_ratio"] > 1
     for values in summary.values():
-        assert abs(values["throughput"] * values["latency_ms"] / 2e3 - 1) < 1e-3  # images per second at batch 2
+        assert values["throughput"] > 0 and values["latency_ms"] > 0
     result = {"hmr2-vith": summary, "tiny": {name: {**values, "mpjpe": 100.0 + i} for i, (name, values)
                                               in enumerate(summary.items())}}
     assert set(json.loads(dumps(result))["tiny"]["both"]) == {"latency_ms", "throughput", "flops_ratio", "speedup",
-                                                              "mpjpe"}
+                                                              "latency_speedup", "batch", "mpjpe"}
     assert "test MPJPE" in format_table(result)
     figure = plot(result, tmp_path / "bench.png")
     assert Image.open(figure).size[0] > 500
