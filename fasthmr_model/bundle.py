@@ -193,6 +193,17 @@ def write_bundle(out: str | os.PathLike, files: dict[str, Path], manifest: dict,
     return load_bundle(out)
 
 
+def _describe_merge(merge: dict | None, config: EncoderConfig) -> str:
+    if not merge:
+        return "none"
+    from fasthmr_model.encoder.merge_plan import MergePlan
+
+    plan = MergePlan.from_dict(merge["plan"])
+    return (f"ECLM {config.depth} -> {len(plan.block_groups(config.depth))} blocks "
+            f"(windows {[list(w) for w in plan.merged_windows]}), Mask-ToMe {list(plan.token_schedule)} -> "
+            f"{plan.remaining_tokens} tokens")
+
+
 def describe_bundle(bundle: Bundle) -> str:
     """A human-readable summary followed by the full manifest (what `fasthmr info` prints)."""
     manifest = bundle.manifest
@@ -205,7 +216,7 @@ def describe_bundle(bundle: Bundle) -> str:
         + (f" ({provenance['description']})" if provenance.get("description") else ""),
         f"encoder       {manifest['encoder']['file']}: {config.depth} blocks x {config.width}, "
         f"{config.num_heads} heads; head {config.head_depth} layers x {config.head_width}",
-        f"merging       {json.dumps(manifest['encoder'].get('merge'))}",
+        f"merging       {_describe_merge(manifest['encoder'].get('merge'), config)}",
         f"body model    {manifest['body_model']['file']} ({manifest['body_model'].get('name', 'unnamed')})",
         f"files         {len(manifest['files'])}, {size / 1e6:.1f} MB",
         "",
