@@ -21,6 +21,7 @@ DROP_COUNTERS = (
     "dropped_busy",  # replaced in the inference queue by a newer frame while the model was busy
     "dropped_without_mask",  # no mask within the tolerance, and unmatched_images is drop
     "masks_unpaired",  # masks that no image paired with
+    "dropped_time_jump",  # images waiting for their mask when time jumped back
     "no_camera_info",  # frames before any CameraInfo arrived
     "bad_camera_info",  # CameraInfo messages with NaN/inf or non-positive focal lengths
     "camera_info_size_mismatch",  # frames whose CameraInfo is for another image size

@@ -214,7 +214,7 @@ class FastHMRNode(LifecycleNode):
                          reliability=ReliabilityPolicy.BEST_EFFORT if values["qos.reliability"] == "best_effort"
                          else ReliabilityPolicy.RELIABLE, durability=qos_profile_sensor_data.durability)
         self._pairer = StampPairer(self._configs["sync"])
-        self._masks_dropped_counted = 0
+        self._pairer_counted = (0, 0)  # masks_dropped and images_dropped already in the statistics
         self._frames = LatestFrames(values["inference_queue_size"])
         self._last_image_stamp = None
         self._subscriptions_list = [
@@ -303,11 +303,10 @@ class FastHMRNode(LifecycleNode):
         self.statistics.arrived("image")
         stamp = stamp_seconds(message.header)
         if self._last_image_stamp is not None and stamp < self._last_image_stamp:
-            # A bag looped or a simulator restarted: forget what waits for pairing (the tracker resets itself).
+            # A bag looped or a simulator restarted: the pairer and the tracker reset themselves.
             self.statistics.count("time_jumped_back")
             self.get_logger().warning(f"time jumped back from {self._last_image_stamp:.3f} s to {stamp:.3f} s; "
                                       "resetting pairing and tracks", throttle_duration_sec=LOG_THROTTLE_S)
-            self._pairer.reset()
         self._last_image_stamp = stamp
         self._dispatch(self._pairer.add_image(stamp, message, time.monotonic()))
 
@@ -321,8 +320,10 @@ class FastHMRNode(LifecycleNode):
 
     def _dispatch(self, pairs: list[Pair]) -> None:
         """Queues paired frames for the inference thread with the CameraInfo of the moment."""
-        self.statistics.count("masks_unpaired", self._pairer.masks_dropped - self._masks_dropped_counted)
-        self._masks_dropped_counted = self._pairer.masks_dropped
+        pairer = self._pairer
+        self.statistics.count("masks_unpaired", pairer.masks_dropped - self._pairer_counted[0])
+        self.statistics.count("dropped_time_jump", pairer.images_dropped - self._pairer_counted[1])
+        self._pairer_counted = (pairer.masks_dropped, pairer.images_dropped)
         for pair in pairs:
             if pair.mask is None and self._values["unmatched_images"] == "drop":
                 self.statistics.count("dropped_without_mask")

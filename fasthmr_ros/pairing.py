@@ -5,7 +5,9 @@ An image pairs with the mask whose stamp is nearest to its own, within `toleranc
 cannot pair any more is released without a mask: when a mask newer than its stamp + tolerance has
 arrived (each stream arrives in stamp order, so no nearer mask can follow), when it has waited
 `mask_timeout` seconds of wall time (the segmentation is slow or absent), or when newer images push it
-out of the bounded queue. A mask that no image can pair any more is dropped. Plain Python, no ROS: the
+out of the bounded queue. Masks leave when they pair, when an image pairs with a newer one, or when
+newer masks push them out of the bounded queue (a mask is never judged too old on arrival: after time
+jumps back, the first mask of the new timeline may come before its image). Plain Python, no ROS: the
 node feeds it (stamp, message) and the time, and publishes what comes out.
 """
 
@@ -56,8 +58,9 @@ class StampPairer:
     """Approximate stamp pairing of two streams with bounded queues.
 
     add_image / add_mask / expire return the Pairs that became ready, in image stamp order. Counters (they
-    only grow): `images_unpaired` (images released without a mask) and `masks_dropped` (masks that no
-    image paired with).
+    only grow): `images_unpaired` (images released without a mask), `masks_dropped` (masks that no image
+    paired with: pushed out of the queue, or passed over for a nearer one) and `images_dropped` (images
+    waiting when time jumped back).
     """
 
     def __init__(self, config: PairingConfig = PairingConfig()) -> None:
@@ -68,17 +71,24 @@ class StampPairer:
         self._newest_mask_stamp = float("-inf")
         self.images_unpaired = 0
         self.masks_dropped = 0
-
-    def reset(self) -> None:
-        """Forgets everything waiting and every stamp seen (after time jumped backwards)."""
-        self._images.clear()
-        self._masks.clear()
-        self._newest_image_stamp = self._newest_mask_stamp = float("-inf")
+        self.images_dropped = 0
 
     def add_image(self, stamp: float, message: Any, now: float) -> list[Pair]:
-        """An image arrived at wall time `now` (s); returns the pairs now ready."""
+        """An image arrived at wall time `now` (s); returns the pairs now ready.
+
+        An image older than the newest one so far means time jumped back (a bag looped, a simulator
+        restarted): the images still waiting and the masks newer than this one belong to the old timeline
+        and are dropped. Masks of the new timeline that came before this image are kept.
+        """
+        if stamp < self._newest_image_stamp:
+            self.images_dropped += len(self._images)
+            self._images.clear()
+            future = [mask for mask in self._masks if mask.stamp > stamp + self.config.tolerance]
+            self.masks_dropped += len(future)
+            self._masks = deque(mask for mask in self._masks if mask.stamp <= stamp + self.config.tolerance)
+            self._newest_mask_stamp = max((mask.stamp for mask in self._masks), default=float("-inf"))
+        self._newest_image_stamp = stamp
         self._images.append(_Waiting(stamp, message, now))
-        self._newest_image_stamp = max(self._newest_image_stamp, stamp)
         ready = []
         if len(self._images) > self.config.queue_size:
             ready.append(self._release_unpaired())
@@ -121,8 +131,4 @@ class StampPairer:
                 ready.append(self._release_unpaired())
             else:
                 break
-        # Waiting images and the ones still to come are no older than this: masks before it are useless.
-        oldest_useful = (self._images[0].stamp if self._images else self._newest_image_stamp) - tolerance
-        while self._masks and self._masks[0].stamp < oldest_useful:
-            self._drop_oldest_mask()
         return ready

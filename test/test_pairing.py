@@ -58,21 +58,17 @@ def test_queues_are_bounded_and_drop_oldest_first():
     assert pairer.add_image(14.0, "image", now=0.0) == [Pair("image", "mask 4")]
 
 
-def test_masks_older_than_every_image_to_come_are_dropped():
+def test_time_jumping_back_drops_the_old_timeline_and_pairs_the_new_one():
     pairer = StampPairer(CONFIG)
-    pairer.add_image(5.0, "image", now=0.0)
-    pairer.add_mask(5.0, "mask", now=0.0)
-    pairer.add_mask(1.0, "stale mask", now=0.0)  # e.g. a late duplicate
-    assert pairer.masks_dropped == 1
-
-
-def test_reset_forgets_everything_waiting():
-    pairer = StampPairer(CONFIG)
-    pairer.add_image(5.0, "before the jump", now=0.0)
-    pairer.add_mask(6.0, "mask", now=0.0)
-    pairer.reset()
-    assert pairer.add_image(1.0, "after", now=0.0) == []
-    assert pairer.add_mask(1.0, "after mask", now=0.0) == [Pair("after", "after mask")]
+    pairer.add_image(5.0, "old image", now=0.0)
+    pairer.add_mask(4.0, "old mask", now=0.0)  # too early for 5.0, but kept: it might start a new timeline
+    # A bag loops: the first mask of the new timeline arrives before its image.
+    assert pairer.add_mask(1.0, "new mask", now=0.0) == []
+    assert pairer.add_image(1.0, "new image", now=0.0) == [Pair("new image", "new mask")]
+    assert (pairer.images_dropped, pairer.masks_dropped) == (1, 1)
+    # The old timeline's newest mask no longer marks new images as hopeless.
+    assert pairer.add_image(1.1, "next", now=0.0) == []
+    assert pairer.add_mask(1.1, "next mask", now=0.0) == [Pair("next", "next mask")]
 
 
 @pytest.mark.parametrize("field, value", [("tolerance", -0.1), ("queue_size", 0), ("mask_timeout", 11.0)])
