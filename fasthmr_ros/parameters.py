@@ -138,7 +138,7 @@ def load_defaults(path: str | os.PathLike | None = None) -> dict:
         if kind is float and type(value) is int:
             values[name] = float(value)
         elif type(value) is not kind:
-            raise FastHMRError(f"{path}: {name} must be a {kind.__name__}, got {value!r}")
+            raise FastHMRError(f"{path}: {name} must be of type {kind.__name__}, got {value!r}")
     return values
 
 
