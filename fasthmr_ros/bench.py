@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -103,8 +104,10 @@ def run(bundle_path: Path | None, frames_per_case: int, repeats: int) -> None:
         for mesh in (False, True):
             timings = time_frames(processor, frames, mesh, repeats)
             rows.append((people, mesh, {stage: float(np.median(values)) for stage, values in timings.items()}))
+    # Other processes on the machine slow every stage: the load says how busy it was.
     print(f"node overhead per frame, {IMAGE_WIDTH}x{IMAGE_HEIGHT}, median ms over {frames_per_case} frames x "
-          f"{repeats} passes; bundle {pipeline.bundle.path} on {pipeline.provider}")
+          f"{repeats} passes; bundle {pipeline.bundle.path} on {pipeline.provider}; load average "
+          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     header = ["people", "markers"] + list(STAGES) + ["overhead", "encoder (excluded)"]
     print(" | ".join(header))
     print(" | ".join("---" for _ in header))

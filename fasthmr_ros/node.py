@@ -31,6 +31,7 @@ from fasthmr_msgs.msg import SmplBodyArray
 from geometry_msgs.msg import PoseArray
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
 from rclpy.clock import Clock, ClockType
+from rclpy.duration import Duration
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
@@ -55,6 +56,7 @@ DIAGNOSTICS_QOS = 10
 # How often images waiting for their mask are checked against sync.mask_timeout.
 EXPIRE_PERIOD_S = 0.02
 LOG_THROTTLE_S = 5.0
+CLEAR_MARKERS_TIMEOUT_S = 1.0
 _PARAMETER_TYPES = {bool: Parameter.Type.BOOL, int: Parameter.Type.INTEGER, float: Parameter.Type.DOUBLE,
                     str: Parameter.Type.STRING}
 
@@ -270,11 +272,14 @@ class FastHMRNode(LifecycleNode):
         if self._processor is not None:
             clear = self._processor.clear_markers()
             if clear is not None:
-                self._publishers_by_name["markers"].publish(clear)
+                markers = self._publishers_by_name["markers"]
+                markers.publish(clear)
+                # On shutdown the process ends next: give the DELETEALL a moment to reach RViz.
+                markers.wait_for_all_acked(Duration(seconds=CLEAR_MARKERS_TIMEOUT_S))
 
     def _release(self) -> None:
         for publisher in self._publishers_by_name.values():
-            self.destroy_publisher(publisher)
+            self.destroy_lifecycle_publisher(publisher)
         self._publishers_by_name = {}
         for entity, destroy in ((self._diagnostics_publisher, self.destroy_publisher),
                                 (self._diagnostics_timer, self.destroy_timer)):

@@ -453,3 +453,13 @@ def test_a_bundle_that_cannot_load_stops_the_node_at_configure(ros_env, tmp_path
     assert result.returncode == 1
     assert "cannot configure" in result.stderr and "not valid JSON" in result.stderr
     assert "active" not in result.stderr
+
+
+def test_ctrl_c_clears_the_markers_and_ends_the_node_cleanly(running, frames):
+    process, _, client = running
+    image, mask, intrinsics = frames[0]
+    Frames.send(client, process, image, mask, intrinsics)
+    shown = len(client.messages("markers"))
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=ANSWER_TIMEOUT_S) == 0
+    client.wait_for("markers", lambda m: [marker.action for marker in m.markers] == [3], skip=shown)
