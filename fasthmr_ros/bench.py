@@ -25,13 +25,15 @@ IMAGE_WIDTH, IMAGE_HEIGHT = 640, 480
 STAGES = ("deserialise", "pairing", "convert", "preprocess", "body_model", "outputs", "serialise")
 
 
-def synthetic_frames(body_model, people: int, count: int, seed: int = 0):
-    """`count` rendered 640x480 frames with exactly `people` visible persons: (image, instance mask, K)."""
+def synthetic_frames(body_model, people: int, count: int, seed: int = 0, width: int = IMAGE_WIDTH,
+                     height: int = IMAGE_HEIGHT):
+    """`count` rendered frames (640x480 by default) with exactly `people` visible persons: (image, instance
+    mask, K)."""
     from fasthmr_model.data.render import _bench_bodies, render_scene, sample_scene
 
     frames, rng = [], np.random.default_rng(seed)
     while len(frames) < count:
-        scene = sample_scene(rng, body_model, _bench_bodies(rng, people), IMAGE_WIDTH, IMAGE_HEIGHT)
+        scene = sample_scene(rng, body_model, _bench_bodies(rng, people), width, height)
         frame = render_scene(scene, body_model)
         if len(np.unique(frame.instance_mask)) == people + 1:  # nobody fully hidden
             frames.append((frame.image, frame.instance_mask, frame.camera.intrinsics))

@@ -168,18 +168,19 @@ def camera_info_message(intrinsics: np.ndarray, width: int, height: int):
 
 @pytest.fixture(scope="module")
 def frames(tmp_path_factory):
-    """Three rendered 640x480 frames of the synthetic world with 1, 2 and 3 people: (image, mask, K).
+    """Three rendered 320x240 frames of the synthetic world with 1, 2 and 3 people: (image, mask, K).
 
-    All three carry the first frame's K, as from one camera: the node takes the latest CameraInfo, and
-    DDS does not order messages across topics, so a K that changed with every frame could pair with the
-    wrong image.
+    320x240 keeps an image under Fast DDS's default shared-memory segment; larger ones go over UDP in
+    fragments, and a lost fragment waits for the next heartbeat (seconds). All three carry the first
+    frame's K, as from one camera: the node takes the latest CameraInfo, and DDS does not order messages
+    across topics, so a K that changed with every frame could pair with the wrong image.
     """
     from fasthmr_model.body.lbs import BodyModel
     from fasthmr_model.body.synthetic import write_synthetic_body
     from fasthmr_ros.bench import synthetic_frames
 
     body = BodyModel.from_file(write_synthetic_body(tmp_path_factory.mktemp("body") / "body.npz"))
-    rendered = [synthetic_frames(body, people, 1, seed=people)[0] for people in (1, 2, 3)]
+    rendered = [synthetic_frames(body, people, 1, seed=people, width=320, height=240)[0] for people in (1, 2, 3)]
     return [(image, mask, rendered[0][2]) for image, mask, _ in rendered]
 
 
