@@ -44,6 +44,8 @@ setup(
     entry_points={
         "console_scripts": [
             "fasthmr = fasthmr_model.cli:main",
+            "fasthmr_node = fasthmr_ros.node:main",
+            "fasthmr_node_bench = fasthmr_ros.bench:main",
         ],
     },
 )
