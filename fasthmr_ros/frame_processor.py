@@ -14,9 +14,10 @@ from typing import NamedTuple
 import numpy as np
 from fasthmr_msgs.msg import SmplBody, SmplBodyArray
 from geometry_msgs.msg import PoseArray
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
+from fasthmr_model.data.crop import validate_intrinsics
 from fasthmr_model.errors import InputError
 from fasthmr_model.pipeline import FramePipeline
 from fasthmr_model.tracking import Tracker, TrackerConfig
@@ -66,6 +67,23 @@ class FrameOutputs(NamedTuple):
 
 def stamp_seconds(header: Header) -> float:
     return header.stamp.sec + header.stamp.nanosec * 1e-9
+
+
+def frame_intrinsics(camera_info: CameraInfo | None, image: Image) -> np.ndarray:
+    """K (3, 3) of the CameraInfo in force for `image`; raises FrameRejected (reason no_camera_info,
+    bad_camera_info or camera_info_size_mismatch) when there is none, its K is unusable, or it describes
+    images of another size (a width and height of 0 mean "not stated")."""
+    if camera_info is None:
+        raise FrameRejected("no_camera_info", "no CameraInfo yet")
+    intrinsics = np.array(camera_info.k, dtype=np.float64).reshape(3, 3)
+    try:
+        validate_intrinsics(intrinsics)
+    except InputError as error:
+        raise FrameRejected("bad_camera_info", str(error)) from None
+    if (camera_info.width, camera_info.height) not in ((0, 0), (image.width, image.height)):
+        raise FrameRejected("camera_info_size_mismatch", f"the CameraInfo is for {camera_info.width}x"
+                            f"{camera_info.height} images, the image is {image.width}x{image.height}")
+    return intrinsics
 
 
 def whole_image_mask(height: int, width: int) -> np.ndarray:

@@ -44,7 +44,7 @@ from fasthmr_model.data.crop import validate_intrinsics
 from fasthmr_model.errors import FastHMRError
 from fasthmr_model.pipeline import FramePipeline
 from fasthmr_ros.diagnostics import NodeStatistics
-from fasthmr_ros.frame_processor import FrameProcessor, FrameRejected, stamp_seconds
+from fasthmr_ros.frame_processor import FrameProcessor, FrameRejected, frame_intrinsics, stamp_seconds
 from fasthmr_ros.pairing import Pair, StampPairer
 from fasthmr_ros.parameters import CONFIG_CLASSES, PARAMETERS, SPECS, build_config, check_value, load_defaults
 
@@ -137,7 +137,6 @@ class FastHMRNode(LifecycleNode):
         self._frames: LatestFrames | None = None
         self._worker: threading.Thread | None = None
         self._camera_info: CameraInfo | None = None
-        self._intrinsics: np.ndarray | None = None  # None while the latest CameraInfo is unusable
         self._last_image_stamp: float | None = None
         self._state_label = "unconfigured"
 
@@ -294,15 +293,11 @@ class FastHMRNode(LifecycleNode):
     def _on_camera_info(self, message: CameraInfo) -> None:
         self.statistics.arrived("camera_info")
         self._camera_info = message
-        intrinsics = np.array(message.k, dtype=np.float64).reshape(3, 3)
-        try:
-            validate_intrinsics(intrinsics)
+        try:  # checked here to log it once; frame_intrinsics checks it again for each frame
+            validate_intrinsics(np.array(message.k, dtype=np.float64).reshape(3, 3))
         except FastHMRError as error:
             self.statistics.count("bad_camera_info")
             self.get_logger().warning(f"skipping frames: {error}", throttle_duration_sec=LOG_THROTTLE_S)
-            self._intrinsics = None
-            return
-        self._intrinsics = intrinsics
 
     def _on_image(self, message: Image) -> None:
         self.statistics.arrived("image")
@@ -333,7 +328,7 @@ class FastHMRNode(LifecycleNode):
             if pair.mask is None and self._values["unmatched_images"] == "drop":
                 self.statistics.count("dropped_without_mask")
                 continue
-            if self._frames.put((pair, self._camera_info, self._intrinsics)):
+            if self._frames.put((pair, self._camera_info)):
                 self.statistics.count("dropped_busy")
 
     # ----------------------------------------------------------------------------------------------
@@ -348,21 +343,17 @@ class FastHMRNode(LifecycleNode):
                 self.get_logger().error(f"internal error, frame skipped:\n{traceback.format_exc()}",
                                         throttle_duration_sec=LOG_THROTTLE_S)
 
-    def _process(self, pair: Pair, camera_info: CameraInfo | None, intrinsics: np.ndarray | None) -> None:
+    def _process(self, pair: Pair, camera_info: CameraInfo | None) -> None:
         image = pair.image
-        if camera_info is None:
-            self.statistics.count("no_camera_info")
-            self.get_logger().warning(f"frame skipped: no CameraInfo yet on {self._values['camera_info_topic']}",
-                                      throttle_duration_sec=LOG_THROTTLE_S)
-            return
-        if intrinsics is None:
-            self.statistics.count("bad_camera_info")  # the CameraInfo itself was logged when it arrived
-            return
-        if (camera_info.width, camera_info.height) not in ((0, 0), (image.width, image.height)):
-            self.statistics.count("camera_info_size_mismatch")
-            self.get_logger().warning(f"frame skipped: the CameraInfo is for {camera_info.width}x{camera_info.height}"
-                                      f" images, the image is {image.width}x{image.height}",
-                                      throttle_duration_sec=LOG_THROTTLE_S)
+        try:
+            intrinsics = frame_intrinsics(camera_info, image)
+        except FrameRejected as error:
+            self.statistics.count(error.reason)
+            if error.reason != "bad_camera_info":  # a bad CameraInfo was logged when it arrived
+                self.get_logger().warning(f"frame skipped: {error}"
+                                          + (f" on {self._values['camera_info_topic']}"
+                                             if error.reason == "no_camera_info" else ""),
+                                          throttle_duration_sec=LOG_THROTTLE_S)
             return
         publishers = self._publishers_by_name
         try:

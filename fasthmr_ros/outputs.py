@@ -56,26 +56,36 @@ def crop_visible_fraction(crop_boxes: np.ndarray, image_width: int, image_height
     return inside_x * inside_y / np.maximum(4 * half_width * half_height, 1e-12)
 
 
+def smpl_body_array(header: Header, body_model_name: str, track_ids: np.ndarray, boxes: np.ndarray,
+                    betas: np.ndarray, axis_angle: np.ndarray, translation: np.ndarray, joints: np.ndarray,
+                    confidence: np.ndarray, pose_source: int) -> SmplBodyArray:
+    """SmplBodyArray of B bodies: track_ids (B,); boxes (B, 4) pixel edges (x0, y0, x1, y1); betas (B, 10);
+    axis_angle (B, 24, 3); translation (B, 3); joints (B, 24, 3); confidence (B,); pose_source for all.
+    Both the node's results and ground truth written into bags go through here."""
+    message = SmplBodyArray(header=header, body_model=body_model_name)
+    for index in range(len(track_ids)):
+        body = SmplBody()
+        body.track_id = int(track_ids[index])
+        body.confidence = float(confidence[index])
+        x0, y0, x1, y1 = boxes[index]  # pixel edges: pixel u spans [u - 0.5, u + 0.5]
+        body.box.x_offset, body.box.y_offset = int(round(x0 + 0.5)), int(round(y0 + 0.5))
+        body.box.width, body.box.height = int(round(x1 - x0)), int(round(y1 - y0))
+        body.betas = _fixed(betas[index], 10, "betas")
+        body.pose = _fixed(axis_angle[index], 72, "pose")
+        body.joints = _fixed(joints[index], 72, "joints")
+        body.translation.x, body.translation.y, body.translation.z = (float(v) for v in translation[index])
+        body.pose_source = pose_source
+        message.bodies.append(body)
+    return message
+
+
 def bodies_message(header: Header, body_model_name: str, result: FrameResult, track_ids: np.ndarray,
                    pose_source: int, image_size: tuple[int, int]) -> SmplBodyArray:
     """SmplBodyArray of a frame result. track_ids (B,); pose_source: SmplBody.POSE_PER_FRAME or
     POSE_TEMPORAL; image_size (width, height). confidence is crop_visible_fraction (the encoder gives none)."""
-    message = SmplBodyArray(header=header, body_model=body_model_name)
-    confidence = crop_visible_fraction(result.crop_boxes, *image_size)
-    for index in range(len(result.ids)):
-        body = SmplBody()
-        body.track_id = int(track_ids[index])
-        body.confidence = float(confidence[index])
-        x0, y0, x1, y1 = result.boxes[index]  # pixel edges: pixel u spans [u - 0.5, u + 0.5]
-        body.box.x_offset, body.box.y_offset = int(round(x0 + 0.5)), int(round(y0 + 0.5))
-        body.box.width, body.box.height = int(round(x1 - x0)), int(round(y1 - y0))
-        body.betas = _fixed(result.betas[index], 10, "betas")
-        body.pose = _fixed(result.axis_angle[index], 72, "pose")
-        body.joints = _fixed(result.joints[index], 72, "joints")
-        body.translation.x, body.translation.y, body.translation.z = (float(v) for v in result.translation[index])
-        body.pose_source = pose_source
-        message.bodies.append(body)
-    return message
+    return smpl_body_array(header, body_model_name, track_ids, result.boxes, result.betas, result.axis_angle,
+                           result.translation, result.joints, crop_visible_fraction(result.crop_boxes, *image_size),
+                           pose_source)
 
 
 def people_message(header: Header, result: FrameResult) -> PoseArray:
