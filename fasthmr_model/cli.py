@@ -1,4 +1,7 @@
-"""`fasthmr`: the model tool (bundle info, checkpoint conversion, bundle creation, demo).
+"""`fasthmr`: the model tool (bundle info, checkpoint conversion, bundle creation, world, training, evaluation).
+
+The installed `fasthmr` command is fasthmr_ros.cli, which adds the ROS commands (replay, convert, demo);
+`python -m fasthmr_model.cli` is this tool alone.
 
 Every library error (FastHMRError) is printed as one line on stderr with exit status 2; heavy imports
 (torch) happen inside the subcommands that need them.
@@ -107,13 +110,9 @@ def _figure(args: argparse.Namespace) -> None:
     print(f"wrote {write_prediction_grid(load_bundle(args.bundle), crops, Path(args.out), args.count)}")
 
 
-def _demo(args: argparse.Namespace) -> None:
-    from fasthmr_model.demo import run_demo
-
-    run_demo(args.bundle)
-
-
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(extensions=()) -> argparse.ArgumentParser:
+    """The `fasthmr` parser. extensions: functions that add more subcommands to the subparsers (the ROS
+    adapter adds replay, convert and demo this way: this module never imports ROS)."""
     parser = argparse.ArgumentParser(prog="fasthmr", description="FastHMR model tool")
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -184,14 +183,13 @@ def build_parser() -> argparse.ArgumentParser:
     figure.add_argument("--out", required=True, help="PNG file to write")
     figure.set_defaults(handler=_figure)
 
-    demo = commands.add_parser("demo", help="run the pipeline on a synthetic frame and print what it found")
-    demo.add_argument("--bundle", help="bundle folder (default: the shipped default bundle)")
-    demo.set_defaults(handler=_demo)
+    for extend in extensions:
+        extend(commands)
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv: list[str] | None = None, extensions=()) -> int:
+    args = build_parser(extensions).parse_args(argv)
     try:
         args.handler(args)
     except FastHMRError as error:

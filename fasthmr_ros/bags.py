@@ -2,8 +2,10 @@
 
 Reading: `BagReader` opens a bag folder (metadata.yaml + .mcap or .db3 files) or a bare .mcap file, checks
 that the topics replay needs exist with the types it reads, and yields the messages of those topics in bag
-order, deserialised by rclpy into the classes the node receives. A bag that ends early (truncated file,
-broken chunk) stops the iteration and leaves the reason in `error`, so callers report what they read.
+order, deserialised by rclpy into the classes the node receives. A bag that ends early stops the iteration
+and leaves the reason in `error`, so callers report what they read. An MCAP file cut short (a recorder
+killed before it wrote the summary at the end) cannot be opened by rosbags, which needs that summary; it is
+then read record by record with the `mcap` library's stream reader, up to where it breaks.
 
 Writing: `BagWriter` writes a new MCAP (or sqlite3) bag in a staging folder beside the target and renames it
 into place when closed without error, so an interrupted write never leaves a half-written bag under the
@@ -20,7 +22,9 @@ from typing import Iterator, NamedTuple
 
 from fasthmr_msgs.msg import SmplBodyArray
 from rclpy.serialization import deserialize_message, serialize_message
+from geometry_msgs.msg import PoseArray
 from sensor_msgs.msg import CameraInfo, Image
+from visualization_msgs.msg import MarkerArray
 
 from fasthmr_model.errors import InputError
 
@@ -30,7 +34,10 @@ CAMERA_INFO_TYPE = "sensor_msgs/msg/CameraInfo"
 BODIES_TYPE = "fasthmr_msgs/msg/SmplBodyArray"
 # What replay reads on each of its input roles.
 INPUT_TYPES = {"image": IMAGE_TYPE, "camera_info": CAMERA_INFO_TYPE, "mask": IMAGE_TYPE, "ground_truth": BODIES_TYPE}
-MESSAGE_CLASSES = {IMAGE_TYPE: Image, CAMERA_INFO_TYPE: CameraInfo, BODIES_TYPE: SmplBodyArray}
+PEOPLE_TYPE = "geometry_msgs/msg/PoseArray"
+MARKERS_TYPE = "visualization_msgs/msg/MarkerArray"
+MESSAGE_CLASSES = {IMAGE_TYPE: Image, CAMERA_INFO_TYPE: CameraInfo, BODIES_TYPE: SmplBodyArray, PEOPLE_TYPE: PoseArray,
+                   MARKERS_TYPE: MarkerArray}
 STORAGES = ("mcap", "sqlite3")
 
 
@@ -105,13 +112,17 @@ class BagReader:
             self._reader = Reader(self.path)
             self._reader.open()
         except Exception as error:  # rosbags raises its own errors, OSError, KeyError, ... for broken bags
-            raise InputError(f"cannot open the bag {self.path} ({type(error).__name__}: {error}); give a rosbag2 "
-                             "folder (metadata.yaml with .mcap or .db3 files) or an .mcap file") from None
+            files = [self.path] if self.path.suffix == ".mcap" else sorted(self.path.glob("*.mcap"))
+            if not files:
+                raise InputError(f"cannot open the bag {self.path} ({type(error).__name__}: {error}); give a "
+                                 "rosbag2 folder (metadata.yaml with .mcap or .db3 files) or an .mcap file") from None
+            self._reader = _McapStream(files)
+            self.error = (f"the bag could not be opened normally ({type(error).__name__}: {error}); it was read "
+                          "record by record")
         available = {}
         for connection in self._reader.connections:
             available.setdefault(connection.topic, set()).add(connection.msgtype)
         self.message_count = self._reader.message_count
-        self.duration_s = self._reader.duration / 1e9 if self.message_count else 0.0
         self._roles: dict[str, str] = {}
         for role, topic in topics._asdict().items():
             if topic not in available:
@@ -139,7 +150,9 @@ class BagReader:
             except StopIteration:
                 return
             except Exception as error:  # a truncated or corrupt file: report what was read
-                self.error = f"{type(error).__name__}: {error}"
+                cause = "the file ends early (truncated)" if type(error).__name__ == "EndOfFile" else \
+                    f"{type(error).__name__}: {error}"
+                self.error = "; ".join(filter(None, (self.error, f"reading stopped: {cause}")))
                 return
             try:
                 message = deserialize_message(bytes(raw), MESSAGE_CLASSES[connection.msgtype])
@@ -156,6 +169,53 @@ class BagReader:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class _Connection(NamedTuple):
+    topic: str
+    msgtype: str
+
+
+class _McapStream:
+    """The part of rosbags' Reader that BagReader uses, over MCAP files read record by record (no summary
+    needed). Messages come in file order; reading stops with an error where a file breaks."""
+
+    def __init__(self, files: list[Path]) -> None:
+        self._files = files
+        self.message_count = 0
+        try:
+            for record in self._records():
+                if type(record).__name__ == "Message":
+                    self.message_count += 1
+        except Exception:  # noqa: BLE001 - the break is met again, and reported, by messages()
+            pass
+        self.connections = list(dict.fromkeys(self._channels.values()))
+
+    def _records(self):
+        from mcap.stream_reader import StreamReader
+
+        self._channels: dict[tuple, _Connection] = {}
+        schemas: dict[tuple, str] = {}
+        for index, path in enumerate(self._files):
+            with open(path, "rb") as stream:
+                for record in StreamReader(stream).records:
+                    kind = type(record).__name__
+                    if kind == "Schema":
+                        schemas[index, record.id] = record.name
+                    elif kind == "Channel":
+                        self._channels[index, record.id] = _Connection(record.topic, schemas.get((index, record.schema_id), ""))
+                    elif kind == "Message":
+                        record.connection = self._channels.get((index, record.channel_id))
+                    yield record
+
+    def messages(self, connections=()):
+        wanted = set(connections)
+        for record in self._records():
+            if type(record).__name__ == "Message" and record.connection in wanted:
+                yield record.connection, record.log_time, record.data
+
+    def close(self) -> None:
+        pass
 
 
 class BagWriter:
@@ -201,3 +261,18 @@ class BagWriter:
 
     def __exit__(self, exc_type, *exc) -> None:
         self.close(keep=exc_type is None)
+
+
+def read_topic(path: str | Path, topic: str) -> Iterator[tuple[int, object]]:
+    """(time_ns, rclpy message) of one topic of a bag (e.g. the outputs a replay wrote), in bag order."""
+    from rosbags.rosbag2 import Reader
+
+    with Reader(Path(path)) as reader:
+        connections = [c for c in reader.connections if c.topic == topic]
+        if not connections:
+            raise InputError(f"the bag {path} has no topic {topic}")
+        message_class = MESSAGE_CLASSES.get(connections[0].msgtype)
+        if message_class is None:
+            raise InputError(f"{topic} of {path} holds {connections[0].msgtype}, which this reader does not know")
+        for _, time_ns, raw in reader.messages(connections=connections):
+            yield time_ns, deserialize_message(bytes(raw), message_class)

@@ -99,7 +99,7 @@ def default_params_file() -> Path:
         installed = Path(get_package_share_directory(PACKAGE_NAME)) / "config" / PARAMS_FILE_NAME
         if installed.is_file():
             return installed
-    except (ImportError, PackageNotFoundError, ValueError):
+    except (ImportError, PackageNotFoundError, ValueError, OSError):  # OSError: AMENT_PREFIX_PATH unset
         pass
     return Path(__file__).resolve().parent.parent / "config" / PARAMS_FILE_NAME
 
