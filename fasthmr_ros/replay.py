@@ -259,8 +259,9 @@ def format_report(report: dict) -> str:
     latency = report["latency_ms"]
     if latency["p50"] is not None:
         lines.append(f"  latency per frame: p50 {latency['p50']} ms, p95 {latency['p95']} ms, max {latency['max']} ms "
-                     f"({report['provider']}); stage medians: "
-                     + ", ".join(f"{stage} {value} ms" for stage, value in report["stages_ms"].items()))
+                     f"({report['provider']})" + ("; stage medians: " + ", ".join(
+                         f"{stage} {value} ms" for stage, value in report["stages_ms"].items())
+                         if report["stages_ms"] else ""))
     metrics = report["metrics"]
     if metrics is not None:
         truth = report["ground_truth"]

@@ -137,3 +137,52 @@ def test_bad_frames_and_time_going_back_are_counted(clip, tmp_path):
     write_recording(tmp_path / "sizes", clip[:2] + [tiny], synthetic_body_model(), default_topics())
     report = replay_bag(tmp_path / "sizes", progress=False)
     assert report["frames"] == 2 and report["drops"] == {"mask_size_mismatch": 1}
+
+
+def test_realtime_replay_through_the_real_node(bag, tmp_path, ros_env):
+    """The bag at its recorded rate to `python -m fasthmr_ros.node` over loopback DDS. A busy node drops
+    frames (newer ones replace older ones): each drop is accounted for by the node's own counters, and the
+    frames it answers equal the in-process replay's."""
+    from fasthmr_ros.realtime import replay_realtime
+
+    report = replay_realtime(bag, out=tmp_path / "outputs", progress=False)
+    assert report["node_exit_code"] == 0 and report["images"] == FRAMES
+    assert report["dropped"] == FRAMES - report["frames"] == sum(report["drops"].values())
+    assert report["frames"] == 0 or report["latency_ms"]["p50"] > 0
+    answered = list(read_topic(tmp_path / "outputs", OUTPUT_TOPICS["bodies"][0]))
+    expected = {time_ns: message for time_ns, message in read_topic_after_replay(bag, tmp_path)}
+    assert len(answered) == report["frames"]
+    for time_ns, message in answered:
+        np.testing.assert_allclose([b.joints for b in message.bodies], [b.joints for b in expected[time_ns].bodies],
+                                   atol=1e-5)
+
+
+def read_topic_after_replay(bag, tmp_path):
+    replay_bag(bag, out=tmp_path / "in_process", progress=False)
+    return read_topic(tmp_path / "in_process", OUTPUT_TOPICS["bodies"][0])
+
+
+def test_convert_3dpw_then_replay(tmp_path, capsys):
+    """A 3DPW sequence in the dataset's layout (annotations + JPEG images) -> bag with masks rendered from the
+    ground-truth meshes -> replay scores it."""
+    from PIL import Image as PilImage
+
+    from fasthmr_model.body.synthetic import write_synthetic_body
+    from test_datasets import FRAMES as SEQUENCE_FRAMES, write_3dpw
+
+    body_path = write_synthetic_body(tmp_path / "body.npz")
+    body = synthetic_body_model()
+    write_3dpw(tmp_path / "seq.pkl", body, np.ones(SEQUENCE_FRAMES, bool))
+    images = tmp_path / "imageFiles" / "courtyard_synthetic_00"
+    images.mkdir(parents=True)
+    for index in range(SEQUENCE_FRAMES):  # 3DPW's portrait 1080x1920 frames (flat grey: the masks matter here)
+        PilImage.fromarray(np.full((1920, 1080, 3), 90, np.uint8)).save(images / f"image_{index:05d}.jpg")
+    assert main(["convert", "3dpw", str(tmp_path / "seq.pkl"), "--images", str(images), "--out",
+                 str(tmp_path / "bag"), "--body-model", str(body_path)]) == 0
+    assert f"wrote {SEQUENCE_FRAMES} frames of courtyard_synthetic_00" in capsys.readouterr().out
+    report = replay_bag(tmp_path / "bag", progress=False)
+    assert report["frames"] == SEQUENCE_FRAMES and report["has_masks"]
+    assert report["ground_truth"]["persons"] == 2 * SEQUENCE_FRAMES and report["metrics"] is not None
+    assert main(["convert", "3dpw", str(tmp_path / "seq.pkl"), "--out", str(tmp_path / "bag2"),
+                 "--body-model", str(body_path)]) == 2
+    assert "--images" in capsys.readouterr().err
