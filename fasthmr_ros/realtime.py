@@ -1,8 +1,9 @@
 """`fasthmr replay BAG --realtime`: the bag published at its recorded rate to the real node over DDS.
 
-The node runs as its own process (`python -m fasthmr_ros.node` with config/fasthmr.yaml and the bag's
-topics), exactly as on a robot, on loopback DDS (ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST) in a ROS domain
-of its own. This process publishes the bag's images, masks and camera infos when their recorded time comes
+The node runs as its own process (`python -m fasthmr_ros.node` with config/fasthmr.yaml), exactly as on a
+robot, on loopback DDS (ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST) in a ROS domain of its own. Domains are
+few (0-101), so another ROS process may share it: the node gets a name and input topics unique to this
+replay (`/fasthmr_replay_<pid>/...`), and only its own outputs and diagnostics are read. This process publishes the bag's images, masks and camera infos when their recorded time comes
 and listens to the node's outputs. Latency is the wall time from publishing an image to receiving its
 bodies (transport both ways included); drops are the images that got no bodies, and the node's own counters
 (from its last /diagnostics) say why. Accuracy is scored as the in-process replay does.
@@ -27,12 +28,18 @@ from fasthmr_ros.replay import OUTPUT_TOPICS, _Accuracy, _percentiles, default_t
 NODE_NAME = "fasthmr"
 START_TIMEOUT_S = 60.0
 SETTLE_S = 1.5  # after the last image, how long to wait for outputs
-DISCOVERY_SETTLE_S = 1.0
+DISCOVERY_SETTLE_S = 0.3
 DIAGNOSTICS_PERIOD_S = 0.25  # the node's counters come from its last /diagnostics after SETTLE_S
 
 
 def _stamp_ns(header) -> int:
     return header.stamp.sec * 10**9 + header.stamp.nanosec
+
+
+def _arrived(statuses: list, topic: str) -> bool:
+    """Whether any of the node's diagnostic statuses so far reports arrivals on an input topic."""
+    key = f"input_rate_hz.{topic}"
+    return any(float(value.value) > 0 for status in list(statuses) for value in status.values if value.key == key)
 
 
 def _domain_id() -> int:
@@ -59,9 +66,13 @@ def replay_realtime(bag: str | Path, bundle: str | Path | None = None, out: str 
     environment = dict(os.environ, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", ROS_DOMAIN_ID=str(_domain_id()))
     environment["AMENT_PREFIX_PATH"] = os.pathsep.join(filter(None, [sys.prefix, environment.get("AMENT_PREFIX_PATH")]))
     os.environ.update({name: environment[name] for name in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_DOMAIN_ID")})
-    command = [sys.executable, "-m", "fasthmr_ros.node", "--ros-args", "--params-file", str(default_params_file()),
-               "-p", f"image_topic:={topics.image}",
-               "-p", f"camera_info_topic:={topics.camera_info}", "-p", f"mask_topic:={topics.mask}",
+    node_name = f"fasthmr_replay_{os.getpid()}"
+    inputs = {role: f"/{node_name}{getattr(topics, role)}" for role in ("image", "camera_info", "mask")}
+    outputs_of_node = {name: f"/{node_name}/{name}" for name in OUTPUT_TOPICS}
+    command = [sys.executable, "-m", "fasthmr_ros.node", "--ros-args", "-r", f"__node:={node_name}",
+               "--params-file", str(default_params_file()),
+               "-p", f"image_topic:={inputs['image']}",
+               "-p", f"camera_info_topic:={inputs['camera_info']}", "-p", f"mask_topic:={inputs['mask']}",
                "-p", "qos.reliability:=reliable", "-p", "qos.depth:=10",
                "-p", f"diagnostics_period:={DIAGNOSTICS_PERIOD_S}"]
     if bundle is not None:
@@ -80,19 +91,20 @@ def replay_realtime(bag: str | Path, bundle: str | Path | None = None, out: str 
     try:
         node = rclpy.create_node("fasthmr_replay", context=context)
         qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-        publishers = {"image": node.create_publisher(Image, topics.image, qos),
-                      "mask": node.create_publisher(Image, topics.mask, qos),
-                      "camera_info": node.create_publisher(CameraInfo, topics.camera_info, qos)}
+        publishers = {"image": node.create_publisher(Image, inputs["image"], qos),
+                      "mask": node.create_publisher(Image, inputs["mask"], qos),
+                      "camera_info": node.create_publisher(CameraInfo, inputs["camera_info"], qos)}
 
         def on_bodies(message):
             with lock:
                 received[_stamp_ns(message.header)] = (time.monotonic(), message)
                 outputs.append((OUTPUT_TOPICS["bodies"][0], _stamp_ns(message.header), message))
 
-        node.create_subscription(SmplBodyArray, OUTPUT_TOPICS["bodies"][0], on_bodies, qos)
-        node.create_subscription(PoseArray, OUTPUT_TOPICS["people"][0],
+        node.create_subscription(SmplBodyArray, outputs_of_node["bodies"], on_bodies, qos)
+        node.create_subscription(PoseArray, outputs_of_node["people"],
                                  lambda m: outputs.append((OUTPUT_TOPICS["people"][0], _stamp_ns(m.header), m)), qos)
-        node.create_subscription(DiagnosticArray, "/diagnostics", diagnostics.append, 10)
+        node.create_subscription(DiagnosticArray, "/diagnostics", lambda message: diagnostics.extend(
+            status for status in message.status if status.name.startswith(f"{node_name}:")), 10)
         executor = SingleThreadedExecutor(context=context)
         executor.add_node(node)
         spinner = threading.Thread(target=executor.spin, daemon=True)
@@ -102,14 +114,22 @@ def replay_realtime(bag: str | Path, bundle: str | Path | None = None, out: str 
         # no early message is lost to discovery.
         needed = [publishers[role] for role in ("image", "camera_info") + (("mask",) if reader.has_masks else ())]
         while (any(publisher.get_subscription_count() == 0 for publisher in needed)
-               or node.count_publishers(OUTPUT_TOPICS["bodies"][0]) == 0):
+               or node.count_publishers(outputs_of_node["bodies"]) == 0):
             if node_process.poll() is not None:
                 raise InputError(f"the node stopped before it became active:\n{node_process.stderr.read()[-2000:]}")
             if time.monotonic() > deadline:
-                raise InputError(f"the node did not subscribe to {topics.image} within {START_TIMEOUT_S:.0f} s")
+                raise InputError(f"the node did not subscribe to {inputs['image']} within {START_TIMEOUT_S:.0f} s")
             time.sleep(0.05)
-        # Our side sees the match first; the node's readers accept our writers only once they discovered them
-        # too, and a volatile reader never gets what was sent before: give discovery time to finish both ways.
+        # Our side may see the match long before the node's reader has discovered our writer (seen here: seconds),
+        # and a volatile reader never gets what was sent before. So the bag's first CameraInfo goes out until
+        # the node's diagnostics show it arrived; then discovery is complete both ways for every input.
+        with BagReader(bag, topics) as first_pass:
+            first_info = next((item.message for item in first_pass.messages() if item.role == "camera_info"), None)
+        while first_info is not None and not _arrived(diagnostics, "camera_info"):
+            if time.monotonic() > deadline:
+                raise InputError(f"the node did not receive {inputs['camera_info']} within {START_TIMEOUT_S:.0f} s")
+            publishers["camera_info"].publish(first_info)
+            time.sleep(0.1)
         time.sleep(DISCOVERY_SETTLE_S)
         images = 0
         start_wall = first_ns = None
@@ -160,9 +180,8 @@ def replay_realtime(bag: str | Path, bundle: str | Path | None = None, out: str 
                 writer.write(topic, msgtype, stamp, message)
     node_counters = {}
     if diagnostics:
-        for status in diagnostics[-1].status:
-            node_counters.update({value.key[len("count."):]: int(value.value) for value in status.values
-                                  if value.key.startswith("count.")})
+        node_counters.update({value.key[len("count."):]: int(value.value) for value in diagnostics[-1].values
+                              if value.key.startswith("count.")})
     return {
         "frames": len(settled),
         "persons": persons,
