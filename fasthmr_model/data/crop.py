@@ -133,8 +133,10 @@ def _resampler(first_edge: float, side: float, num_out: int, num_in: int) -> _Re
     step = side / num_out
     support = max(1.0, step)
     centres = first_edge + (np.arange(num_out) + 0.5) * step  # source pixel u has its centre at u
-    taps = np.arange(-int(np.ceil(support)), int(np.ceil(support)) + 1)
-    indices = np.floor(centres)[:, None].astype(np.int64) + taps[None, :]
+    # Only pixels strictly inside (centre - support, centre + support) have a weight: at most ceil(2 support)
+    # of them, from the first integer above centre - support. (Zero-weight taps would add exact zeros.)
+    taps = np.arange(int(np.ceil(2 * support)))
+    indices = (np.floor(centres - support).astype(np.int64) + 1)[:, None] + taps[None, :]
     weights = np.clip(1.0 - np.abs(indices - centres[:, None]) / support, 0.0, None)
     weights /= weights.sum(axis=1, keepdims=True)
     outside = (indices < 0) | (indices >= num_in)
