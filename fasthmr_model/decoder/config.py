@@ -1,0 +1,68 @@
+"""The decoder's sizes and diffusion schedule settings, as data (the bundle manifest stores them).
+
+Sizes, chosen to train on a 2-core CPU in minutes and to cost a small fraction of the tiny encoder per
+frame (PAPER.md's 243 frames -> 27 x 512 latents, width 512, 9 + 5 layers would not):
+- window 16 frames (0.53 s at 30 frames/s): enough motion to smooth per-frame jitter, and the decoder's
+  token count (and cost) grows with it.
+- latents 4 tokens x 32: a 16-frame window is 16 x 131 numbers of smooth motion; 128 latent numbers
+  reconstruct it to a few mm (measured, README).
+- width 128, 4 heads, feed-forward 256, 5 layers per transformer (2 in, 1 middle, 2 out, long skips):
+  the paper's layout (9-layer VAE, 5-layer denoiser, 4 heads) at a quarter of its width.
+Run-time module: no torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+from fasthmr_model.decoder.pose import FEATURE_SIZE
+from fasthmr_model.errors import FastHMRError
+
+
+@dataclass(frozen=True)
+class DecoderConfig:
+    """Args:
+        window: frames per window W (the ring buffer's length).
+        feature_size: D, the encoder's per-frame feature (its head width).
+        latent_tokens, latent_size: the VAE's latent, latent_tokens x latent_size.
+        width, num_heads, mlp_width: every transformer's token width, heads and feed-forward width.
+        vae_layers, denoiser_layers: layers per transformer (odd: in, middle, out with long skips).
+        pose_size: numbers per frame of the pose representation (decoder.pose.FEATURE_SIZE).
+        timesteps, beta_start, beta_end: the DDPM schedule (scaled-linear betas, zero terminal SNR).
+    """
+
+    window: int = 16
+    feature_size: int = 192
+    latent_tokens: int = 4
+    latent_size: int = 32
+    width: int = 128
+    num_heads: int = 4
+    mlp_width: int = 256
+    vae_layers: int = 5
+    denoiser_layers: int = 5
+    pose_size: int = FEATURE_SIZE
+    timesteps: int = 1000
+    beta_start: float = 0.00085
+    beta_end: float = 0.012
+
+    def __post_init__(self) -> None:
+        for name in ("vae_layers", "denoiser_layers"):
+            if getattr(self, name) % 2 != 1:
+                raise FastHMRError(f"{name} must be odd (input layers, a middle layer, output layers), got "
+                                   f"{getattr(self, name)}")
+        if self.width % self.num_heads:
+            raise FastHMRError(f"width {self.width} must be a multiple of num_heads {self.num_heads}")
+        if self.pose_size != FEATURE_SIZE:
+            raise FastHMRError(f"pose_size {self.pose_size} is not this version's representation ({FEATURE_SIZE}); "
+                               "retrain the decoder")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "DecoderConfig":
+        known = {field.name for field in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise FastHMRError(f"unknown decoder config keys {unknown}; the bundle is newer than this fasthmr")
+        return cls(**values)
