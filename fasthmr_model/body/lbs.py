@@ -58,6 +58,13 @@ class BodyModel:
         """(24,) int64 parent of each joint, -1 for the root."""
         return self.arrays.parents
 
+    def rest_joints(self, betas):
+        """(B, 10) shapes -> (B, 24, 3) joints of the shaped body in the rest pose (float64, metres)."""
+        betas = np.asarray(betas, dtype=np.float64)
+        if betas.ndim != 2 or betas.shape[1] != NUM_BETAS:
+            raise InputError(f"betas must have shape (B, {NUM_BETAS}), got {betas.shape}.")
+        return self._joint_template + (betas @ self._joint_shapedirs).reshape(len(betas), NUM_JOINTS, 3)
+
     def forward(self, betas, rotmats, transl=None, with_vertices=True):
         """Poses the body.
 
@@ -84,7 +91,7 @@ class BodyModel:
             if transl.shape != (batch, 3):
                 raise InputError(f"transl must have shape ({batch}, 3) to match rotmats, got {transl.shape}.")
 
-        rest_joints = self._joint_template + (betas @ self._joint_shapedirs).reshape(batch, NUM_JOINTS, 3)
+        rest_joints = self.rest_joints(betas)
 
         # Forward kinematics: each joint's world rotation and position from its parent's.
         world_rotations = np.empty_like(rotmats)

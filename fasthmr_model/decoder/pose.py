@@ -22,6 +22,8 @@ Run-time module: numpy only.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from fasthmr_model.body.skeleton import NUM_JOINTS, PARENTS
@@ -39,7 +41,6 @@ CHILDREN = tuple(tuple(point for point in range(1, NUM_POINTS) if POINT_PARENTS[
 TWIST_JOINTS = tuple(joint for joint in range(1, NUM_JOINTS) if len(CHILDREN[joint]) == 1)
 NUM_TWISTS = len(TWIST_JOINTS)
 FEATURE_SIZE = 3 * NUM_POINTS + 2 * NUM_TWISTS
-_TWIST_INDEX = {joint: index for index, joint in enumerate(TWIST_JOINTS)}
 # Below this, a bone direction counts as zero (a degenerate prediction) and the swing as the identity.
 _TINY = 1e-12
 
@@ -59,10 +60,7 @@ def rest_points(rest_joints: np.ndarray) -> np.ndarray:
 
 def body_rest_points(body_model, betas: np.ndarray) -> np.ndarray:
     """The 29 rest points (B, 29, 3) of `body_model` (a BodyModel) with shapes betas (B, 10)."""
-    betas = np.asarray(betas, np.float64)
-    identity = np.broadcast_to(np.eye(3), (len(betas), NUM_JOINTS, 3, 3))
-    _, rest_joints = body_model.forward(betas, identity, with_vertices=False)
-    return rest_points(rest_joints)
+    return rest_points(body_model.rest_joints(betas))
 
 
 def _check(array: np.ndarray, trailing: tuple, name: str) -> np.ndarray:
@@ -161,20 +159,68 @@ def split_representation(representation: np.ndarray) -> tuple[np.ndarray, np.nda
             representation[:, 3 * NUM_POINTS:].reshape(count, NUM_TWISTS, 2))
 
 
-def _tree_levels() -> tuple[tuple[tuple[int, ...], tuple[int, ...]], ...]:
-    """Joints grouped by depth in the tree, each level split into (one-child joints, several-children joints):
-    the IK handles a level at once, since its joints' parents all belong to earlier levels."""
+def _swing_twist_matrix(axes: np.ndarray, directions: np.ndarray, angles: np.ndarray) -> np.ndarray:
+    """swing(axes -> directions) @ twist(about axes by angles) as matrices (..., 3, 3), through quaternions.
+
+    The same rotation as swing(...) @ _axis_rotation(...), written component by component: the IK runs
+    on every frame of every person, and this form costs a few dozen small array operations per tree level.
+    Swing quaternion (1 + t.p, t x p) / norm, exact down to zero swing; at t = -p the half turn about an
+    axis perpendicular to t, as in swing().
+    """
+    tx, ty, tz = axes[..., 0], axes[..., 1], axes[..., 2]
+    px, py, pz = directions[..., 0], directions[..., 1], directions[..., 2]
+    sw = 1.0 + tx * px + ty * py + tz * pz
+    sx, sy, sz = ty * pz - tz * py, tz * px - tx * pz, tx * py - ty * px
+    opposite = sw < 1e-9
+    if np.any(opposite):
+        perpendicular = _perpendicular(axes)
+        sw = np.where(opposite, 0.0, sw)
+        sx, sy, sz = (np.where(opposite, perpendicular[..., k], value) for k, value in enumerate((sx, sy, sz)))
+    norm = np.sqrt(sw * sw + sx * sx + sy * sy + sz * sz)
+    sw, sx, sy, sz = sw / norm, sx / norm, sy / norm, sz / norm
+    half_cos, half_sin = np.cos(0.5 * angles), np.sin(0.5 * angles)
+    tw, tx, ty, tz = half_cos, half_sin * tx, half_sin * ty, half_sin * tz
+    # Hamilton product swing * twist.
+    w = sw * tw - sx * tx - sy * ty - sz * tz
+    x = sw * tx + sx * tw + sy * tz - sz * ty
+    y = sw * ty - sx * tz + sy * tw + sz * tx
+    z = sw * tz + sx * ty - sy * tx + sz * tw
+    return np.stack([
+        np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)], axis=-1),
+        np.stack([2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)], axis=-1),
+        np.stack([2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], axis=-1),
+    ], axis=-2)
+
+
+class _Level(NamedTuple):
+    """One depth level of the tree for the IK: its one-child joints (as positions in TWIST_JOINTS, their
+    parents) and its several-children joints."""
+
+    twist_rows: np.ndarray
+    joints: np.ndarray
+    parents: np.ndarray
+    several: tuple
+
+
+def _tree_levels() -> tuple[_Level, ...]:
+    """Joints grouped by depth in the tree: the IK handles a level at once, since its joints' parents all
+    belong to earlier levels."""
     depth = [0] * NUM_JOINTS
     for joint in range(1, NUM_JOINTS):
         depth[joint] = depth[PARENTS[joint]] + 1
     levels = []
     for level in range(max(depth) + 1):
-        joints = [joint for joint in range(NUM_JOINTS) if depth[joint] == level]
-        levels.append((tuple(j for j in joints if len(CHILDREN[j]) == 1), tuple(j for j in joints if len(CHILDREN[j]) > 1)))
+        single = [joint for joint in TWIST_JOINTS if depth[joint] == level]
+        levels.append(_Level(
+            twist_rows=np.array([TWIST_JOINTS.index(joint) for joint in single], np.intp),
+            joints=np.array(single, np.intp), parents=np.array([PARENTS[joint] for joint in single], np.intp),
+            several=tuple(joint for joint in range(NUM_JOINTS) if depth[joint] == level and len(CHILDREN[joint]) > 1)))
     return tuple(levels)
 
 
 TREE_LEVELS = _tree_levels()
+_TWIST_JOINT_ARRAY = np.array(TWIST_JOINTS, np.intp)
+_TWIST_CHILD_ARRAY = np.array([CHILDREN[joint][0] for joint in TWIST_JOINTS], np.intp)
 
 
 def inverse_kinematics(rest: np.ndarray, representation: np.ndarray) -> np.ndarray:
@@ -192,10 +238,13 @@ def inverse_kinematics(rest: np.ndarray, representation: np.ndarray) -> np.ndarr
     if len(rest) != count:
         raise InputError(f"rest points ({len(rest)}) and representations ({count}) must have the same batch size")
     angles = np.arctan2(twists[..., 1], twists[..., 0])
+    # Everything that does not wait for a parent's rotation, for all one-child joints at once.
+    axes = _unit(rest[:, _TWIST_CHILD_ARRAY] - rest[:, _TWIST_JOINT_ARRAY])
+    world_directions = _unit(points[:, _TWIST_CHILD_ARRAY] - points[:, _TWIST_JOINT_ARRAY])
     rotmats = np.empty((count, NUM_JOINTS, 3, 3))
     world = np.empty_like(rotmats)
-    for single, several in TREE_LEVELS:
-        for joint in several:
+    for level in TREE_LEVELS:
+        for joint in level.several:
             children = list(CHILDREN[joint])
             rest_directions = _unit(rest[:, children] - rest[:, joint:joint + 1])
             directions = _unit(points[:, children] - points[:, joint:joint + 1])
@@ -204,16 +253,11 @@ def inverse_kinematics(rest: np.ndarray, representation: np.ndarray) -> np.ndarr
                 directions = directions @ world[:, parent]
             rotmats[:, joint] = kabsch(rest_directions, directions)
             world[:, joint] = rotmats[:, joint] if parent < 0 else world[:, parent] @ rotmats[:, joint]
-        if not single:
+        if not len(level.joints):
             continue
-        joints = list(single)
-        children = [CHILDREN[joint][0] for joint in single]
-        parents = [PARENTS[joint] for joint in single]
-        axes = _unit(rest[:, children] - rest[:, joints])
-        directions = _unit(points[:, children] - points[:, joints])
-        directions = (np.swapaxes(world[:, parents], -1, -2) @ directions[..., None])[..., 0]
-        angle = angles[:, [_TWIST_INDEX[joint] for joint in single]]
-        local = swing(axes, directions) @ _axis_rotation(axes, np.cos(angle), np.sin(angle))
-        rotmats[:, joints] = local
-        world[:, joints] = world[:, parents] @ local
+        parent_world = world[:, level.parents]
+        directions = (world_directions[:, level.twist_rows, None, :] @ parent_world)[..., 0, :]
+        local = _swing_twist_matrix(axes[:, level.twist_rows], directions, angles[:, level.twist_rows])
+        rotmats[:, level.joints] = local
+        world[:, level.joints] = parent_world @ local
     return rotmats
