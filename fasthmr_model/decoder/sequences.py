@@ -120,16 +120,21 @@ def _worker_sequence(index: int) -> dict[str, np.ndarray]:
 
 
 def build_sequence_split(name: str, cache: Path, body_model_path: Path, workers: int = 2, sequences: int | None = None,
-                         progress: bool = True) -> Path:
+                         frames: int | None = None, progress: bool = True) -> Path:
     """Render sequence split `name` into `cache/<split name>` (skipped when already there); returns the folder.
 
-    sequences: only the first N sequences (tests and smoke runs), in `cache/<split name>-firstN`.
+    sequences, frames: only the first N sequences, each cut to its first M frames (tests and smoke runs), in
+    `cache/<split name>-firstN` or `-firstNxM`; a partial build never passes for the whole split.
     """
     from tqdm import tqdm
 
     spec = sequence_split(name)
     count = spec.sequences if sequences is None else min(sequences, spec.sequences)
-    out = Path(cache) / (spec.name if count == spec.sequences else f"{spec.name}-first{count}")
+    suffix = "" if count == spec.sequences else f"-first{count}"
+    if frames is not None and frames < spec.frames:
+        spec = replace(spec, frames=frames)
+        suffix = f"-first{count}x{frames}"
+    out = Path(cache) / (spec.name + suffix)
     if (out / "split.json").is_file():
         recorded = json.loads((out / "split.json").read_text())
         if recorded.get("sequences") == count and recorded.get("format_version") == SEQUENCE_FORMAT_VERSION:
