@@ -48,6 +48,17 @@ def _world_build(args: argparse.Namespace) -> None:
         print(f"{name}: {len(load_crop_set(folder))} person crops in {folder}")
 
 
+def _world_sequences(args: argparse.Namespace) -> None:
+    from fasthmr_model.data.world import load_crop_set
+    from fasthmr_model.decoder.sequences import build_sequence_split, sequence_ranges
+
+    body_model = _world_body_model(args.cache, args.body_model)
+    for name in args.split:
+        folder = build_sequence_split(name, args.cache, body_model, workers=args.workers, sequences=args.sequences)
+        crops = load_crop_set(folder)
+        print(f"{name}: {len(sequence_ranges(crops))} sequences, {len(crops)} frames in {folder}")
+
+
 def _world_body_model(cache: Path, body_model: str | None) -> Path:
     """The user's body model file, or the synthetic body written once into the cache."""
     if body_model is not None:
@@ -203,6 +214,13 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--workers", type=int, default=2)
     build.add_argument("--body-model", help="SMPL .pkl/.npz to pose instead of the synthetic body")
     build.set_defaults(handler=_world_build)
+    sequences = world.add_parser("sequences", help="render and cache the decoder's video sequences (skips built ones)")
+    sequences.add_argument("--split", nargs="+", choices=("train", "val", "test"), default=["val", "test"])
+    sequences.add_argument("--cache", type=Path, default=default_cache(), help="cache folder (default: %(default)s)")
+    sequences.add_argument("--sequences", type=int, help="only the first N sequences of each split (smoke runs)")
+    sequences.add_argument("--workers", type=int, default=2)
+    sequences.add_argument("--body-model", help="SMPL .pkl/.npz to pose instead of the synthetic body")
+    sequences.set_defaults(handler=_world_sequences)
 
     train = commands.add_parser("train", help="training runs").add_subparsers(dest="train_command", required=True)
     encoder = train.add_parser("encoder", help="train the tiny encoder on the synthetic train split (CPU)")

@@ -63,3 +63,31 @@ def _body_file(folder):
     from fasthmr_model.body.synthetic import write_synthetic_body
 
     return write_synthetic_body(folder / "body.npz")
+
+
+def test_sequence_evaluation_reports_every_method(tmp_path, body):
+    """`fasthmr eval --sequences`' JSON on a tiny split with an untrained decoder, and the trajectory plot."""
+    import torch
+
+    from fasthmr_model.decoder.config import DecoderConfig
+    from fasthmr_model.decoder.evaluation import evaluate_sequences, plot_trajectory
+    from fasthmr_model.decoder.export import bundle_with_decoder
+    from fasthmr_model.decoder.model import Denoiser, MotionVAE, OneStepDecoder
+
+    folder = build_sequence_split("test", tmp_path, _body_file(tmp_path), workers=1, sequences=1, frames=8,
+                                  progress=False)
+    crops = load_crop_set(folder)
+    torch.manual_seed(0)
+    config = DecoderConfig(window=4, latent_tokens=2, latent_size=8, width=32, num_heads=2, mlp_width=64)
+    encoder_bundle = bundle_with_body_model(build_encoder(PRESETS["tiny"], seed=1), tmp_path / "bundle",
+                                            {"source": "untrained"}, None, "tiny", overwrite=False)
+    bundle = bundle_with_decoder(encoder_bundle, OneStepDecoder(MotionVAE(config), Denoiser(config), 1.0).eval(),
+                                 tmp_path / "with-decoder", {"source": "untrained"})
+    result = evaluate_sequences(bundle, crops, latency_runs=3)
+    for method in ("per_frame", "offline", "causal"):
+        assert set(result[method]) == {"mpjpe", "pa_mpjpe", "pve", "accel"}
+        assert all(np.isfinite(value) and value > 0 for value in result[method].values())
+    assert set(result["latency_ms"]) == {"encoder", "decoder", "decoder_graph", "ik"}
+    assert (result["window"], result["sequences"], result["frames"]) == (4, 1, 8)
+    plot = plot_trajectory(bundle, crops, tmp_path / "plot.png")
+    assert plot.stat().st_size > 10_000

@@ -57,7 +57,8 @@ def score(body: BodyModel, crops: CropSet, betas: np.ndarray, rotmats: np.ndarra
             "accel": round(float(np.concatenate(accelerations).mean()), 2)}
 
 
-def latency_ms(bundle: Bundle, crops: CropSet, runtime: RuntimeConfig = RuntimeConfig()) -> dict[str, float]:
+def latency_ms(bundle: Bundle, crops: CropSet, runtime: RuntimeConfig = RuntimeConfig(), runs: int = LATENCY_RUNS
+               ) -> dict[str, float]:
     """Median ms per person-frame at batch 1: the encoder graph, the decoder graph, the IK, and the decoder
     in all (graph + IK), measured alternately in this process."""
     encoder = EncoderSession(bundle, runtime)
@@ -66,7 +67,7 @@ def latency_ms(bundle: Bundle, crops: CropSet, runtime: RuntimeConfig = RuntimeC
     image = normalise_windows(np.asarray(crops.windows[:1]))
     tokens = np.asarray(crops.person_tokens[:1], np.float32)
     timings: dict[str, list[float]] = {"encoder": [], "decoder_graph": [], "ik": []}
-    for run in range(LATENCY_RUNS + 5):
+    for run in range(runs + 5):
         start = time.perf_counter()
         encoded = encoder.run(image, tokens)
         middle = time.perf_counter()
@@ -85,12 +86,12 @@ def latency_ms(bundle: Bundle, crops: CropSet, runtime: RuntimeConfig = RuntimeC
 
 
 def evaluate_sequences(bundle: Bundle, crops: CropSet, runtime: RuntimeConfig = RuntimeConfig(),
-                       progress: bool = False) -> dict:
+                       progress: bool = False, latency_runs: int = LATENCY_RUNS) -> dict:
     """The issue's JSON: {per_frame, offline, causal: {mpjpe, pa_mpjpe, pve, accel}, latency_ms, ...}."""
     rotmats, betas = predicted_rotmats(bundle, crops, runtime, progress)
     body = BodyModel.from_file(bundle.body_model_path)
     result = {method: score(body, crops, betas, rotmats[method]) for method in METHODS}
-    latency = latency_ms(bundle, crops, runtime)
+    latency = latency_ms(bundle, crops, runtime, latency_runs)
     result["latency_ms"] = latency
     result["decoder_to_encoder_cost"] = round(latency["decoder"] / latency["encoder"], 3)
     result["window"] = int(bundle.manifest["decoder"]["window"])
