@@ -55,6 +55,12 @@ ENCODER_CONTRACT = {
     "normalisation": {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)},
 }
 
+# What the predicted crop camera (s, tx, ty) places: HMR2.0 projects the body model's joints as posed around
+# the model's origin ("body_origin": transl = the camera translation); our training projects root-relative
+# joints, so its camera places the pelvis ("pelvis": transl = camera translation - the rest pelvis of the
+# predicted shape, since the global rotation pivots about the pelvis). Manifests record one of these.
+CAMERA_ANCHORS = ("body_origin", "pelvis")
+
 
 @dataclass(frozen=True)
 class Bundle:
@@ -78,6 +84,11 @@ class Bundle:
     @property
     def feature_size(self) -> int:
         return self.encoder_config.head_width
+
+    @property
+    def camera_anchor(self) -> str:
+        """One of CAMERA_ANCHORS (checked at load)."""
+        return self.manifest["encoder"]["camera_anchor"]
 
 
 def sha256_of(path: Path) -> str:
@@ -118,7 +129,8 @@ def load_bundle(path: str | os.PathLike | None = None, verify_checksums: bool = 
             f"{manifest_path} has format version {version!r}, this fasthmr reads version {BUNDLE_FORMAT_VERSION}; "
             "re-export the bundle with this version of fasthmr"
         )
-    for section, key in (("encoder", "file"), ("encoder", "config"), ("body_model", "file")):
+    for section, key in (("encoder", "file"), ("encoder", "config"), ("encoder", "camera_anchor"),
+                         ("body_model", "file")):
         if not isinstance(manifest.get(section), dict) or key not in manifest[section]:
             raise BundleError(f"{manifest_path} lacks {section}.{key}; the bundle is incomplete: rebuild it")
     files = manifest.get("files")
@@ -131,6 +143,9 @@ def load_bundle(path: str | os.PathLike | None = None, verify_checksums: bool = 
         if verify_checksums and sha256_of(file_path) != record.get("sha256"):
             raise BundleError(f"{file_path} does not match its checksum in {manifest_path}; "
                               "the file is corrupt or was changed: re-copy or rebuild the bundle")
+    if manifest["encoder"]["camera_anchor"] not in CAMERA_ANCHORS:
+        raise BundleError(f"{manifest_path}: encoder.camera_anchor is {manifest['encoder']['camera_anchor']!r}, "
+                          f"not one of {CAMERA_ANCHORS}; rebuild the bundle")
     bundle = Bundle(path=folder, manifest=manifest)
     try:
         bundle.encoder_config
@@ -153,6 +168,10 @@ def write_bundle(out: str | os.PathLike, files: dict[str, Path], manifest: dict,
         raise BundleError(f"{out} already exists; choose another --out or remove it first")
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    # mkdtemp makes the folder private (0700); a bundle is read by other users (a node's service account).
+    umask = os.umask(0)
+    os.umask(umask)
+    staging.chmod(0o777 & ~umask)
     try:
         records = {}
         for name, source in files.items():

@@ -26,7 +26,8 @@ def _convert_hmr2(args: argparse.Namespace) -> None:
     model = convert_hmr2_state(load_checkpoint_state(args.checkpoint), args.backbone_heads, args.head_heads)
     provenance = {"source": "hmr2-checkpoint", "checkpoint": str(Path(args.checkpoint).resolve()),
                   "description": "converted from a 4D-Humans HMR2.0 Lightning checkpoint"}
-    bundle = bundle_with_body_model(model, Path(args.out), provenance, args.body_model, None, args.overwrite)
+    bundle = bundle_with_body_model(model, Path(args.out), provenance, args.body_model, "body_origin", None,
+                                    args.overwrite)
     error = encoder_parity(model, bundle)
     print(f"wrote {bundle.path}: {model.config.depth} blocks x {model.config.width}; "
           f"ONNX Runtime vs PyTorch max abs difference {error:.2e}")
@@ -79,10 +80,10 @@ def _train_encoder(args: argparse.Namespace) -> None:
     body_model = _world_body_model(args.cache, args.body_model)
     data = build_split("train", args.cache, body_model, frames=args.frames)
     config = EncoderTrainingConfig(steps=args.steps, batch_size=args.batch_size, learning_rate=args.learning_rate,
-                                   seed=args.seed)
+                                   seed=args.seed, device=args.device, warmup_steps=args.warmup_steps)
     model = train_encoder(data, Path(args.run), body_model, config, progress=not args.quiet)
     bundle = build_bundle(model, Path(args.out), body_model, training_provenance(data, Path(args.run), config),
-                          config.preset, overwrite=True)
+                          "pelvis", config.preset, overwrite=True)
     print(f"wrote {bundle.path}")
 
 
@@ -223,13 +224,15 @@ def build_parser() -> argparse.ArgumentParser:
     sequences.set_defaults(handler=_world_sequences)
 
     train = commands.add_parser("train", help="training runs").add_subparsers(dest="train_command", required=True)
-    encoder = train.add_parser("encoder", help="train the tiny encoder on the synthetic train split (CPU)")
+    encoder = train.add_parser("encoder", help="train the tiny encoder on the synthetic train split (CPU or GPU)")
     encoder.add_argument("--run", required=True, help="run folder: checkpoint and loss log; resumes if present")
     encoder.add_argument("--out", required=True, help="bundle folder to write at the end")
     encoder.add_argument("--steps", type=int, default=4000)
     encoder.add_argument("--batch-size", type=int, default=32)
     encoder.add_argument("--learning-rate", type=float, default=1e-4)
+    encoder.add_argument("--warmup-steps", type=int, default=200, help="linear warm-up before the cosine decay")
     encoder.add_argument("--seed", type=int, default=0)
+    encoder.add_argument("--device", default="cpu", help="torch device: cpu (default) or cuda")
     encoder.add_argument("--cache", type=Path, default=default_cache())
     encoder.add_argument("--frames", type=int, help="only the first N frames of the train split (smoke runs)")
     encoder.add_argument("--body-model", help="SMPL .pkl/.npz instead of the synthetic body")

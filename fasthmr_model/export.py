@@ -81,9 +81,13 @@ def _declare_unused_inputs(graph) -> None:
     graph.graph.input.extend(inputs)
 
 
-def build_bundle(model, out: Path, body_model_file: Path, provenance: dict, preset_name: str | None = None,
-                 overwrite: bool = False, external_data: bool | None = None) -> Bundle:
-    """Export `model` and write a complete bundle at `out` with the given body model file."""
+def build_bundle(model, out: Path, body_model_file: Path, provenance: dict, camera_anchor: str,
+                 preset_name: str | None = None, overwrite: bool = False, external_data: bool | None = None) -> Bundle:
+    """Export `model` and write a complete bundle at `out` with the given body model file.
+
+    camera_anchor: what the model's crop camera places, one of bundle.CAMERA_ANCHORS ("body_origin" for
+    HMR2.0 checkpoints, "pelvis" for models trained here).
+    """
     from fasthmr_model.body.model_file import load_body_model_file
 
     body_name = load_body_model_file(body_model_file).model_name
@@ -95,6 +99,7 @@ def build_bundle(model, out: Path, body_model_file: Path, provenance: dict, pres
                 "preset": preset_name,
                 "config": model.config.to_dict(),
                 "contract": ENCODER_CONTRACT,
+                "camera_anchor": camera_anchor,
                 "merge": None,
                 # The read-outs are residuals over these: the mean pose and shape the model starts from
                 # (HMR2.0: SMPL's mean parameters; ours: the training data's). Evaluation's baseline uses them.

@@ -58,7 +58,7 @@ def prediction_grid(bundle: Bundle, crops: CropSet, count: int = 16, columns: in
 def write_prediction_grid(bundle: Bundle, crops: CropSet, out: Path, count: int = 16) -> Path:
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    temporary = out.with_name(f".{out.name}.tmp.png")
+    temporary = out.with_name(f".{out.stem}.tmp{out.suffix}")  # the suffix picks the format (.png, .jpg)
     prediction_grid(bundle, crops, count).save(temporary)
     temporary.replace(out)
     return out

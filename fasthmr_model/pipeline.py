@@ -87,6 +87,8 @@ class FramePipeline:
             pose_6d, betas, cam, feature = encoded
         rotmats = rot6d_to_matrix(pose_6d.reshape(count, NUM_BODY_JOINTS, 6))
         translation = camera_translation(cam, crops.crop_boxes, intrinsics)
+        if self.bundle.camera_anchor == "pelvis":  # the camera placed the pelvis, not the body's origin
+            translation = translation - self.body_model.rest_joints(betas)[:, 0]
         vertices, joints = self.body_model.forward(betas, rotmats, translation, with_vertices)
         timings["body_model"] = _ms_since(start)
         return FrameResult(

@@ -15,17 +15,18 @@ from fasthmr_model.runtime import EncoderSession, RuntimeConfig
 PARITY_BATCH = 2
 
 
-def bundle_with_body_model(model, out: Path, provenance: dict, body_model: str | None, preset_name: str | None,
-                           overwrite: bool, external_data: bool | None = None) -> Bundle:
+def bundle_with_body_model(model, out: Path, provenance: dict, body_model: str | None, camera_anchor: str,
+                           preset_name: str | None, overwrite: bool, external_data: bool | None = None) -> Bundle:
     """Export `model` into a bundle at `out`, with the user's SMPL file or (default) the synthetic body."""
     if body_model is not None:
-        return build_bundle(model, out, Path(body_model), provenance, preset_name, overwrite, external_data)
+        return build_bundle(model, out, Path(body_model), provenance, camera_anchor, preset_name, overwrite,
+                            external_data)
     from fasthmr_model.body.synthetic import write_synthetic_body
 
     with tempfile.TemporaryDirectory(prefix="fasthmr-body-") as scratch:
         body_path = Path(scratch) / "body_model.npz"
         write_synthetic_body(body_path)
-        return build_bundle(model, out, body_path, provenance, preset_name, overwrite, external_data)
+        return build_bundle(model, out, body_path, provenance, camera_anchor, preset_name, overwrite, external_data)
 
 
 def write_untrained_bundle(preset_name: str, seed: int, out: Path, body_model: str | None = None,
@@ -37,7 +38,7 @@ def write_untrained_bundle(preset_name: str, seed: int, out: Path, body_model: s
     provenance = {"source": "untrained", "seed": seed,
                   "description": f"randomly initialised {preset_name} encoder: for timing and plumbing, not accuracy"}
     return bundle_with_body_model(build_encoder(preset(preset_name), seed=seed), Path(out), provenance, body_model,
-                                  preset_name, overwrite)
+                                  "pelvis", preset_name, overwrite)
 
 
 def parity_inputs(batch: int = PARITY_BATCH, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -13,7 +14,8 @@ from fasthmr_model.errors import BundleError
 
 
 def manifest_fields() -> dict:
-    return {"encoder": {"file": "encoder.onnx", "config": PRESETS["tiny"].to_dict(), "merge": None},
+    return {"encoder": {"file": "encoder.onnx", "config": PRESETS["tiny"].to_dict(), "merge": None,
+                        "camera_anchor": "pelvis"},
             "body_model": {"file": "body_model.npz", "name": "test body"},
             "provenance": {"source": "test"}}
 
@@ -39,6 +41,13 @@ def test_written_bundle_loads_and_describes(bundle_path):
     assert set(bundle.manifest["files"]) == {"encoder.onnx", "body_model.npz"}
     text = describe_bundle(bundle)
     assert "12 blocks x 128" in text and "test body" in text
+
+
+def test_written_bundle_is_readable_by_other_users(bundle_path):
+    """mkdtemp's private 0700 staging folder must not become the bundle's mode."""
+    umask = os.umask(0)
+    os.umask(umask)
+    assert bundle_path.stat().st_mode & 0o777 == 0o777 & ~umask
 
 
 def test_info_command_prints_the_manifest(bundle_path, capsys):

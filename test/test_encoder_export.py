@@ -29,7 +29,7 @@ def tiny_model():
 @pytest.fixture(scope="module")
 def tiny_bundle(tiny_model, tmp_path_factory):
     out = tmp_path_factory.mktemp("bundles") / "tiny"
-    return bundle_with_body_model(tiny_model, out, {"source": "untrained"}, None, "tiny", overwrite=False)
+    return bundle_with_body_model(tiny_model, out, {"source": "untrained"}, None, "pelvis", "tiny", overwrite=False)
 
 
 @pytest.mark.parametrize("batch", [1, 3])
@@ -63,7 +63,7 @@ def test_backbone_tokens_reach_the_head_unreshaped(tiny_model):
 
 def test_large_graphs_keep_weights_outside(tiny_model, tmp_path):
     """Graphs over protobuf's 2 GB limit (ViT-H) are written with an external data file; forced here."""
-    bundle = bundle_with_body_model(tiny_model, tmp_path / "external", {"source": "untrained"}, None, "tiny",
+    bundle = bundle_with_body_model(tiny_model, tmp_path / "external", {"source": "untrained"}, None, "pelvis", "tiny",
                                     overwrite=False, external_data=True)
     assert "encoder.onnx.data" in bundle.manifest["files"]
     files = bundle.manifest["files"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 import subprocess
 import sys
@@ -23,7 +25,7 @@ K = np.array([[500.0, 0.0, 160.0], [0.0, 500.0, 120.0], [0.0, 0.0, 1.0]])
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory):
     out = tmp_path_factory.mktemp("pipeline") / "tiny"
-    return bundle_with_body_model(build_encoder(PRESETS["tiny"], seed=5), out, {"source": "untrained"}, None,
+    return bundle_with_body_model(build_encoder(PRESETS["tiny"], seed=5), out, {"source": "untrained"}, None, "pelvis",
                                   "tiny", overwrite=False)
 
 
@@ -36,7 +38,10 @@ def frame() -> tuple[np.ndarray, np.ndarray]:
     return image, mask
 
 
-def test_frame_results_agree_with_the_parts(bundle):
+@pytest.mark.parametrize("anchor", ["pelvis", "body_origin"])
+def test_frame_results_agree_with_the_parts(bundle, anchor):
+    bundle = dataclasses.replace(bundle, manifest=copy.deepcopy(bundle.manifest))
+    bundle.manifest["encoder"]["camera_anchor"] = anchor
     pipeline = FramePipeline(bundle)
     image, mask = frame()
     result = pipeline.process(image, mask, K)
@@ -44,9 +49,13 @@ def test_frame_results_agree_with_the_parts(bundle):
     encoded = pipeline.encoder.run(crops.images, crops.person_tokens)
     assert result.ids.tolist() == [2, 5]
     np.testing.assert_allclose(result.rotmats, rot6d_to_matrix(encoded.pose_6d.reshape(2, 24, 6)), atol=1e-6)
-    translation = camera_translation(encoded.cam, crops.crop_boxes, K)
-    np.testing.assert_allclose(result.translation, translation, atol=1e-9)
-    vertices, joints = pipeline.body_model.forward(encoded.betas, result.rotmats, translation)
+    # The crop camera places the pelvis (models trained here) or the body model's origin (HMR2.0).
+    placed = camera_translation(encoded.cam, crops.crop_boxes, K)
+    if anchor == "pelvis":
+        np.testing.assert_allclose(result.joints[:, 0], placed, atol=1e-6)
+    else:
+        np.testing.assert_allclose(result.translation, placed, atol=1e-9)
+    vertices, joints = pipeline.body_model.forward(encoded.betas, result.rotmats, result.translation)
     np.testing.assert_allclose(result.joints, joints, atol=1e-6)
     np.testing.assert_allclose(result.vertices, vertices, atol=1e-6)
     assert result.feature.shape == (2, PRESETS["tiny"].head_width)

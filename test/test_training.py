@@ -18,7 +18,8 @@ from fasthmr_model.errors import FastHMRError
 from fasthmr_model.body.lbs import BodyModel
 from fasthmr_model.evaluation import evaluate_bundle, score_parameters
 from fasthmr_model.export import build_bundle
-from fasthmr_model.train.encoder import EncoderTrainingConfig, train_encoder, training_mean_parameters
+from fasthmr_model.train.encoder import (Batches, EncoderTrainingConfig, train_encoder,
+                                         training_mean_parameters)
 
 SMALL = {name: dataclasses.replace(spec, motion_sequences=2, motion_frames=40) for name, spec in world.SPLITS.items()}
 FAST = EncoderTrainingConfig(steps=3, batch_size=4, warmup_steps=1, log_every=1, checkpoint_every=3)
@@ -47,6 +48,19 @@ def test_training_runs_logs_and_resumes(built, tmp_path):
     records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [1, 2, 3, 4, 5]  # continued, not restarted
     assert not torch.equal(first["model"]["head.cam_readout.weight"], resumed.state_dict()["head.cam_readout.weight"])
+
+
+def test_device_resident_batches_equal_memory_mapped_ones(built):
+    """The GPU path gathers batches from tensors copied to the device; it must give the CPU path's batches."""
+    crops = world.load_crop_set(built[1]["train"])
+    indices = np.array([3, 0, 3, 1])
+    mapped = Batches(crops, torch.device("cpu"), resident=False)(indices, np.random.default_rng(7), FAST)
+    resident = Batches(crops, torch.device("cpu"), resident=True)(indices, np.random.default_rng(7), FAST)
+    assert mapped.keys() == resident.keys() == {"image", "person_tokens", "rotmats", "betas", "joints_3d", "joints_2d"}
+    for name in mapped:
+        torch.testing.assert_close(mapped[name], resident[name], rtol=0, atol=0)
+    assert mapped["image"].shape == (4, 3, 256, 192)
+    assert mapped["image"].dtype == torch.float32
 
 
 def test_the_test_split_is_never_trained_on(built, tmp_path):
@@ -83,7 +97,7 @@ def test_a_model_that_predicts_its_mean_scores_as_the_baseline(built, tmp_path):
             readout.bias.zero_()
         model.head.mean_pose_6d.copy_(torch.from_numpy(pose_6d)[None])
         model.head.mean_betas.copy_(torch.from_numpy(betas)[None])
-    bundle = build_bundle(model, tmp_path / "mean", body, {"source": "test"}, "tiny")
+    bundle = build_bundle(model, tmp_path / "mean", body, {"source": "test"}, "pelvis", "tiny")
     result = evaluate_bundle(load_bundle(bundle.path), crops)
     assert result["persons"] == len(crops) and result["frames"] >= 1
     for metric in ("mpjpe", "pa_mpjpe", "pve"):

@@ -59,10 +59,8 @@ class BodyModel:
         return self.arrays.parents
 
     def rest_joints(self, betas):
-        """(B, 10) shapes -> (B, 24, 3) joints of the shaped body in the rest pose (float64, metres)."""
+        """(B, 10) betas -> (B, 24, 3) joint positions of the shaped body in its rest pose (no rotation)."""
         betas = np.asarray(betas, dtype=np.float64)
-        if betas.ndim != 2 or betas.shape[1] != NUM_BETAS:
-            raise InputError(f"betas must have shape (B, {NUM_BETAS}), got {betas.shape}.")
         return self._joint_template + (betas @ self._joint_shapedirs).reshape(len(betas), NUM_JOINTS, 3)
 
     def forward(self, betas, rotmats, transl=None, with_vertices=True):
@@ -121,3 +119,24 @@ class BodyModel:
         vertices = np.einsum("bvkl,bvl->bvk", blended[:, :, :3, :], vertices) + blended[:, :, 3, :]
 
         return vertices + translation, joints + translation
+
+
+def move_body(rotation, offset, global_orient, transl, rest_pelvis):
+    """SMPL parameters of a body after a rigid motion x -> rotation @ x + offset of its whole frame.
+
+    The body model turns everything about its rest pelvis: x -> R (x - pelvis_rest) + pelvis_rest + transl,
+    so the moved body keeps that form with R' = rotation @ R and
+    transl' = rotation @ (pelvis_rest + transl) + offset - pelvis_rest.
+
+    Args:
+        rotation: (3, 3) or (T, 3, 3); offset: (3,) or (T, 3) (e.g. world -> camera extrinsics per frame).
+        global_orient: (T, 3, 3) root rotations; transl: (T, 3); rest_pelvis: (3,) of the body's betas.
+    Returns (global_orient' (T, 3, 3), transl' (T, 3)).
+    """
+    rotation = np.asarray(rotation, dtype=np.float64)
+    offset = np.asarray(offset, dtype=np.float64)
+    rest_pelvis = np.asarray(rest_pelvis, dtype=np.float64)
+    moved_orient = rotation @ np.asarray(global_orient, dtype=np.float64)
+    pelvis = np.asarray(transl, dtype=np.float64) + rest_pelvis
+    moved_pelvis = np.einsum("...ij,...j->...i", rotation, pelvis) + offset
+    return moved_orient, moved_pelvis - rest_pelvis
