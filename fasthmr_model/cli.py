@@ -251,7 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
         parser.add_argument("--quiet", action="store_true", help="no progress bar")
         return parser
 
-    vae = decoder_training(train.add_parser("vae", help="train the decoder's motion VAE on generated motions"), 3000)
+    vae = decoder_training(train.add_parser("vae", help="train the decoder's motion VAE on generated motions"), 4000)
     vae.add_argument("--window", type=int, default=16, help="frames per window W")
     vae.add_argument("--sequences", type=int, help="generated motion sequences (default 600 x 300 frames)")
     vae.add_argument("--amass", nargs="*", default=(), help="AMASS-format .npz files to train on as well")
@@ -260,7 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     decoder = decoder_training(train.add_parser(
         "decoder", help="train the latent denoiser on a bundle's features of the rendered sequences; "
-                        "write the bundle with its decoder"), 3000)
+                        "write the bundle with its decoder"), 5000)
     decoder.add_argument("--vae-run", required=True, help="the VAE's run folder (`fasthmr train vae`)")
     decoder.add_argument("--bundle", help="the encoder bundle whose features condition the decoder "
                                           "(default: the shipped default bundle)")

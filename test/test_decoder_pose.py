@@ -120,3 +120,17 @@ def test_bad_shapes_raise_input_error(body):
         inverse_kinematics(rest, np.zeros((1, 130)))
     with pytest.raises(InputError, match="batch size"):
         inverse_kinematics(rest, np.zeros((2, FEATURE_SIZE)))
+
+
+def test_round_trip_with_a_bone_turned_exactly_around(body):
+    """A swing of exactly pi (the shank folded onto the opposite of its rest direction) has no unique axis."""
+    betas = np.zeros((2, 10))
+    rest = body_rest_points(body, betas)
+    shank = (rest[0, 7] - rest[0, 4]) / np.linalg.norm(rest[0, 7] - rest[0, 4])
+    across = np.cross(shank, [1.0, 0.0, 0.0])
+    across /= np.linalg.norm(across)
+    rotmats = np.broadcast_to(np.eye(3), (2, 24, 3, 3)).copy()
+    rotmats[:, 4] = axis_angle_to_matrix(np.pi * across)  # left knee: shank turned exactly around
+    rotmats[1, 4] = rotmats[1, 4] @ axis_angle_to_matrix(0.3 * shank)  # and twisted
+    np.testing.assert_allclose(rotmats[:, 4] @ shank, -np.stack([shank, shank]), atol=1e-12)
+    assert geodesic(rotmats, round_trip(body, rotmats, betas)).max() < 1e-4

@@ -159,37 +159,32 @@ def split_representation(representation: np.ndarray) -> tuple[np.ndarray, np.nda
             representation[:, 3 * NUM_POINTS:].reshape(count, NUM_TWISTS, 2))
 
 
-def _swing_twist_matrix(axes: np.ndarray, directions: np.ndarray, angles: np.ndarray) -> np.ndarray:
-    """swing(axes -> directions) @ twist(about axes by angles) as matrices (..., 3, 3), through quaternions.
+def _cross_matrix_table() -> np.ndarray:
+    """(3, 9): vectors (..., 3) @ this = their cross-product matrices [v]x flattened row by row."""
+    table = np.zeros((3, 3, 3))
+    for i, j, k in ((0, 1, 2), (1, 2, 0), (2, 0, 1)):  # [v]x[i, j] = -eps_ijk v_k
+        table[k, i, j], table[k, j, i] = -1.0, 1.0
+    return table.reshape(3, 9)
 
-    The same rotation as swing(...) @ _axis_rotation(...), written component by component: the IK runs
-    on every frame of every person, and this form costs a few dozen small array operations per tree level.
-    Swing quaternion (1 + t.p, t x p) / norm, exact down to zero swing; at t = -p the half turn about an
-    axis perpendicular to t, as in swing().
+
+_CROSS_MATRIX = _cross_matrix_table()
+
+
+def _swing_twist_matrix(axes: np.ndarray, directions: np.ndarray, angles: np.ndarray) -> np.ndarray:
+    """swing(axes -> directions) @ twist(about axes by angles) as matrices (..., 3, 3).
+
+    The same rotation as swing(...) @ _axis_rotation(...) in a handful of whole-array operations: the IK
+    runs on every frame of every person, and at batch 1 numpy's per-call overhead is its cost.
     """
-    tx, ty, tz = axes[..., 0], axes[..., 1], axes[..., 2]
-    px, py, pz = directions[..., 0], directions[..., 1], directions[..., 2]
-    sw = 1.0 + tx * px + ty * py + tz * pz
-    sx, sy, sz = ty * pz - tz * py, tz * px - tx * pz, tx * py - ty * px
-    opposite = sw < 1e-9
-    if np.any(opposite):
-        perpendicular = _perpendicular(axes)
-        sw = np.where(opposite, 0.0, sw)
-        sx, sy, sz = (np.where(opposite, perpendicular[..., k], value) for k, value in enumerate((sx, sy, sz)))
-    norm = np.sqrt(sw * sw + sx * sx + sy * sy + sz * sz)
-    sw, sx, sy, sz = sw / norm, sx / norm, sy / norm, sz / norm
-    half_cos, half_sin = np.cos(0.5 * angles), np.sin(0.5 * angles)
-    tw, tx, ty, tz = half_cos, half_sin * tx, half_sin * ty, half_sin * tz
-    # Hamilton product swing * twist.
-    w = sw * tw - sx * tx - sy * ty - sz * tz
-    x = sw * tx + sx * tw + sy * tz - sz * ty
-    y = sw * ty - sx * tz + sy * tw + sz * tx
-    z = sw * tz + sx * ty - sy * tx + sz * tw
-    return np.stack([
-        np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)], axis=-1),
-        np.stack([2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)], axis=-1),
-        np.stack([2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], axis=-1),
-    ], axis=-2)
+    axis_cross = (axes @ _CROSS_MATRIX).reshape(axes.shape + (3,))
+    cos_swing = np.sum(axes * directions, axis=-1)
+    if np.any(cos_swing < -1.0 + 1e-9):  # a bone turned exactly around: the general form
+        return swing(axes, directions) @ _axis_rotation(axes, np.cos(angles), np.sin(angles))
+    swing_cross = ((axis_cross @ directions[..., None])[..., 0] @ _CROSS_MATRIX).reshape(axis_cross.shape)
+    swing_matrix = np.eye(3) + swing_cross + (swing_cross @ swing_cross) / (1.0 + cos_swing)[..., None, None]
+    cos, sin = np.cos(angles)[..., None, None], np.sin(angles)[..., None, None]
+    twist = cos * np.eye(3) + sin * axis_cross + (1.0 - cos) * (axes[..., :, None] * axes[..., None, :])
+    return swing_matrix @ twist
 
 
 class _Level(NamedTuple):
