@@ -86,7 +86,7 @@ def decoder_bundle(tmp_path_factory):
     torch.manual_seed(0)
     folder = tmp_path_factory.mktemp("decoder")
     encoder_bundle = bundle_with_body_model(build_encoder(PRESETS["tiny"], seed=3), folder / "encoder",
-                                            {"source": "untrained"}, None, "tiny", overwrite=False)
+                                            {"source": "untrained"}, None, "pelvis", "tiny", overwrite=False)
     model = OneStepDecoder(MotionVAE(TINY).eval(), Denoiser(TINY).eval(), latent_scale=1.7).eval()
     bundle = bundle_with_decoder(encoder_bundle, model, folder / "with-decoder", {"source": "untrained"})
     return model, bundle

@@ -51,7 +51,7 @@ def test_split_ranges_and_cached_features(tmp_path, body):
     assert folder.name == "sequence-val-first1x8" and len(crops) == 8
     assert len(ranges) == 1 and ranges[0] == slice(0, len(crops))
     bundle = bundle_with_body_model(build_encoder(PRESETS["tiny"], seed=1), tmp_path / "bundle", {"source": "untrained"},
-                                    None, "tiny", overwrite=False)
+                                    None, "pelvis", "tiny", overwrite=False)
     first = encoder_outputs(bundle, crops, progress=False)
     assert first["feature"].shape == (len(crops), PRESETS["tiny"].head_width)
     cached = list((folder.parent / "features").glob("*.npz"))
@@ -80,7 +80,7 @@ def test_sequence_evaluation_reports_every_method(tmp_path, body):
     torch.manual_seed(0)
     config = DecoderConfig(window=4, latent_tokens=2, latent_size=8, width=32, num_heads=2, mlp_width=64)
     encoder_bundle = bundle_with_body_model(build_encoder(PRESETS["tiny"], seed=1), tmp_path / "bundle",
-                                            {"source": "untrained"}, None, "tiny", overwrite=False)
+                                            {"source": "untrained"}, None, "pelvis", "tiny", overwrite=False)
     bundle = bundle_with_decoder(encoder_bundle, OneStepDecoder(MotionVAE(config), Denoiser(config), 1.0).eval(),
                                  tmp_path / "with-decoder", {"source": "untrained"})
     result = evaluate_sequences(bundle, crops, latency_runs=3)

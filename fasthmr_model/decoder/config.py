@@ -30,6 +30,7 @@ class DecoderConfig:
         latent_tokens, latent_size: the VAE's latent, latent_tokens x latent_size.
         width, num_heads, mlp_width: every transformer's token width, heads and feed-forward width.
         vae_layers, denoiser_layers: layers per transformer (odd: in, middle, out with long skips).
+        dropout: on every layer's attention and feed-forward output, in training (the data are few).
         pose_size: numbers per frame of the pose representation (decoder.pose.FEATURE_SIZE).
         timesteps, beta_start, beta_end: the DDPM schedule (scaled-linear betas, zero terminal SNR).
     """
@@ -43,6 +44,7 @@ class DecoderConfig:
     mlp_width: int = 192
     vae_layers: int = 3
     denoiser_layers: int = 3
+    dropout: float = 0.1
     pose_size: int = FEATURE_SIZE
     timesteps: int = 1000
     beta_start: float = 0.00085

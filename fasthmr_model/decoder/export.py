@@ -107,9 +107,11 @@ def train_and_bundle_decoder(run: Path, vae_run: Path, encoder_bundle_path, out:
     encoder_bundle = load_bundle(encoder_bundle_path)
     body = BodyModel.from_file(encoder_bundle.body_model_path)
     crops = load_crop_set(build_sequence_split("train", cache, encoder_bundle.body_model_path, progress=progress))
-    encoded = encoder_outputs(encoder_bundle, crops, progress=progress)
+    validation = load_crop_set(build_sequence_split("val", cache, encoder_bundle.body_model_path, progress=progress))
     vae, vae_state = load_vae(vae_run)
-    denoiser, latent_scale = train_denoiser(run, vae, sequence_dataset(crops, encoded, body), config, progress)
+    denoiser, latent_scale = train_denoiser(
+        run, vae, sequence_dataset(crops, encoder_outputs(encoder_bundle, crops, progress=progress), body), config,
+        progress, sequence_dataset(validation, encoder_outputs(encoder_bundle, validation, progress=progress), body))
     model = one_step_decoder(vae, denoiser, latent_scale)
     state = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=False)
     provenance = {
@@ -118,8 +120,9 @@ def train_and_bundle_decoder(run: Path, vae_run: Path, encoder_bundle_path, out:
         "vae": {"run": str(vae_run), "steps": vae_state["step"], "train_wall_s": round(vae_state["wall_s"]),
                 "config": vae_state["config"], "amass_files": vae_state.get("amass_files", [])},
         "denoiser": {"run": str(run), "steps": state["step"], "train_wall_s": round(state["wall_s"]),
+                     "kept_step": (state.get("best") or {}).get("step", state["step"]),
                      "config": state["config"], "data": str(crops.folder), "frames": len(crops),
-                     "latent_scale": latent_scale},
+                     "validation": str(validation.folder), "latent_scale": latent_scale},
         "encoder_bundle": str(encoder_bundle.path),
     }
     bundle = bundle_with_decoder(encoder_bundle, model, out, provenance)

@@ -55,10 +55,11 @@ class Layer(nn.Module):
         self.norm2 = nn.LayerNorm(config.width)
         self.mlp = nn.Sequential(nn.Linear(config.width, config.mlp_width), nn.GELU(),
                                  nn.Linear(config.mlp_width, config.width))
+        self.dropout = nn.Dropout(config.dropout)  # training only; the exported graph runs in eval mode
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        tokens = tokens + self.attention(self.norm1(tokens))
-        return tokens + self.mlp(self.norm2(tokens))
+        tokens = tokens + self.dropout(self.attention(self.norm1(tokens)))
+        return tokens + self.dropout(self.mlp(self.norm2(tokens)))
 
 
 class SkipTransformer(nn.Module):
