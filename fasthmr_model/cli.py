@@ -146,9 +146,12 @@ def _eval_sequences(args: argparse.Namespace, bundle) -> None:
 
     crops = load_crop_set(build_sequence_split(args.sequences, args.cache, bundle.body_model_path,
                                                sequences=args.sequence_count, progress=not args.json))
-    result = evaluate_sequences(bundle, crops, progress=not args.json)
+    from fasthmr_model.runtime import RuntimeConfig
+
+    runtime = RuntimeConfig(threads=args.threads)
+    result = evaluate_sequences(bundle, crops, runtime, progress=not args.json)
     if args.plot:
-        plot_trajectory(bundle, crops, Path(args.plot))
+        plot_trajectory(bundle, crops, Path(args.plot), runtime=runtime)
     if args.json:
         print(json.dumps(result))
         return
@@ -281,6 +284,8 @@ def build_parser() -> argparse.ArgumentParser:
                             help="score the decoder instead: per-frame, offline and causal on rendered sequences")
     evaluation.add_argument("--sequence-count", type=int, help="only the first N sequences (smoke runs)")
     evaluation.add_argument("--plot", help="with --sequences: PNG of one joint's trajectory to write")
+    evaluation.add_argument("--threads", type=int, default=0,
+                            help="with --sequences: ONNX Runtime intra-op threads of both sessions (0 = its choice)")
     evaluation.set_defaults(handler=_eval)
 
     figure = bundle_on_split(commands.add_parser(
