@@ -48,14 +48,14 @@ class Attention(nn.Module):
 class Layer(nn.Module):
     """Pre-norm transformer layer: x + attention(norm(x)), then x + mlp(norm(x))."""
 
-    def __init__(self, config: DecoderConfig) -> None:
+    def __init__(self, config: DecoderConfig, dropout: float = 0.0) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(config.width)
         self.attention = Attention(config.width, config.num_heads)
         self.norm2 = nn.LayerNorm(config.width)
         self.mlp = nn.Sequential(nn.Linear(config.width, config.mlp_width), nn.GELU(),
                                  nn.Linear(config.mlp_width, config.width))
-        self.dropout = nn.Dropout(config.dropout)  # training only; the exported graph runs in eval mode
+        self.dropout = nn.Dropout(dropout)  # training only; the exported graph runs in eval mode
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         tokens = tokens + self.dropout(self.attention(self.norm1(tokens)))
@@ -65,12 +65,12 @@ class Layer(nn.Module):
 class SkipTransformer(nn.Module):
     """`layers` (odd) transformer layers with long skips between mirrored input and output layers, then a norm."""
 
-    def __init__(self, config: DecoderConfig, layers: int) -> None:
+    def __init__(self, config: DecoderConfig, layers: int, dropout: float = 0.0) -> None:
         super().__init__()
         half = (layers - 1) // 2
-        self.inputs = nn.ModuleList(Layer(config) for _ in range(half))
-        self.middle = Layer(config)
-        self.outputs = nn.ModuleList(Layer(config) for _ in range(half))
+        self.inputs = nn.ModuleList(Layer(config, dropout) for _ in range(half))
+        self.middle = Layer(config, dropout)
+        self.outputs = nn.ModuleList(Layer(config, dropout) for _ in range(half))
         self.merges = nn.ModuleList(nn.Linear(2 * config.width, config.width) for _ in range(half))
         self.norm = nn.LayerNorm(config.width)
 
@@ -142,7 +142,7 @@ class Denoiser(nn.Module):
         self.feature_in = nn.Sequential(nn.LayerNorm(config.feature_size), nn.Linear(config.feature_size, config.width))
         self.positions = nn.Parameter(
             0.02 * torch.randn(1, config.latent_tokens + 1 + config.window, config.width))
-        self.body = SkipTransformer(config, config.denoiser_layers)
+        self.body = SkipTransformer(config, config.denoiser_layers, config.dropout)
         self.latent_out = nn.Linear(config.width, config.latent_size)
 
     def forward(self, noisy: torch.Tensor, timesteps: torch.Tensor, features: torch.Tensor) -> torch.Tensor:

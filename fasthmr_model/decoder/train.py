@@ -10,11 +10,10 @@ time reversal, time warping (replay at 0.75x-1.33x speed by linear interpolation
 alike) and warm-up windows (the first frames of a track, padded with copies of its first frame as the
 streaming buffer pads them).
 
-Losses: the VAE, MSE on the normalised representation + KL (weight 1e-5: MLD's 1e-4 held the
-reconstruction of held-out motion at 25 mm MPJPE here, since the one-step denoiser regresses latents and does
-not need a smooth prior); the denoiser, PAPER.md's
-||v^ - v||^2 + ||eps^ - eps||^2 on unit-variance latents. Only t = T - 1 is ever sampled, so half of every
-batch trains there and the other half at uniform t (the paper trains all t; the terminal step is the one
+Losses: the VAE, MSE on the normalised representation + KL (weight 1e-5, a tenth of MLD's: the one-step
+denoiser regresses latents and needs no smooth prior, and the reconstruction is a floor under the decoder's
+error); the denoiser, PAPER.md's ||v^ - v||^2 + ||eps^ - eps||^2 on unit-variance latents. Only t = T - 1
+is ever sampled, so half of every batch trains there and the other half at uniform t (the paper trains all t; the terminal step is the one
 the node runs).
 
 The denoiser also gets Gaussian noise on its input features (feature_noise times each feature's spread) and
