@@ -18,6 +18,8 @@ from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
 from fasthmr_model.data.crop import validate_intrinsics
+from fasthmr_model.body.rotations import matrix_to_axis_angle
+from fasthmr_model.decoder.runtime import StreamingDecoder, has_decoder
 from fasthmr_model.errors import InputError
 from fasthmr_model.pipeline import FramePipeline
 from fasthmr_model.tracking import Tracker, TrackerConfig
@@ -105,6 +107,8 @@ class FrameProcessor:
         self.markers = MarkerBuilder(pipeline.body_model.faces, pipeline.body_model.parents, marker_config)
         self.options = options
         self.body_model_name = pipeline.body_model.arrays.model_name
+        # The bundle's temporal decoder, when it has one: it replaces the pose of every track with a full window.
+        self.decoder = StreamingDecoder(pipeline.bundle, pipeline.body_model) if has_decoder(pipeline.bundle) else None
         self._shown_tracks: set[int] = set()  # tracks whose markers RViz shows now
         self._shown_header: Header | None = None  # the header they were drawn with
         self._last_mesh_stamp: float | None = None
@@ -156,8 +160,7 @@ class FrameProcessor:
 
         start = time.perf_counter()
         tracks = self.tracker.update(stamp, result.boxes)
-        # The temporal decoder (when the bundle has one) will give POSE_TEMPORAL for tracks with a full window.
-        pose_source = SmplBody.POSE_PER_FRAME
+        result, pose_source = self._temporal(result, tracks.track_ids, stamp, mesh)
         bodies = bodies_message(header, self.body_model_name, result, tracks.track_ids, pose_source,
                                 (image.shape[1], image.shape[0]))
         people = people_message(header, result)
@@ -178,6 +181,23 @@ class FrameProcessor:
                 self._last_mesh_stamp = stamp
         timings["outputs"] = (time.perf_counter() - start) * 1000.0
         return FrameOutputs(bodies, people, markers, timings)
+
+    def _temporal(self, result, track_ids: np.ndarray, stamp: float, with_vertices: bool):
+        """The result with the decoder's pose for the tracks whose window is full (shape and camera stay the
+        encoder's, so the translation does too), and each body's pose_source (B,)."""
+        pose_source = np.full(len(result.ids), SmplBody.POSE_PER_FRAME, np.uint8)
+        if self.decoder is None or not len(result.ids):
+            return result, pose_source
+        decoded = self.decoder.step(track_ids, result.feature, result.betas, stamp)
+        temporal = ~decoded.warm_up
+        if not temporal.any():
+            return result, pose_source
+        rotmats = result.rotmats.copy()
+        rotmats[temporal] = decoded.rotmats[temporal]
+        vertices, joints = self.pipeline.body_model.forward(result.betas, rotmats, result.translation, with_vertices)
+        pose_source[temporal] = SmplBody.POSE_TEMPORAL
+        return dataclasses.replace(result, rotmats=rotmats, axis_angle=matrix_to_axis_angle(rotmats), joints=joints,
+                                   vertices=vertices), pose_source
 
     def clear_markers(self) -> bytes | None:
         """A serialised DELETEALL (in the frame the markers were drawn in) when markers are shown, else None.

@@ -58,11 +58,13 @@ def crop_visible_fraction(crop_boxes: np.ndarray, image_width: int, image_height
 
 def smpl_body_array(header: Header, body_model_name: str, track_ids: np.ndarray, boxes: np.ndarray,
                     betas: np.ndarray, axis_angle: np.ndarray, translation: np.ndarray, joints: np.ndarray,
-                    confidence: np.ndarray, pose_source: int) -> SmplBodyArray:
+                    confidence: np.ndarray, pose_source) -> SmplBodyArray:
     """SmplBodyArray of B bodies: track_ids (B,); boxes (B, 4) pixel edges (x0, y0, x1, y1); betas (B, 10);
-    axis_angle (B, 24, 3); translation (B, 3); joints (B, 24, 3); confidence (B,); pose_source for all.
+    axis_angle (B, 24, 3); translation (B, 3); joints (B, 24, 3); confidence (B,); pose_source: one value for
+    all bodies or (B,).
     Both the node's results and ground truth written into bags go through here."""
     message = SmplBodyArray(header=header, body_model=body_model_name)
+    pose_source = np.broadcast_to(np.asarray(pose_source), (len(track_ids),))
     for index in range(len(track_ids)):
         body = SmplBody()
         body.track_id = int(track_ids[index])
@@ -74,15 +76,15 @@ def smpl_body_array(header: Header, body_model_name: str, track_ids: np.ndarray,
         body.pose = _fixed(axis_angle[index], 72, "pose")
         body.joints = _fixed(joints[index], 72, "joints")
         body.translation.x, body.translation.y, body.translation.z = (float(v) for v in translation[index])
-        body.pose_source = pose_source
+        body.pose_source = int(pose_source[index])
         message.bodies.append(body)
     return message
 
 
 def bodies_message(header: Header, body_model_name: str, result: FrameResult, track_ids: np.ndarray,
-                   pose_source: int, image_size: tuple[int, int]) -> SmplBodyArray:
+                   pose_source, image_size: tuple[int, int]) -> SmplBodyArray:
     """SmplBodyArray of a frame result. track_ids (B,); pose_source: SmplBody.POSE_PER_FRAME or
-    POSE_TEMPORAL; image_size (width, height). confidence is crop_visible_fraction (the encoder gives none)."""
+    POSE_TEMPORAL, for all bodies or (B,); image_size (width, height). confidence is crop_visible_fraction (the encoder gives none)."""
     return smpl_body_array(header, body_model_name, track_ids, result.boxes, result.betas, result.axis_angle,
                            result.translation, result.joints, crop_visible_fraction(result.crop_boxes, *image_size),
                            pose_source)

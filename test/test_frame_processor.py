@@ -193,3 +193,39 @@ def test_marker_bytes_equal_what_rclpy_serialises():
     # rclpy leaves alignment padding unwritten (its bytes vary), so compare what a subscriber reads, and the size.
     assert len(ours) == len(serialize_message(expected))
     assert deserialize_message(ours, MarkerArray) == expected
+
+
+def test_a_bundle_with_a_decoder_gives_temporal_poses_once_a_track_has_its_window(untrained_tiny_bundle, tmp_path):
+    """Per-frame poses during the warm-up, then the decoder's (POSE_TEMPORAL) with the joints posed from them;
+    shape and translation stay the encoder's."""
+    import torch
+
+    from fasthmr_model.decoder.export import bundle_with_decoder
+    from fasthmr_model.decoder.model import Denoiser, MotionVAE, OneStepDecoder
+    from fasthmr_model.decoder.runtime import StreamingDecoder
+    from test_decoder_model import TINY
+
+    torch.manual_seed(0)
+    model = OneStepDecoder(MotionVAE(TINY).eval(), Denoiser(TINY).eval(), latent_scale=1.7).eval()
+    bundle = bundle_with_decoder(untrained_tiny_bundle, model, tmp_path / "with-decoder", {"source": "test"})
+    pipeline = FramePipeline(bundle)
+    processor = FrameProcessor(pipeline)
+    reference = StreamingDecoder(bundle, pipeline.body_model)
+    image, mask = frame(people=(3,))
+    for index in range(TINY.window + 1):
+        stamp = 1.0 + index / 30
+        outputs = processor.process(*messages(image, mask, stamp), K, markers_wanted=False)
+        per_frame = pipeline.process(image, mask, K, with_vertices=False)
+        body = outputs.bodies.bodies[0]
+        decoded = reference.step([body.track_id], per_frame.feature, per_frame.betas, stamp)
+        np.testing.assert_allclose(body.betas, per_frame.betas[0], atol=1e-6)
+        np.testing.assert_allclose([body.translation.x, body.translation.y, body.translation.z],
+                                   per_frame.translation[0], atol=1e-5)
+        if index < TINY.window - 1:
+            assert body.pose_source == SmplBody.POSE_PER_FRAME
+            np.testing.assert_allclose(np.reshape(body.joints, (24, 3)), per_frame.joints[0], atol=1e-5)
+        else:
+            assert body.pose_source == SmplBody.POSE_TEMPORAL
+            _, joints = pipeline.body_model.forward(per_frame.betas, decoded.rotmats, per_frame.translation,
+                                                    with_vertices=False)
+            np.testing.assert_allclose(np.reshape(body.joints, (24, 3)), joints[0], atol=1e-5)
