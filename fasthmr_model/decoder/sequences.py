@@ -14,19 +14,16 @@ checksum, so that a new encoder (the merged one) needs one command and no new re
 
 from __future__ import annotations
 
-import contextlib
 import json
-import multiprocessing
 import os
 import shutil
-import tempfile
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from fasthmr_model.body.lbs import BodyModel
-from fasthmr_model.data.world import CROP_FIELDS, FRAME_HEIGHT, FRAME_WIDTH, MOTION_FPS, CropSet, _merge_chunks
+from fasthmr_model.data.world import CROP_FIELDS, FRAME_HEIGHT, FRAME_WIDTH, MOTION_FPS, CropSet, render_crop_cache
 from fasthmr_model.errors import FastHMRError
 
 SEQUENCE_FORMAT_VERSION = 1
@@ -126,8 +123,6 @@ def build_sequence_split(name: str, cache: Path, body_model_path: Path, workers:
     sequences, frames: only the first N sequences, each cut to its first M frames (tests and smoke runs), in
     `cache/<split name>-firstN` or `-firstNxM`; a partial build never passes for the whole split.
     """
-    from tqdm import tqdm
-
     spec = sequence_split(name)
     count = spec.sequences if sequences is None else min(sequences, spec.sequences)
     suffix = "" if count == spec.sequences else f"-first{count}"
@@ -140,41 +135,9 @@ def build_sequence_split(name: str, cache: Path, body_model_path: Path, workers:
         if recorded.get("sequences") == count and recorded.get("format_version") == SEQUENCE_FORMAT_VERSION:
             return out
         shutil.rmtree(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{spec.name}.", dir=out.parent))
-    previous = os.environ.get("OPENBLAS_NUM_THREADS")
-    os.environ["OPENBLAS_NUM_THREADS"] = "1"  # as world.build_split: the renderer's small products contend
-    try:
-        chunk_files = []
-        with contextlib.ExitStack() as stack:
-            if workers > 1:
-                pool = stack.enter_context(multiprocessing.get_context("spawn").Pool(
-                    workers, _worker_start, (spec, str(body_model_path))))
-                chunks = pool.imap(_worker_sequence, range(count))
-            else:
-                _worker_start(spec, str(body_model_path))
-                chunks = map(_worker_sequence, range(count))
-            for number, chunk in enumerate(tqdm(chunks, total=count, disable=not progress, desc=f"render {spec.name}",
-                                                unit="sequence")):
-                path = staging / f"chunk{number:05d}.npz"
-                np.savez(path, **chunk)
-                chunk_files.append(path)
-        _merge_chunks(chunk_files, staging)
-        (staging / "split.json").write_text(json.dumps(
-            {**asdict(spec), "sequences": count, "format_version": SEQUENCE_FORMAT_VERSION,
-             "crops": int(np.load(staging / "frame_index.npy", mmap_mode="r").shape[0])}, indent=2))
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    finally:
-        if previous is None:
-            os.environ.pop("OPENBLAS_NUM_THREADS", None)
-        else:
-            os.environ["OPENBLAS_NUM_THREADS"] = previous
-    return out
+    return render_crop_cache(out, spec.name, list(range(count)), _worker_start, (spec, str(body_model_path)),
+                             _worker_sequence, workers, progress,
+                             {**asdict(spec), "sequences": count, "format_version": SEQUENCE_FORMAT_VERSION})
 
 
 def sequence_ranges(crops: CropSet) -> list[slice]:
