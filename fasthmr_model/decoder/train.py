@@ -27,7 +27,6 @@ AdamW, cosine decay, checkpoints written atomically every few hundred steps; a r
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 from dataclasses import asdict, dataclass
@@ -43,6 +42,7 @@ from fasthmr_model.decoder.diffusion import diffusion_schedule
 from fasthmr_model.decoder.model import Denoiser, MotionVAE, OneStepDecoder
 from fasthmr_model.decoder.pose import body_rest_points, encode_pose
 from fasthmr_model.errors import FastHMRError
+from fasthmr_model.train.encoder import learning_rate_at
 
 CHECKPOINT_NAME = "checkpoint.pt"
 LOG_NAME = "log.jsonl"
@@ -158,13 +158,6 @@ def cut_windows(series: list[tuple[np.ndarray, ...]], window: int, count: int, r
 # Training loop pieces
 
 
-def _learning_rate(step: int, config: TrainingConfig) -> float:
-    if step < config.warmup_steps:
-        return config.learning_rate * (step + 1) / config.warmup_steps
-    progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
-    return config.learning_rate * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-
 def _save(path: Path, state: dict) -> None:
     temporary = path.with_suffix(".tmp")
     torch.save(state, temporary)
@@ -205,7 +198,7 @@ def _loop(name: str, run: Path, model: torch.nn.Module, config: TrainingConfig, 
     with open(run / LOG_NAME, "a") as log:
         while step < config.steps:
             for group in optimiser.param_groups:
-                group["lr"] = _learning_rate(step, config)
+                group["lr"] = learning_rate_at(step, config)
             terms = loss_of_step(step)
             optimiser.zero_grad(set_to_none=True)
             terms["total"].backward()
