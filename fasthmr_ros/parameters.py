@@ -69,6 +69,8 @@ PARAMETERS = (
     ParameterSpec("preprocess.min_person_pixels", int, "instances with fewer mask pixels are skipped", 1, 2**31 - 1),
     ParameterSpec("preprocess.person_token_min_fraction", float,
                   "a token is a person token from this share of person pixels (0 = any)", 0.0, 0.999),
+    ParameterSpec("preprocess.threads", int, "threads that crop the persons of a frame (1 = the inference thread)",
+                  1, 64),
     ParameterSpec("tracking.min_iou", float, "box overlap that continues a track", 0.001, 1.0),
     ParameterSpec("tracking.max_gap", float, "seconds a track may go unseen before it ends", 0.0, 60.0),
     ParameterSpec("markers.mesh_rate", float, "meshes per second in ~/markers (by image stamps); 0 = never",

@@ -195,3 +195,17 @@ def test_prepare_persons_is_bit_identical_to_the_plain_definition(seed, dtype):
         images = ((window.astype(np.float32) - np.float32(255) * np.array(IMAGENET_MEAN, np.float32))
                   * (np.float32(1) / (np.array(IMAGENET_STD, np.float32) * np.float32(255))))
         np.testing.assert_array_equal(crops.images[index], np.moveaxis(images, -1, 0))
+
+
+def test_threads_change_no_bit():
+    """Persons cropped by a thread pool give exactly the single-thread result."""
+    rng = np.random.default_rng(5)
+    image = rng.integers(0, 256, (240, 320, 3), dtype=np.uint8)
+    mask = np.zeros((240, 320), np.uint8)
+    for instance_id, (top, left) in enumerate([(10, 10), (40, 120), (5, 230), (100, 60)], start=1):
+        mask[top:top + 120, left:left + 50] = instance_id
+    single = prepare_persons(image, mask, PreprocessConfig(threads=1))
+    pooled = prepare_persons(image, mask, PreprocessConfig(threads=3))
+    assert single.ids.tolist() == [1, 2, 3, 4]
+    for field in ("boxes", "crop_boxes", "windows", "person_tokens"):
+        np.testing.assert_array_equal(getattr(single, field), getattr(pooled, field))

@@ -9,6 +9,8 @@ Run-time module: numpy only.
 
 from __future__ import annotations
 
+import functools
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -33,11 +35,14 @@ class PreprocessConfig:
         min_person_pixels: instances with fewer mask pixels are skipped (too small to recover a body).
         person_token_min_fraction: a token is a person token when at least this fraction of its 16x16
             footprint is covered by the person (0 = any overlap at all).
+        threads: the persons of a frame are cropped by up to this many threads (numpy releases the GIL in
+            the resampling; the encoder is idle meanwhile, so its cores are free). 1 = in the calling thread.
     """
 
     box_scale: float = 1.0
     min_person_pixels: int = 64
     person_token_min_fraction: float = 0.0
+    threads: int = 2
 
     def __post_init__(self) -> None:
         if not 0.5 <= self.box_scale <= 4.0:
@@ -46,6 +51,8 @@ class PreprocessConfig:
             raise InputError(f"min_person_pixels must be >= 1, got {self.min_person_pixels}")
         if not 0.0 <= self.person_token_min_fraction < 1.0:
             raise InputError(f"person_token_min_fraction must be in [0, 1), got {self.person_token_min_fraction}")
+        if not 1 <= self.threads <= 64:
+            raise InputError(f"threads must be in [1, 64], got {self.threads}")
 
 
 class PersonCrops(NamedTuple):
@@ -237,6 +244,12 @@ def person_token_fraction(window_mask: np.ndarray) -> np.ndarray:
     return footprints.reshape(grid_rows, PATCH_SIZE, grid_cols, PATCH_SIZE).mean(axis=(1, 3)).ravel()
 
 
+@functools.lru_cache(maxsize=None)
+def _crop_pool(threads: int) -> ThreadPoolExecutor:
+    """One pool per thread count, kept for the process's life (a pool per frame would cost more than it saves)."""
+    return ThreadPoolExecutor(threads, thread_name_prefix="fasthmr-crop")
+
+
 def prepare_persons(image: np.ndarray, instance_mask: np.ndarray, config: PreprocessConfig = PreprocessConfig()
                     ) -> PersonCrops:
     """Crops and person-token flags for every person of the frame (B may be 0)."""
@@ -249,14 +262,22 @@ def prepare_persons(image: np.ndarray, instance_mask: np.ndarray, config: Prepro
     crop_boxes = np.array([crop_box_for(boxes[i], config.box_scale) for i in ids]).reshape(-1, 3)
     windows = np.empty((len(ids), IMAGE_HEIGHT, IMAGE_WIDTH, 3), np.float32)
     person_tokens = np.empty((len(ids), TOKEN_GRID[0] * TOKEN_GRID[1]), np.float32)
-    for index, (instance_id, crop_box) in enumerate(zip(ids, crop_boxes)):
+
+    def crop_person(index: int) -> None:
         # One sampling for the image and the mask; the mask is compared with the id only where it is read.
-        sampling = _crop_sampling(crop_box, image.shape)
+        sampling = _crop_sampling(crop_boxes[index], image.shape)
         windows[index] = _resample_window(image[sampling.rows, sampling.cols], sampling)
-        person = instance_mask[sampling.rows, sampling.cols] == instance_id
+        person = instance_mask[sampling.rows, sampling.cols] == ids[index]
         fraction = person_token_fraction(_resample_window(person, sampling))
         threshold = config.person_token_min_fraction
         person_tokens[index] = (fraction > threshold) if threshold == 0.0 else (fraction >= threshold)
+
+    threads = min(config.threads, len(ids))
+    if threads > 1:  # each person writes its own rows: the result does not depend on the threads
+        list(_crop_pool(threads).map(crop_person, range(len(ids))))
+    else:
+        for index in range(len(ids)):
+            crop_person(index)
     return PersonCrops(ids, np.array([boxes[i] for i in ids]).reshape(-1, 4), crop_boxes, windows, person_tokens)
 
 
