@@ -43,7 +43,9 @@ setup(
     zip_safe=False,
     entry_points={
         "console_scripts": [
-            "fasthmr = fasthmr_model.cli:main",
+            "fasthmr = fasthmr_ros.cli:main",
+            "fasthmr_node = fasthmr_ros.node:main",
+            "fasthmr_node_bench = fasthmr_ros.bench:main",
         ],
     },
 )

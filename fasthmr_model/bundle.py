@@ -218,8 +218,17 @@ def describe_bundle(bundle: Bundle) -> str:
         f"{config.num_heads} heads; head {config.head_depth} layers x {config.head_width}",
         f"merging       {_describe_merge(manifest['encoder'].get('merge'), config)}",
         f"body model    {manifest['body_model']['file']} ({manifest['body_model'].get('name', 'unnamed')})",
+        f"decoder       {_describe_decoder(manifest.get('decoder'))}",
         f"files         {len(manifest['files'])}, {size / 1e6:.1f} MB",
         "",
         json.dumps(manifest, indent=2),
     ]
     return "\n".join(lines)
+
+
+def _describe_decoder(section: dict | None) -> str:
+    if not section:
+        return "none (per-frame poses)"
+    config = section["config"]
+    return (f"{section['file']}: window {section['window']} frames, latents {config['latent_tokens']} x "
+            f"{config['latent_size']}, width {config['width']}")

@@ -1,4 +1,8 @@
-"""`fasthmr`: the model tool (bundle info, checkpoint conversion, bundle creation, merging, bench, demo).
+"""`fasthmr`: the model tool (bundle info, checkpoint conversion, bundle creation, world, training, evaluation,
+merging, bench).
+
+The installed `fasthmr` command is fasthmr_ros.cli, which adds the ROS commands (replay, convert, demo);
+`python -m fasthmr_model.cli` is this tool alone.
 
 Every library error (FastHMRError) is printed as one line on stderr with exit status 2; heavy imports
 (torch) happen inside the subcommands that need them.
@@ -49,6 +53,17 @@ def _world_build(args: argparse.Namespace) -> None:
         print(f"{name}: {len(load_crop_set(folder))} person crops in {folder}")
 
 
+def _world_sequences(args: argparse.Namespace) -> None:
+    from fasthmr_model.data.world import load_crop_set
+    from fasthmr_model.decoder.sequences import build_sequence_split, sequence_ranges
+
+    body_model = _world_body_model(args.cache, args.body_model)
+    for name in args.split:
+        folder = build_sequence_split(name, args.cache, body_model, workers=args.workers, sequences=args.sequences)
+        crops = load_crop_set(folder)
+        print(f"{name}: {len(sequence_ranges(crops))} sequences, {len(crops)} frames in {folder}")
+
+
 def _world_body_model(cache: Path, body_model: str | None) -> Path:
     """The user's body model file, or the synthetic body written once into the cache."""
     from fasthmr_model.data.world import synthetic_body_path
@@ -71,6 +86,32 @@ def _train_encoder(args: argparse.Namespace) -> None:
     print(f"wrote {bundle.path}")
 
 
+def _decoder_training_config(args: argparse.Namespace):
+    from fasthmr_model.decoder.train import TrainingConfig
+
+    return TrainingConfig(steps=args.steps, batch_size=args.batch_size, learning_rate=args.learning_rate,
+                          seed=args.seed, threads=args.threads, device=args.device,
+                          **({"motion_sequences": args.sequences} if getattr(args, "sequences", None) else {}))
+
+
+def _train_vae(args: argparse.Namespace) -> None:
+    from fasthmr_model.decoder.config import DecoderConfig
+    from fasthmr_model.decoder.train import train_vae, vae_reconstruction_mm
+
+    body_model = _world_body_model(args.cache, args.body_model)
+    vae = train_vae(Path(args.run), body_model, DecoderConfig(window=args.window), _decoder_training_config(args),
+                    args.amass, progress=not args.quiet)
+    print(f"VAE in {args.run}; held-out reconstruction: {vae_reconstruction_mm(vae, body_model)}")
+
+
+def _train_decoder(args: argparse.Namespace) -> None:
+    from fasthmr_model.decoder.export import train_and_bundle_decoder
+
+    bundle = train_and_bundle_decoder(Path(args.run), Path(args.vae_run), args.bundle, Path(args.out), args.cache,
+                                      _decoder_training_config(args), progress=not args.quiet)
+    print(f"wrote {bundle.path}")
+
+
 def _eval(args: argparse.Namespace) -> None:
     import json
 
@@ -79,6 +120,9 @@ def _eval(args: argparse.Namespace) -> None:
     from fasthmr_model.evaluation import evaluate_bundle
 
     bundle = load_bundle(args.bundle)
+    if args.sequences:
+        _eval_sequences(args, bundle)
+        return
     crops = load_crop_set(build_split(args.split, args.cache, _world_body_model(args.cache, None), frames=args.frames,
                                       progress=False))
     result = evaluate_bundle(bundle, crops)
@@ -90,6 +134,35 @@ def _eval(args: argparse.Namespace) -> None:
     for name in ("model", "mean_pose_baseline"):
         scores = result[name]
         print(f"  {name:<19} MPJPE {scores['mpjpe']:7.1f}  PA-MPJPE {scores['pa_mpjpe']:7.1f}  PVE {scores['pve']:7.1f}")
+
+
+def _eval_sequences(args: argparse.Namespace, bundle) -> None:
+    import json
+
+    from fasthmr_model.data.world import load_crop_set
+    from fasthmr_model.decoder.evaluation import evaluate_sequences, plot_trajectory
+    from fasthmr_model.decoder.sequences import build_sequence_split
+
+    crops = load_crop_set(build_sequence_split(args.sequences, args.cache, bundle.body_model_path,
+                                               sequences=args.sequence_count, progress=not args.json))
+    from fasthmr_model.runtime import RuntimeConfig
+
+    runtime = RuntimeConfig(threads=args.threads)
+    result = evaluate_sequences(bundle, crops, runtime, progress=not args.json)
+    if args.plot:
+        plot_trajectory(bundle, crops, Path(args.plot), runtime=runtime)
+    if args.json:
+        print(json.dumps(result))
+        return
+    print(f"{bundle.path} on the synthetic {args.sequences} sequences ({result['sequences']} sequences, "
+          f"{result['frames']} frames, W = {result['window']}); mm, accel mm/frame^2:")
+    for name in ("per_frame", "offline", "causal"):
+        scores = result[name]
+        print(f"  {name:<10} MPJPE {scores['mpjpe']:7.1f}  PA-MPJPE {scores['pa_mpjpe']:7.1f}  PVE {scores['pve']:7.1f}"
+              f"  accel {scores['accel']:6.1f}")
+    latency = result["latency_ms"]
+    print(f"  latency per person-frame: encoder {latency['encoder']:.2f} ms, decoder {latency['decoder']:.2f} ms "
+          f"(graph {latency['decoder_graph']:.2f} + IK {latency['ik']:.2f}), ratio {result['decoder_to_encoder_cost']:.2f}")
 
 
 def _figure(args: argparse.Namespace) -> None:
@@ -135,13 +208,9 @@ def _bench(args: argparse.Namespace) -> None:
     print(dumps(result) if args.json else format_table(result))
 
 
-def _demo(args: argparse.Namespace) -> None:
-    from fasthmr_model.demo import run_demo
-
-    run_demo(args.bundle)
-
-
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(extensions=()) -> argparse.ArgumentParser:
+    """The `fasthmr` parser. extensions: functions that add more subcommands to the subparsers (the ROS
+    adapter adds replay, convert and demo this way: this module never imports ROS)."""
     parser = argparse.ArgumentParser(prog="fasthmr", description="FastHMR model tool")
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -177,6 +246,13 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--workers", type=int, default=2)
     build.add_argument("--body-model", help="SMPL .pkl/.npz to pose instead of the synthetic body")
     build.set_defaults(handler=_world_build)
+    sequences = world.add_parser("sequences", help="render and cache the decoder's video sequences (skips built ones)")
+    sequences.add_argument("--split", nargs="+", choices=("train", "val", "test"), default=["val", "test"])
+    sequences.add_argument("--cache", type=Path, default=default_cache(), help="cache folder (default: %(default)s)")
+    sequences.add_argument("--sequences", type=int, help="only the first N sequences of each split (smoke runs)")
+    sequences.add_argument("--workers", type=int, default=2)
+    sequences.add_argument("--body-model", help="SMPL .pkl/.npz to pose instead of the synthetic body")
+    sequences.set_defaults(handler=_world_sequences)
 
     train = commands.add_parser("train", help="training runs").add_subparsers(dest="train_command", required=True)
     encoder = train.add_parser("encoder", help="train the tiny encoder on the synthetic train split (CPU or GPU)")
@@ -194,6 +270,34 @@ def build_parser() -> argparse.ArgumentParser:
     encoder.add_argument("--quiet", action="store_true", help="no progress bar")
     encoder.set_defaults(handler=_train_encoder)
 
+    def decoder_training(parser: argparse.ArgumentParser, steps: int) -> argparse.ArgumentParser:
+        parser.add_argument("--run", required=True, help="run folder: checkpoint and loss log; resumes if present")
+        parser.add_argument("--steps", type=int, default=steps)
+        parser.add_argument("--batch-size", type=int, default=64)
+        parser.add_argument("--learning-rate", type=float, default=5e-4)
+        parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
+        parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+        parser.add_argument("--cache", type=Path, default=default_cache())
+        parser.add_argument("--quiet", action="store_true", help="no progress bar")
+        return parser
+
+    vae = decoder_training(train.add_parser("vae", help="train the decoder's motion VAE on generated motions"), 4000)
+    vae.add_argument("--window", type=int, default=16, help="frames per window W")
+    vae.add_argument("--sequences", type=int, help="generated motion sequences (default 600 x 300 frames)")
+    vae.add_argument("--amass", nargs="*", default=(), help="AMASS-format .npz files to train on as well")
+    vae.add_argument("--body-model", help="SMPL .pkl/.npz instead of the synthetic body")
+    vae.set_defaults(handler=_train_vae)
+
+    decoder = decoder_training(train.add_parser(
+        "decoder", help="train the latent denoiser on a bundle's features of the rendered sequences; "
+                        "write the bundle with its decoder"), 5000)
+    decoder.add_argument("--vae-run", required=True, help="the VAE's run folder (`fasthmr train vae`)")
+    decoder.add_argument("--bundle", help="the encoder bundle whose features condition the decoder "
+                                          "(default: the shipped default bundle)")
+    decoder.add_argument("--out", required=True, help="bundle folder to write: the encoder bundle plus the decoder")
+    decoder.set_defaults(handler=_train_decoder)
+
     def bundle_on_split(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         parser.add_argument("--bundle", help="bundle folder (default: the shipped default bundle)")
         parser.add_argument("--split", choices=sorted(SPLITS), default="test")
@@ -204,6 +308,12 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation = bundle_on_split(commands.add_parser(
         "eval", help="MPJPE, PA-MPJPE, PVE on a synthetic split, with the mean-pose baseline"))
     evaluation.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    evaluation.add_argument("--sequences", choices=("val", "test"),
+                            help="score the decoder instead: per-frame, offline and causal on rendered sequences")
+    evaluation.add_argument("--sequence-count", type=int, help="only the first N sequences (smoke runs)")
+    evaluation.add_argument("--plot", help="with --sequences: PNG of one joint's trajectory to write")
+    evaluation.add_argument("--threads", type=int, default=0,
+                            help="with --sequences: ONNX Runtime intra-op threads of both sessions (0 = its choice)")
     evaluation.set_defaults(handler=_eval)
 
     figure = bundle_on_split(commands.add_parser(
@@ -244,14 +354,13 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--plot", help="PNG file: throughput vs MPJPE (and the hmr2-vith speed-ups)")
     bench.set_defaults(handler=_bench)
 
-    demo = commands.add_parser("demo", help="run the pipeline on a synthetic frame and print what it found")
-    demo.add_argument("--bundle", help="bundle folder (default: the shipped default bundle)")
-    demo.set_defaults(handler=_demo)
+    for extend in extensions:
+        extend(commands)
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv: list[str] | None = None, extensions=()) -> int:
+    args = build_parser(extensions).parse_args(argv)
     try:
         args.handler(args)
     except FastHMRError as error:

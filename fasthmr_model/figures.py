@@ -17,7 +17,7 @@ from fasthmr_model.bundle import Bundle
 from fasthmr_model.data.crop import CROP_COLUMN_OFFSET, normalise_windows
 from fasthmr_model.data.render import rasterize
 from fasthmr_model.data.world import CropSet
-from fasthmr_model.encoder.config import CROP_SIZE, IMAGE_HEIGHT, IMAGE_WIDTH
+from fasthmr_model.encoder.config import CROP_SIZE
 from fasthmr_model.runtime import EncoderSession
 
 CROP_FOCAL_PX = 5000.0
@@ -29,15 +29,17 @@ LIGHT = np.array([0.0, -0.4, -1.0]) / np.linalg.norm([0.0, -0.4, -1.0])  # from 
 OPACITY = 0.6
 
 
-def overlay_mesh(window: np.ndarray, vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """window (256, 192, 3) uint8, camera-frame vertices (V, 3) of the crop camera -> window with the mesh."""
-    fragments = rasterize(vertices, faces, CROP_INTRINSICS, IMAGE_WIDTH, IMAGE_HEIGHT)
+def overlay_mesh(image: np.ndarray, vertices: np.ndarray, faces: np.ndarray,
+                 intrinsics: np.ndarray = CROP_INTRINSICS) -> np.ndarray:
+    """image (H, W, 3) uint8 (default: a 256x192 encoder window), camera-frame vertices (V, 3) of the camera
+    with `intrinsics` (default: the crop camera) -> the image with the mesh drawn over it."""
+    fragments = rasterize(vertices, faces, intrinsics, image.shape[1], image.shape[0])
     corners = vertices[faces[fragments.face]]
     normals = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
     shade = 0.35 + 0.65 * np.clip(normals @ LIGHT / np.linalg.norm(normals, axis=1).clip(1e-12), 0, 1)
-    out = window.reshape(-1, 3).astype(np.float32)
+    out = image.reshape(-1, 3).astype(np.float32)
     out[fragments.pixel] = (1 - OPACITY) * out[fragments.pixel] + OPACITY * shade[:, None] * MESH_COLOUR
-    return out.reshape(window.shape).clip(0, 255).astype(np.uint8)
+    return out.reshape(image.shape).clip(0, 255).astype(np.uint8)
 
 
 def prediction_grid(bundle: Bundle, crops: CropSet, count: int = 16, columns: int = 8) -> Image.Image:
@@ -49,6 +51,8 @@ def prediction_grid(bundle: Bundle, crops: CropSet, count: int = 16, columns: in
     rotmats = rot6d_to_matrix(output.pose_6d.reshape(count, 24, 6))
     scale = np.maximum(output.cam[:, 0], 1e-2)
     placement = np.stack([output.cam[:, 1], output.cam[:, 2], 2 * CROP_FOCAL_PX / (CROP_SIZE * scale)], axis=1)
+    if bundle.camera_anchor == "pelvis":  # as the pipeline does: the camera placed the pelvis
+        placement = placement - body.rest_joints(output.betas)[:, 0]
     vertices, _ = body.forward(output.betas, rotmats, placement)
     tiles = [overlay_mesh(window, points, body.faces) for window, points in zip(windows, vertices)]
     rows = [np.concatenate(tiles[start:start + columns], axis=1) for start in range(0, count, columns)]

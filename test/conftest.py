@@ -46,6 +46,18 @@ def ros_env(monkeypatch):
     three variables are also set in this process for the test's duration, so that an rclpy.init in
     the test itself joins the same domain.
     """
+    return ros_test_environment(monkeypatch)
+
+
+@pytest.fixture(scope="module")
+def ros_env_module():
+    """ros_env shared by every test of a module (one ROS domain), e.g. to start a node once per module."""
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        yield ros_test_environment(monkeypatch)
+
+
+def ros_test_environment(monkeypatch):
+    """Sets the ROS variables of a new test domain with monkeypatch; returns the full environment."""
     ros_variables = {
         "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
         "ROS_DOMAIN_ID": str(next_ros_domain_id()),
@@ -54,3 +66,11 @@ def ros_env(monkeypatch):
     for name, value in ros_variables.items():
         monkeypatch.setenv(name, value)
     return dict(os.environ)
+
+
+@pytest.fixture(scope="session")
+def untrained_tiny_bundle(tmp_path_factory):
+    """A randomly initialised `tiny` bundle with the synthetic body (about 2 s to export, once per session)."""
+    from fasthmr_model.tools import write_untrained_bundle
+
+    return write_untrained_bundle("tiny", seed=0, out=tmp_path_factory.mktemp("bundles") / "untrained-tiny")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from fasthmr_model.bundle import IMAGENET_MEAN, IMAGENET_STD
 from fasthmr_model.data.crop import (
     PreprocessConfig, camera_translation, crop_box_for, crop_image, person_boxes, person_token_fraction,
     prepare_persons,
@@ -127,3 +128,84 @@ def test_translation_reprojects_the_root_onto_the_crop_centre_and_scale():
 def test_bad_intrinsics_are_rejected(k):
     with pytest.raises(InputError, match="intrinsics"):
         camera_translation(np.ones((1, 3)), np.ones((1, 3)), k)
+
+
+def reference_window(source, crop_box):
+    """The resampling written as its definition, without any of prepare_persons' shortcuts: for every tap in
+    order, gather along the full source's rows (then the columns of the result) and add weight * value."""
+    from fasthmr_model.data.crop import CROP_COLUMN_OFFSET, _resampler
+
+    centre_x, centre_y, side = crop_box
+    scale = side / 256
+    rows = _resampler(centre_y - side / 2, side, 256, source.shape[0])
+    cols = _resampler(centre_x - side / 2 + CROP_COLUMN_OFFSET * scale, 192 * scale, 192, source.shape[1])
+    out = source
+    for axis, resampler in ((0, rows), (1, cols)):
+        shape = [1] * out.ndim
+        shape[axis] = -1
+        total = None
+        for tap in range(resampler.indices.shape[1]):
+            term = np.take(out, resampler.indices[:, tap], axis=axis) * resampler.weights[:, tap].reshape(shape)
+            total = term if total is None else total + term
+        out = total
+    return out
+
+
+def reference_boxes(instance_mask, min_pixels):
+    boxes = {}
+    for instance_id in np.unique(instance_mask):
+        rows, cols = np.nonzero(instance_mask == instance_id)
+        if instance_id != 0 and len(rows) >= min_pixels:
+            boxes[int(instance_id)] = [cols.min() - 0.5, rows.min() - 0.5, cols.max() + 0.5, rows.max() + 0.5]
+    return boxes
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, bool])
+def test_prepare_persons_is_bit_identical_to_the_plain_definition(seed, dtype):
+    """The fast paths (one band for all boxes, gathers along axis 0, normalisation fused with the
+    transpose) change no bit of any output, including people cut by the image border and big crops."""
+    rng = np.random.default_rng(seed)
+    height, width = 120 + 40 * seed, 160 + 30 * seed
+    image = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+    mask = np.zeros((height, width), np.uint16)
+    for instance_id in rng.choice(np.arange(1, 400), size=3, replace=False):
+        top, left = rng.integers(-20, height - 5), rng.integers(-20, width - 5)
+        blob = rng.random((int(rng.integers(5, height)), int(rng.integers(5, width)))) < 0.7
+        rows = slice(max(top, 0), min(top + blob.shape[0], height))
+        cols = slice(max(left, 0), min(left + blob.shape[1], width))
+        region = blob[rows.start - top:rows.stop - top, cols.start - left:cols.stop - left]
+        mask[rows, cols][region] = instance_id
+    if dtype is not np.uint16:
+        mask = (mask > 0) if dtype is bool else (mask % 256).astype(np.uint8)
+    config = PreprocessConfig(box_scale=float(rng.uniform(0.8, 2.0)), min_person_pixels=20,
+                              person_token_min_fraction=[0.0, 0.3][seed % 2])
+    crops = prepare_persons(image, mask, config)
+
+    boxes = reference_boxes(mask.astype(np.uint16), config.min_person_pixels)
+    assert crops.ids.tolist() == sorted(boxes)
+    for index, instance_id in enumerate(crops.ids):
+        np.testing.assert_array_equal(crops.boxes[index], boxes[instance_id])
+        window = reference_window(image, crops.crop_boxes[index])
+        np.testing.assert_array_equal(crops.windows[index], window)
+        fraction = person_token_fraction(reference_window(mask == instance_id, crops.crop_boxes[index]))
+        threshold = config.person_token_min_fraction
+        tokens = (fraction > threshold) if threshold == 0.0 else (fraction >= threshold)
+        np.testing.assert_array_equal(crops.person_tokens[index], tokens)
+        images = ((window.astype(np.float32) - np.float32(255) * np.array(IMAGENET_MEAN, np.float32))
+                  * (np.float32(1) / (np.array(IMAGENET_STD, np.float32) * np.float32(255))))
+        np.testing.assert_array_equal(crops.images[index], np.moveaxis(images, -1, 0))
+
+
+def test_threads_change_no_bit():
+    """Persons cropped by a thread pool give exactly the single-thread result."""
+    rng = np.random.default_rng(5)
+    image = rng.integers(0, 256, (240, 320, 3), dtype=np.uint8)
+    mask = np.zeros((240, 320), np.uint8)
+    for instance_id, (top, left) in enumerate([(10, 10), (40, 120), (5, 230), (100, 60)], start=1):
+        mask[top:top + 120, left:left + 50] = instance_id
+    single = prepare_persons(image, mask, PreprocessConfig(threads=1))
+    pooled = prepare_persons(image, mask, PreprocessConfig(threads=3))
+    assert single.ids.tolist() == [1, 2, 3, 4]
+    for field in ("boxes", "crop_boxes", "windows", "person_tokens"):
+        np.testing.assert_array_equal(getattr(single, field), getattr(pooled, field))

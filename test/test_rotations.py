@@ -4,7 +4,9 @@ medium and near-pi angles, and HMR2.0's 6D convention."""
 import numpy as np
 import pytest
 
-from fasthmr_model.body.rotations import axis_angle_to_matrix, matrix_to_axis_angle, matrix_to_rot6d, rot6d_to_matrix
+from fasthmr_model.body.rotations import (
+    axis_angle_to_matrix, matrix_to_axis_angle, matrix_to_quaternion, matrix_to_rot6d, rot6d_to_matrix,
+)
 from fasthmr_model.errors import InputError
 
 
@@ -116,3 +118,17 @@ def test_rot6d_round_trip_and_orthonormal_output():
 def test_wrong_shapes_raise_input_error(function, bad_input):
     with pytest.raises(InputError, match="must have shape"):
         function(bad_input)
+
+
+def test_matrix_to_quaternion_matches_the_axis_angle_formula_everywhere():
+    rng = np.random.default_rng(4)
+    directions = rng.normal(size=(500, 3))
+    directions /= np.linalg.norm(directions, axis=1, keepdims=True)
+    angles = rng.uniform(0.0, np.pi, size=500)
+    angles[:3] = [0.0, 1e-9, np.pi - 1e-7]  # identity, tiny, and near the half turn
+    vectors = directions * angles[:, None]
+    expected = np.concatenate([directions * np.sin(angles / 2)[:, None], np.cos(angles / 2)[:, None]], axis=1)
+    np.testing.assert_allclose(matrix_to_quaternion(axis_angle_to_matrix(vectors)), expected, atol=1e-12)
+    # A half turn has w = 0: q and -q are the same rotation, either sign is right.
+    half_turn = matrix_to_quaternion(axis_angle_to_matrix(np.array([0.0, np.pi, 0.0])))
+    np.testing.assert_allclose(np.abs(half_turn), [0.0, 1.0, 0.0, 0.0], atol=1e-12)

@@ -119,3 +119,24 @@ class BodyModel:
         vertices = np.einsum("bvkl,bvl->bvk", blended[:, :, :3, :], vertices) + blended[:, :, 3, :]
 
         return vertices + translation, joints + translation
+
+
+def move_body(rotation, offset, global_orient, transl, rest_pelvis):
+    """SMPL parameters of a body after a rigid motion x -> rotation @ x + offset of its whole frame.
+
+    The body model turns everything about its rest pelvis: x -> R (x - pelvis_rest) + pelvis_rest + transl,
+    so the moved body keeps that form with R' = rotation @ R and
+    transl' = rotation @ (pelvis_rest + transl) + offset - pelvis_rest.
+
+    Args:
+        rotation: (3, 3) or (T, 3, 3); offset: (3,) or (T, 3) (e.g. world -> camera extrinsics per frame).
+        global_orient: (T, 3, 3) root rotations; transl: (T, 3); rest_pelvis: (3,) of the body's betas.
+    Returns (global_orient' (T, 3, 3), transl' (T, 3)).
+    """
+    rotation = np.asarray(rotation, dtype=np.float64)
+    offset = np.asarray(offset, dtype=np.float64)
+    rest_pelvis = np.asarray(rest_pelvis, dtype=np.float64)
+    moved_orient = rotation @ np.asarray(global_orient, dtype=np.float64)
+    pelvis = np.asarray(transl, dtype=np.float64) + rest_pelvis
+    moved_pelvis = np.einsum("...ij,...j->...i", rotation, pelvis) + offset
+    return moved_orient, moved_pelvis - rest_pelvis

@@ -16,6 +16,7 @@ import numpy as np
 
 from fasthmr_model.body.skeleton import JOINT_NAMES, NUM_BETAS, NUM_JOINTS, NUM_POSE_BASIS, PARENTS
 from fasthmr_model.errors import BodyModelError
+from fasthmr_model.pickles import NumpyUnpickler
 
 REQUIRED_KEYS = ("v_template", "f", "J_regressor", "weights", "shapedirs", "posedirs", "kintree_table")
 _WHAT_TO_DO = (
@@ -131,35 +132,15 @@ def _dense(value):
     return np.asarray(value)
 
 
-# (module, name) pairs the unpickler may resolve normally: numpy's array and scalar rebuilders
-# (under numpy 1's and numpy 2's module names), the helpers pickle itself uses for them, and the
-# built-in set that chumpy objects keep in their state (under Python 2's and 3's module names).
-_ALLOWED_GLOBALS = {
-    ("__builtin__", "set"),
-    ("builtins", "set"),
-    ("numpy", "ndarray"),
-    ("numpy", "dtype"),
-    ("numpy.core.multiarray", "_reconstruct"),
-    ("numpy.core.multiarray", "scalar"),
-    ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy._core.multiarray", "scalar"),
-    ("_codecs", "encode"),
-    ("copy_reg", "_reconstructor"),
-    ("copyreg", "_reconstructor"),
-    ("__builtin__", "object"),
-    ("builtins", "object"),
-}
 _SPARSE_CLASS_NAMES = {"csc_matrix", "csr_matrix", "csc_array", "csr_array"}
 
 
-class _SmplUnpickler(pickle.Unpickler):
+class _SmplUnpickler(NumpyUnpickler):
     """An unpickler that only builds numpy arrays, chumpy stand-ins and sparse stand-ins."""
 
     _stand_ins = {}
 
-    def find_class(self, module, name):
-        if (module, name) in _ALLOWED_GLOBALS:
-            return super().find_class(module, name)
+    def refuse(self, module, name):
         if module == "chumpy" or module.startswith("chumpy."):
             return self._stand_in(_ChumpyObject, "chumpy_class", f"{module}.{name}")
         if module.startswith("scipy.sparse") and name in _SPARSE_CLASS_NAMES:

@@ -132,3 +132,29 @@ def matrix_to_rot6d(matrices):
     """
     matrices = _check_last_dims(matrices, (3, 3), "matrices")
     return np.concatenate([matrices[..., :, 0], matrices[..., :, 1]], axis=-1)
+
+
+def matrix_to_quaternion(matrices):
+    """Rotation matrices (..., 3, 3) -> unit quaternions (..., 4) in ROS's order (x, y, z, w), w >= 0.
+
+    Each of the four components can be read from the diagonal (4 q_i^2 = 1 +- m00 +- m11 +- m22); the
+    largest one is computed from the square root and the others from the off-diagonal sums and
+    differences divided by it, which is well conditioned for every rotation (Shepperd's method).
+    """
+    m = _check_last_dims(matrices, (3, 3), "matrices")
+    m00, m11, m22 = m[..., 0, 0], m[..., 1, 1], m[..., 2, 2]
+    four_squares = np.stack([1.0 + m00 - m11 - m22, 1.0 - m00 + m11 - m22, 1.0 - m00 - m11 + m22,
+                             1.0 + m00 + m11 + m22], axis=-1)
+    sum_01, sum_02, sum_12 = m[..., 0, 1] + m[..., 1, 0], m[..., 0, 2] + m[..., 2, 0], m[..., 1, 2] + m[..., 2, 1]
+    diff_x, diff_y, diff_z = m[..., 2, 1] - m[..., 1, 2], m[..., 0, 2] - m[..., 2, 0], m[..., 1, 0] - m[..., 0, 1]
+    # Row k: 4 q_k times (x, y, z, w), when component k is the one taken from the square root.
+    scaled = np.stack([
+        np.stack([four_squares[..., 0], sum_01, sum_02, diff_x], axis=-1),
+        np.stack([sum_01, four_squares[..., 1], sum_12, diff_y], axis=-1),
+        np.stack([sum_02, sum_12, four_squares[..., 2], diff_z], axis=-1),
+        np.stack([diff_x, diff_y, diff_z, four_squares[..., 3]], axis=-1),
+    ], axis=-2)
+    best = np.argmax(four_squares, axis=-1)
+    chosen = np.take_along_axis(scaled, best[..., None, None], axis=-2)[..., 0, :]
+    quaternion = chosen / np.linalg.norm(chosen, axis=-1, keepdims=True)
+    return np.where(quaternion[..., 3:] < 0.0, -quaternion, quaternion)

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fasthmr_model.body.lbs import move_body
 from fasthmr_model.body.rotations import axis_angle_to_matrix
 from fasthmr_model.body.skeleton import JOINT_INDEX, NUM_BETAS, NUM_JOINTS
 from fasthmr_model.data.motion import MotionSequence, resample_sequence, rest_skeleton
@@ -124,10 +125,9 @@ def read_amass(path, target_fps=None, body_model=None):
     axis_angles = np.zeros((frame_count, NUM_JOINTS, 3))
     axis_angles[:, :smpl_joints] = poses[:, : 3 * smpl_joints].reshape(frame_count, smpl_joints, 3)
     rotmats = axis_angle_to_matrix(axis_angles)
-    rotmats[:, 0] = AMASS_TO_WORLD @ rotmats[:, 0]
     betas = betas[:NUM_BETAS]
     rest_pelvis = rest_skeleton(body_model, betas).joints[JOINT_INDEX["pelvis"]]
-    translation = (trans + rest_pelvis) @ AMASS_TO_WORLD.T - rest_pelvis
+    rotmats[:, 0], translation = move_body(AMASS_TO_WORLD, np.zeros(3), rotmats[:, 0], trans, rest_pelvis)
     sequence = MotionSequence(
         fps=fps,
         rotmats=rotmats,

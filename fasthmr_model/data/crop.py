@@ -9,6 +9,8 @@ Run-time module: numpy only.
 
 from __future__ import annotations
 
+import functools
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -33,11 +35,14 @@ class PreprocessConfig:
         min_person_pixels: instances with fewer mask pixels are skipped (too small to recover a body).
         person_token_min_fraction: a token is a person token when at least this fraction of its 16x16
             footprint is covered by the person (0 = any overlap at all).
+        threads: the persons of a frame are cropped by up to this many threads (numpy releases the GIL in
+            the resampling; the encoder is idle meanwhile, so its cores are free). 1 = in the calling thread.
     """
 
     box_scale: float = 1.0
     min_person_pixels: int = 64
     person_token_min_fraction: float = 0.0
+    threads: int = 2
 
     def __post_init__(self) -> None:
         if not 0.5 <= self.box_scale <= 4.0:
@@ -46,6 +51,8 @@ class PreprocessConfig:
             raise InputError(f"min_person_pixels must be >= 1, got {self.min_person_pixels}")
         if not 0.0 <= self.person_token_min_fraction < 1.0:
             raise InputError(f"person_token_min_fraction must be in [0, 1), got {self.person_token_min_fraction}")
+        if not 1 <= self.threads <= 64:
+            raise InputError(f"threads must be in [1, 64], got {self.threads}")
 
 
 class PersonCrops(NamedTuple):
@@ -88,11 +95,23 @@ def person_boxes(instance_mask: np.ndarray, min_pixels: int = 1) -> dict[int, np
 
     0 is background. The box of pixels u in [a, b] is [a - 0.5, b + 0.5].
     """
-    counts = np.bincount(instance_mask.ravel(), minlength=1)
+    # Everything after the two reductions below reads only the band of rows and columns that holds any
+    # person: counting ids over the whole image (bincount widens every pixel to int64) cost more than the
+    # rest of a frame's preprocessing.
+    rows_with_person = np.flatnonzero(instance_mask.any(axis=1))
+    cols_with_person = np.flatnonzero(instance_mask.any(axis=0))
+    if len(rows_with_person) == 0:
+        return {}
+    top, left = rows_with_person[0], cols_with_person[0]
+    band = instance_mask[top:rows_with_person[-1] + 1, left:cols_with_person[-1] + 1]
+    counts = np.bincount(band[band != 0], minlength=1)
     boxes = {}
-    for instance_id in np.flatnonzero(counts[1:] >= min_pixels) + 1:
-        rows = np.flatnonzero((instance_mask == instance_id).any(axis=1))
-        cols = np.flatnonzero((instance_mask == instance_id).any(axis=0))
+    for instance_id in np.flatnonzero(counts >= min_pixels):
+        if instance_id == 0:
+            continue
+        person = band == instance_id
+        rows = np.flatnonzero(person.any(axis=1)) + top
+        cols = np.flatnonzero(person.any(axis=0)) + left
         boxes[int(instance_id)] = np.array([cols[0] - 0.5, rows[0] - 0.5, cols[-1] + 0.5, rows[-1] + 0.5])
     return boxes
 
@@ -121,8 +140,10 @@ def _resampler(first_edge: float, side: float, num_out: int, num_in: int) -> _Re
     step = side / num_out
     support = max(1.0, step)
     centres = first_edge + (np.arange(num_out) + 0.5) * step  # source pixel u has its centre at u
-    taps = np.arange(-int(np.ceil(support)), int(np.ceil(support)) + 1)
-    indices = np.floor(centres)[:, None].astype(np.int64) + taps[None, :]
+    # Only pixels strictly inside (centre - support, centre + support) have a weight: at most ceil(2 support)
+    # of them, from the first integer above centre - support. (Zero-weight taps would add exact zeros.)
+    taps = np.arange(int(np.ceil(2 * support)))
+    indices = (np.floor(centres - support).astype(np.int64) + 1)[:, None] + taps[None, :]
     weights = np.clip(1.0 - np.abs(indices - centres[:, None]) / support, 0.0, None)
     weights /= weights.sum(axis=1, keepdims=True)
     outside = (indices < 0) | (indices >= num_in)
@@ -130,41 +151,74 @@ def _resampler(first_edge: float, side: float, num_out: int, num_in: int) -> _Re
     return _Resampler(np.clip(indices, 0, num_in - 1), weights.astype(np.float32))
 
 
-def _apply(resampler: _Resampler, source: np.ndarray, axis: int) -> np.ndarray:
-    out = None
-    for tap in range(resampler.indices.shape[1]):
-        shape = [1] * source.ndim
-        shape[axis] = -1
-        term = np.take(source, resampler.indices[:, tap], axis=axis) * resampler.weights[:, tap].reshape(shape)
-        out = term if out is None else out + term
+def _apply(resampler: _Resampler, source: np.ndarray) -> np.ndarray:
+    """Resamples axis 0 of source (N, ...) -> (num_out, ...) float32.
+
+    The taps are summed in order, one multiply and one add per tap, so the result does not depend on
+    how the arrays are laid out. Axis 0 is the fast one to gather along: each index picks a whole
+    contiguous slab, where gathering along an inner axis copies a few bytes at a time.
+    """
+    weight_shape = (-1,) + (1,) * (source.ndim - 1)
+    out = np.take(source, resampler.indices[:, 0], axis=0) * resampler.weights[:, 0].reshape(weight_shape)
+    for tap in range(1, resampler.indices.shape[1]):
+        term = np.take(source, resampler.indices[:, tap], axis=0)
+        out += np.multiply(term, resampler.weights[:, tap].reshape(weight_shape), dtype=np.float32)
     return out
 
 
-def _resample_window(source: np.ndarray, crop_box: np.ndarray) -> np.ndarray:
-    """source (H, W, ...) -> the encoder's 256x192 window of the square crop, (256, 192, ...) float32.
+class _CropSampling(NamedTuple):
+    """Where a square crop's 256x192 window reads from a source image: the source rows and columns that
+    the filters touch (slices) and the resamplers relative to them."""
 
-    Only the part of the source that the filters touch is read, so the cost follows the crop, not the image.
-    """
+    rows: slice
+    cols: slice
+    row_resampler: _Resampler
+    col_resampler: _Resampler
+
+
+def _crop_sampling(crop_box: np.ndarray, source_shape: tuple[int, ...]) -> _CropSampling:
+    """The sampling of the encoder's window of the square crop (centre x, centre y, side) in a source of
+    source_shape (H, W, ...)."""
     centre_x, centre_y, side = crop_box
     scale = side / CROP_SIZE
-    rows = _resampler(centre_y - side / 2, side, CROP_SIZE, source.shape[0])
+    rows = _resampler(centre_y - side / 2, side, CROP_SIZE, source_shape[0])
     cols = _resampler(centre_x - side / 2 + CROP_COLUMN_OFFSET * scale, IMAGE_WIDTH * scale, IMAGE_WIDTH,
-                      source.shape[1])
+                      source_shape[1])
     row_start, col_start = rows.indices.min(), cols.indices.min()
-    window = source[row_start:rows.indices.max() + 1, col_start:cols.indices.max() + 1]
-    rows = _Resampler(rows.indices - row_start, rows.weights)
-    cols = _Resampler(cols.indices - col_start, cols.weights)
-    return _apply(cols, _apply(rows, window, axis=0), axis=1)
+    return _CropSampling(
+        slice(row_start, rows.indices.max() + 1), slice(col_start, cols.indices.max() + 1),
+        _Resampler(rows.indices - row_start, rows.weights), _Resampler(cols.indices - col_start, cols.weights),
+    )
+
+
+def _resample_window(window: np.ndarray, sampling: _CropSampling) -> np.ndarray:
+    """source[sampling.rows, sampling.cols] (h, w, ...) -> the encoder's window (256, 192, ...) float32.
+
+    Only the part of the source that the filters touch is read, so the cost follows the crop, not the image.
+    Rows first, then columns (on the transposed intermediate, so that both passes gather along axis 0).
+    """
+    resampled_rows = _apply(sampling.row_resampler, window)
+    transposed = np.ascontiguousarray(np.swapaxes(resampled_rows, 0, 1))
+    return np.swapaxes(_apply(sampling.col_resampler, transposed), 0, 1)
 
 
 def crop_window(image: np.ndarray, crop_box: np.ndarray) -> np.ndarray:
     """RGB uint8 (H, W, 3) -> the encoder's window of the square crop (256, 192, 3) float32, pixel values."""
-    return _resample_window(image, crop_box)
+    sampling = _crop_sampling(crop_box, image.shape)
+    return _resample_window(image[sampling.rows, sampling.cols], sampling)
 
 
 def normalise_windows(windows: np.ndarray) -> np.ndarray:
-    """Windows (..., 256, 192, 3) in pixel values -> encoder input (..., 3, 256, 192) float32, ImageNet-normalised."""
-    return np.moveaxis((windows.astype(np.float32) - _MEAN) * _INV_STD, -1, -3)
+    """Windows (..., 256, 192, 3) in pixel values -> encoder input (..., 3, 256, 192) float32, ImageNet-normalised.
+
+    The result is C-contiguous (what ONNX Runtime is fed): the transpose happens in the one pass that
+    subtracts the mean, instead of in a later copy.
+    """
+    channels_first = np.moveaxis(windows, -1, -3)
+    images = np.empty(channels_first.shape, np.float32)
+    np.subtract(channels_first, _MEAN[:, None, None], out=images, dtype=np.float32)
+    images *= _INV_STD[:, None, None]
+    return images
 
 
 def crop_image(image: np.ndarray, crop_box: np.ndarray) -> np.ndarray:
@@ -174,7 +228,8 @@ def crop_image(image: np.ndarray, crop_box: np.ndarray) -> np.ndarray:
 
 def crop_mask(person_mask: np.ndarray, crop_box: np.ndarray) -> np.ndarray:
     """Person coverage (H, W) bool -> coverage in the encoder window (256, 192) float32 in [0, 1]."""
-    return _resample_window(person_mask, crop_box)
+    sampling = _crop_sampling(crop_box, person_mask.shape)
+    return _resample_window(person_mask[sampling.rows, sampling.cols], sampling)
 
 
 def person_token_fraction(window_mask: np.ndarray) -> np.ndarray:
@@ -189,6 +244,12 @@ def person_token_fraction(window_mask: np.ndarray) -> np.ndarray:
     return footprints.reshape(grid_rows, PATCH_SIZE, grid_cols, PATCH_SIZE).mean(axis=(1, 3)).ravel()
 
 
+@functools.lru_cache(maxsize=None)
+def _crop_pool(threads: int) -> ThreadPoolExecutor:
+    """One pool per thread count, kept for the process's life (a pool per frame would cost more than it saves)."""
+    return ThreadPoolExecutor(threads, thread_name_prefix="fasthmr-crop")
+
+
 def prepare_persons(image: np.ndarray, instance_mask: np.ndarray, config: PreprocessConfig = PreprocessConfig()
                     ) -> PersonCrops:
     """Crops and person-token flags for every person of the frame (B may be 0)."""
@@ -201,11 +262,22 @@ def prepare_persons(image: np.ndarray, instance_mask: np.ndarray, config: Prepro
     crop_boxes = np.array([crop_box_for(boxes[i], config.box_scale) for i in ids]).reshape(-1, 3)
     windows = np.empty((len(ids), IMAGE_HEIGHT, IMAGE_WIDTH, 3), np.float32)
     person_tokens = np.empty((len(ids), TOKEN_GRID[0] * TOKEN_GRID[1]), np.float32)
-    for index, (instance_id, crop_box) in enumerate(zip(ids, crop_boxes)):
-        windows[index] = crop_window(image, crop_box)
-        fraction = person_token_fraction(crop_mask(instance_mask == instance_id, crop_box))
+
+    def crop_person(index: int) -> None:
+        # One sampling for the image and the mask; the mask is compared with the id only where it is read.
+        sampling = _crop_sampling(crop_boxes[index], image.shape)
+        windows[index] = _resample_window(image[sampling.rows, sampling.cols], sampling)
+        person = instance_mask[sampling.rows, sampling.cols] == ids[index]
+        fraction = person_token_fraction(_resample_window(person, sampling))
         threshold = config.person_token_min_fraction
         person_tokens[index] = (fraction > threshold) if threshold == 0.0 else (fraction >= threshold)
+
+    threads = min(config.threads, len(ids))
+    if threads > 1:  # each person writes its own rows: the result does not depend on the threads
+        list(_crop_pool(threads).map(crop_person, range(len(ids))))
+    else:
+        for index in range(len(ids)):
+            crop_person(index)
     return PersonCrops(ids, np.array([boxes[i] for i in ids]).reshape(-1, 4), crop_boxes, windows, person_tokens)
 
 

@@ -154,8 +154,6 @@ def build_split(name: str, cache: Path, body_model_path: Path, workers: int = 2,
 
     frames: build only the first `frames` frames (tests and smoke runs), in `cache/name-firstN`.
     """
-    from tqdm import tqdm
-
     spec = split(name)
     frames = spec.frames if frames is None else min(frames, spec.frames)
     # A partial build never replaces (or passes for) the whole split.
@@ -165,9 +163,21 @@ def build_split(name: str, cache: Path, body_model_path: Path, workers: int = 2,
         if recorded.get("frames") == frames and recorded.get("format_version") == SPLIT_FORMAT_VERSION:
             return out
         shutil.rmtree(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=out.parent))
     ranges = [(start, min(start + CHUNK_FRAMES, frames)) for start in range(0, frames, CHUNK_FRAMES)]
+    return render_crop_cache(out, name, ranges, _worker_start, (spec, str(body_model_path)), _worker_chunk, workers,
+                             progress, {**asdict(spec), "frames": frames, "format_version": SPLIT_FORMAT_VERSION})
+
+
+def render_crop_cache(out: Path, label: str, items: list, worker_start, start_arguments: tuple, worker, workers: int,
+                      progress: bool, metadata: dict) -> Path:
+    """Renders `items` with `worker` (each returns a dict of CROP_FIELDS arrays) in `workers` spawned processes
+    set up by worker_start(*start_arguments) (or in this process for workers <= 1), and writes the crops,
+    in item order, as one memory-mapped .npy per field plus split.json (metadata and the crop count) at `out`:
+    built in a staging folder and renamed into place, so an interrupted build leaves nothing."""
+    from tqdm import tqdm
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     # One BLAS thread per worker: the renderer's small matrix products slow each other down otherwise.
     previous = os.environ.get("OPENBLAS_NUM_THREADS")
     os.environ["OPENBLAS_NUM_THREADS"] = "1"
@@ -175,21 +185,20 @@ def build_split(name: str, cache: Path, body_model_path: Path, workers: int = 2,
         chunk_files = []
         with contextlib.ExitStack() as stack:
             if workers > 1:
-                pool = stack.enter_context(multiprocessing.get_context("spawn").Pool(
-                    workers, _worker_start, (spec, str(body_model_path))))
-                chunks = pool.imap(_worker_chunk, ranges)
+                pool = stack.enter_context(multiprocessing.get_context("spawn").Pool(workers, worker_start,
+                                                                                     start_arguments))
+                chunks = pool.imap(worker, items)
             else:  # in this process (tests, small builds)
-                _worker_start(spec, str(body_model_path))
-                chunks = map(_worker_chunk, ranges)
-            for number, chunk in enumerate(tqdm(chunks, total=len(ranges), disable=not progress,
-                                                desc=f"render {name}", unit="chunk")):
+                worker_start(*start_arguments)
+                chunks = map(worker, items)
+            for number, chunk in enumerate(tqdm(chunks, total=len(items), disable=not progress,
+                                                desc=f"render {label}")):
                 path = staging / f"chunk{number:05d}.npz"
                 np.savez(path, **chunk)
                 chunk_files.append(path)
         _merge_chunks(chunk_files, staging)
         (staging / "split.json").write_text(json.dumps(
-            {**asdict(spec), "frames": frames, "format_version": SPLIT_FORMAT_VERSION,
-             "crops": int(np.load(staging / "frame_index.npy", mmap_mode="r").shape[0])}, indent=2))
+            {**metadata, "crops": int(np.load(staging / "frame_index.npy", mmap_mode="r").shape[0])}, indent=2))
         if out.exists():
             shutil.rmtree(out)
         os.replace(staging, out)

@@ -199,7 +199,9 @@ def training_mean_parameters(crops: CropSet) -> tuple[np.ndarray, np.ndarray]:
     return matrix_to_rot6d(nearest).reshape(-1).astype(np.float32), crops.betas.mean(axis=0).astype(np.float32)
 
 
-def _learning_rate(step: int, config: EncoderTrainingConfig) -> float:
+def learning_rate_at(step: int, config) -> float:
+    """Linear warm-up over config.warmup_steps, then cosine decay to 0 at config.steps, from config.learning_rate
+    (the encoder's and the decoder's training share it)."""
     if step < config.warmup_steps:
         return config.learning_rate * (step + 1) / config.warmup_steps
     progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
@@ -266,7 +268,7 @@ def train_encoder(data: Path, run: Path, body_model_path: Path, config: EncoderT
             indices = rng.choice(len(crops), config.batch_size, replace=len(crops) < config.batch_size)
             batch = batches(indices, rng, config)
             for group in optimiser.param_groups:
-                group["lr"] = _learning_rate(step, config)
+                group["lr"] = learning_rate_at(step, config)
             with autocast:
                 tokens = model.backbone(batch["image"])
                 outputs, heatmap_logits = model.head(tokens), heatmap(tokens)
@@ -284,7 +286,7 @@ def train_encoder(data: Path, run: Path, body_model_path: Path, config: EncoderT
                 elapsed = time.perf_counter() - interval_start
                 wall_s += elapsed
                 count = step % config.log_every or config.log_every
-                record = {"step": step, "lr": _learning_rate(step - 1, config), "wall_s": round(wall_s, 1),
+                record = {"step": step, "lr": learning_rate_at(step - 1, config), "wall_s": round(wall_s, 1),
                           "images_per_s": round(count * config.batch_size / elapsed, 1),
                           **{name: round(float(total) / count, 5) for name, total in sums.items()}}
                 log.write(json.dumps(record) + "\n")

@@ -1,0 +1,74 @@
+"""The decoder's sizes and diffusion schedule settings, as data (the bundle manifest stores them).
+
+Sizes, chosen to train on a 2-core CPU in minutes and to cost a small fraction of the tiny encoder per
+frame (PAPER.md's 243 frames -> 27 x 512 latents, width 512, 9 + 5 layers would not):
+- window 16 frames (0.53 s at 30 frames/s): enough motion to smooth per-frame jitter, and the decoder's
+  token count (and cost) grows with it.
+- latents 4 tokens x 32: a 16-frame window is 16 x 131 numbers of smooth motion; the VAE's reconstruction
+  error (22 mm MPJPE on held-out motion) is a floor under the decoder's, and 4 x 64 trained in the same
+  4,000 steps did not lower it (24 mm).
+- width 96, 4 heads, feed-forward 192, 3 layers per transformer (1 in, 1 middle, 1 out, a long skip):
+  the paper's layout (9-layer VAE, 5-layer denoiser, 4 heads) at a fifth of its width and fewer layers,
+  because the decoder runs for every person on every frame: at batch 1 on a CPU its cost is largely
+  per-operator overhead, which grows with the layer count (5 + 5 layers at width 128 measured 3.6x the
+  time of 3 + 3), and then with the width (3 + 3 layers: width 64, 96, 128 took 0.53, 0.77, 1.0 ms).
+Run-time module: no torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+from fasthmr_model.decoder.pose import FEATURE_SIZE
+from fasthmr_model.errors import FastHMRError
+
+
+@dataclass(frozen=True)
+class DecoderConfig:
+    """Args:
+        window: frames per window W (the ring buffer's length).
+        feature_size: D, the encoder's per-frame feature (its head width).
+        latent_tokens, latent_size: the VAE's latent, latent_tokens x latent_size.
+        width, num_heads, mlp_width: every transformer's token width, heads and feed-forward width.
+        vae_layers, denoiser_layers: layers per transformer (odd: in, middle, out with long skips).
+        dropout: on the denoiser's attention and feed-forward outputs, in training (its data are few).
+        pose_size: numbers per frame of the pose representation (decoder.pose.FEATURE_SIZE).
+        timesteps, beta_start, beta_end: the DDPM schedule (scaled-linear betas, zero terminal SNR).
+    """
+
+    window: int = 16
+    feature_size: int = 192
+    latent_tokens: int = 4
+    latent_size: int = 32
+    width: int = 96
+    num_heads: int = 4
+    mlp_width: int = 192
+    vae_layers: int = 3
+    denoiser_layers: int = 3
+    dropout: float = 0.1
+    pose_size: int = FEATURE_SIZE
+    timesteps: int = 1000
+    beta_start: float = 0.00085
+    beta_end: float = 0.012
+
+    def __post_init__(self) -> None:
+        for name in ("vae_layers", "denoiser_layers"):
+            if getattr(self, name) % 2 != 1:
+                raise FastHMRError(f"{name} must be odd (input layers, a middle layer, output layers), got "
+                                   f"{getattr(self, name)}")
+        if self.width % self.num_heads:
+            raise FastHMRError(f"width {self.width} must be a multiple of num_heads {self.num_heads}")
+        if self.pose_size != FEATURE_SIZE:
+            raise FastHMRError(f"pose_size {self.pose_size} is not this version's representation ({FEATURE_SIZE}); "
+                               "retrain the decoder")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "DecoderConfig":
+        known = {field.name for field in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise FastHMRError(f"unknown decoder config keys {unknown}; the bundle is newer than this fasthmr")
+        return cls(**values)

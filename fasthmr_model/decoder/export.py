@@ -1,0 +1,133 @@
+"""The decoder's ONNX export and its place in a bundle (export-time module: imports torch).
+
+decoder.onnx holds the one-step graph (OneStepDecoder): features (B, W, D) and a noise sample (B, L, C) ->
+the window's pose representations (B, W, 131). The manifest's "decoder" section records the contract, the
+sizes (W, latents), the fixed noise sample the run time feeds (one sample, as the paper decodes; a fixed
+one, so that consecutive windows of a stream do not jitter with fresh noise), and the training provenance.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from fasthmr_model.bundle import Bundle, load_bundle, write_bundle
+from fasthmr_model.decoder.config import DecoderConfig
+from fasthmr_model.decoder.pose import FEATURE_SIZE, NUM_POINTS, NUM_TWISTS, TWIST_JOINTS
+from fasthmr_model.errors import BundleError
+from fasthmr_model.export import ONNX_OPSET
+
+DECODER_FILE = "decoder.onnx"
+NOISE_SEED = 0
+
+
+def decoder_contract(config: DecoderConfig) -> dict:
+    """The decoder graph's inputs and outputs, as the manifest records them."""
+    return {
+        "file": DECODER_FILE,
+        "inputs": {
+            "features": {"dtype": "float32", "shape": ["B", config.window, config.feature_size],
+                         "meaning": "the encoder's `feature` output of the window's frames, oldest first"},
+            "noise": {"dtype": "float32", "shape": ["B", config.latent_tokens, config.latent_size],
+                      "meaning": "the diffusion's starting sample at t = T - 1 (feed decoder.noise)"},
+        },
+        "outputs": {
+            "poses": {"dtype": "float32", "shape": ["B", config.window, FEATURE_SIZE],
+                      "meaning": f"per frame {NUM_POINTS} root-relative points x 3 (24 SMPL joints, then the end "
+                                 f"points of joints 10, 11, 15, 22, 23), then {NUM_TWISTS} twists (cos, sin) of "
+                                 f"joints {list(TWIST_JOINTS)}; camera frame, metres"},
+        },
+    }
+
+
+def noise_sample(config: DecoderConfig) -> np.ndarray:
+    """The fixed (L, C) starting sample the run time feeds the graph."""
+    return np.random.default_rng(NOISE_SEED).standard_normal((config.latent_tokens, config.latent_size)).astype(np.float32)
+
+
+def export_decoder_onnx(model: torch.nn.Module, path: Path) -> Path:
+    """Export a OneStepDecoder to `path` with a dynamic batch axis."""
+    config = model.denoiser.config
+    example = (torch.zeros(1, config.window, config.feature_size), torch.zeros(1, config.latent_tokens, config.latent_size))
+    with torch.no_grad():
+        torch.onnx.export(model.eval(), example, str(path), dynamo=False, opset_version=ONNX_OPSET,
+                          input_names=["features", "noise"], output_names=["poses"],
+                          dynamic_axes={"features": {0: "B"}, "noise": {0: "B"}, "poses": {0: "B"}})
+    return path
+
+
+def bundle_with_decoder(encoder_bundle: Bundle, model: torch.nn.Module, out: Path, provenance: dict,
+                        overwrite: bool = True) -> Bundle:
+    """A copy of `encoder_bundle` at `out` with decoder.onnx and the manifest's decoder section added."""
+    config = model.denoiser.config
+    manifest = {key: value for key, value in encoder_bundle.manifest.items()
+                if key not in ("format", "format_version", "files")}
+    with tempfile.TemporaryDirectory(prefix="fasthmr-decoder-") as scratch:
+        files = {name: encoder_bundle.path / name for name in encoder_bundle.manifest["files"] if name != DECODER_FILE}
+        files[DECODER_FILE] = export_decoder_onnx(model, Path(scratch) / DECODER_FILE)
+        manifest["decoder"] = {
+            "file": DECODER_FILE,
+            "window": config.window,
+            "config": config.to_dict(),
+            "contract": decoder_contract(config),
+            "noise": [round(float(value), 6) for value in noise_sample(config).reshape(-1)],
+            "encoder_file_sha256": encoder_bundle.manifest["files"][encoder_bundle.manifest["encoder"]["file"]]["sha256"],
+            "provenance": provenance,
+        }
+        return write_bundle(out, files, manifest, overwrite=overwrite)
+
+
+def decoder_parity(model: torch.nn.Module, bundle: Bundle, batch: int = 3, seed: int = 0) -> float:
+    """Largest absolute difference between PyTorch and ONNX Runtime (CPU) over the decoder's output."""
+    from fasthmr_model.decoder.runtime import DecoderSession
+    from fasthmr_model.runtime import RuntimeConfig
+
+    config = model.denoiser.config
+    rng = np.random.default_rng(seed)
+    features = rng.standard_normal((batch, config.window, config.feature_size)).astype(np.float32)
+    session = DecoderSession(bundle, RuntimeConfig(provider="cpu"))
+    noise = np.broadcast_to(session.noise, (batch,) + session.noise.shape)
+    with torch.no_grad():
+        reference = model(torch.from_numpy(features), torch.from_numpy(np.ascontiguousarray(noise))).numpy()
+    return float(np.abs(session.run(features) - reference).max())
+
+
+def train_and_bundle_decoder(run: Path, vae_run: Path, encoder_bundle_path, out: Path, cache: Path, config,
+                             progress: bool = True) -> Bundle:
+    """`fasthmr train decoder`: features of the encoder bundle over the rendered training sequences, the
+    denoiser trained on them with the VAE of `vae_run` frozen, and the bundle written at `out`."""
+    from fasthmr_model.body.lbs import BodyModel
+    from fasthmr_model.data.world import load_crop_set
+    from fasthmr_model.decoder.sequences import build_sequence_split, encoder_outputs
+    from fasthmr_model.decoder.train import load_vae, one_step_decoder, sequence_dataset, train_denoiser
+
+    encoder_bundle = load_bundle(encoder_bundle_path)
+    body = BodyModel.from_file(encoder_bundle.body_model_path)
+    crops = load_crop_set(build_sequence_split("train", cache, encoder_bundle.body_model_path, progress=progress))
+    validation = load_crop_set(build_sequence_split("val", cache, encoder_bundle.body_model_path, progress=progress))
+    vae, vae_state = load_vae(vae_run)
+    denoiser, latent_scale = train_denoiser(
+        run, vae, sequence_dataset(crops, encoder_outputs(encoder_bundle, crops, progress=progress), body), config,
+        progress, sequence_dataset(validation, encoder_outputs(encoder_bundle, validation, progress=progress), body))
+    model = one_step_decoder(vae, denoiser, latent_scale)
+    state = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=False)
+    provenance = {
+        "source": "synthetic-trained",
+        "description": "VAE on generated motions, denoiser on the encoder's features of rendered synthetic sequences",
+        "vae": {"run": str(vae_run), "steps": vae_state["step"], "train_wall_s": round(vae_state["wall_s"]),
+                "config": vae_state["config"], "amass_files": vae_state.get("amass_files", [])},
+        "denoiser": {"run": str(run), "steps": state["step"], "train_wall_s": round(state["wall_s"]),
+                     "kept_step": (state.get("best") or {}).get("step", state["step"]),
+                     "config": state["config"], "data": str(crops.folder), "frames": len(crops),
+                     "validation": str(validation.folder), "latent_scale": latent_scale},
+        "encoder_bundle": str(encoder_bundle.path),
+    }
+    bundle = bundle_with_decoder(encoder_bundle, model, out, provenance)
+    error = decoder_parity(model, bundle)
+    if error > 1e-4:
+        raise BundleError(f"{bundle.path / DECODER_FILE} differs from PyTorch by {error:.2e} (> 1e-4): the export "
+                          "is broken; report it with the run folders")
+    return bundle

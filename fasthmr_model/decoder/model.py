@@ -1,0 +1,175 @@
+"""The decoder's networks in PyTorch (training and export only): the motion VAE, the latent denoiser, and the
+one-step graph that the bundle ships.
+
+- SkipTransformer (MLD's): (n - 1) / 2 input layers, a middle layer, (n - 1) / 2 output layers, each output
+  layer reading its mirror input layer's output through a long skip (concatenate, project).
+- MotionVAE: a window (B, W, 131) of pose representations, normalised per number, -> [L distribution
+  tokens; W frame tokens] -> the distribution tokens' mean and log-variance (B, L, C); decoding reads
+  [L latent tokens; W frame queries] -> (B, W, 131).
+- Denoiser: [L noisy latent tokens; 1 timestep token; W frame features projected] -> v (B, L, C)
+  (in-context conditioning, PAPER.md).
+- OneStepDecoder: frame features (B, W, D) and a noise sample (B, L, C) -> the window's pose representations
+  (B, W, 131): one DDIM step from t = T - 1 (zero terminal SNR: x_T is pure noise, x0 = -v), then the VAE
+  decoder. This is what decoder.onnx holds.
+
+Attention is written out with plain matrix products (no fused kernel), which export to ONNX as they are;
+the encoder's attention module is not reused because it is the hook point of token merging.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import nn
+
+from fasthmr_model.decoder.config import DecoderConfig
+from fasthmr_model.decoder.diffusion import diffusion_schedule
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention over (B, N, C) tokens."""
+
+    def __init__(self, width: int, num_heads: int) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.qkv = nn.Linear(width, 3 * width)
+        self.proj = nn.Linear(width, width)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        batch, count, width = tokens.shape
+        head_width = width // self.num_heads
+        query, key, value = self.qkv(tokens).reshape(batch, count, 3, self.num_heads, head_width).permute(2, 0, 3, 1, 4)
+        weights = ((query * head_width ** -0.5) @ key.transpose(-2, -1)).softmax(dim=-1)
+        return self.proj((weights @ value).transpose(1, 2).reshape(batch, count, width))
+
+
+class Layer(nn.Module):
+    """Pre-norm transformer layer: x + attention(norm(x)), then x + mlp(norm(x))."""
+
+    def __init__(self, config: DecoderConfig, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(config.width)
+        self.attention = Attention(config.width, config.num_heads)
+        self.norm2 = nn.LayerNorm(config.width)
+        self.mlp = nn.Sequential(nn.Linear(config.width, config.mlp_width), nn.GELU(),
+                                 nn.Linear(config.mlp_width, config.width))
+        self.dropout = nn.Dropout(dropout)  # training only; the exported graph runs in eval mode
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        tokens = tokens + self.dropout(self.attention(self.norm1(tokens)))
+        return tokens + self.dropout(self.mlp(self.norm2(tokens)))
+
+
+class SkipTransformer(nn.Module):
+    """`layers` (odd) transformer layers with long skips between mirrored input and output layers, then a norm."""
+
+    def __init__(self, config: DecoderConfig, layers: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        half = (layers - 1) // 2
+        self.inputs = nn.ModuleList(Layer(config, dropout) for _ in range(half))
+        self.middle = Layer(config, dropout)
+        self.outputs = nn.ModuleList(Layer(config, dropout) for _ in range(half))
+        self.merges = nn.ModuleList(nn.Linear(2 * config.width, config.width) for _ in range(half))
+        self.norm = nn.LayerNorm(config.width)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        skips = []
+        for layer in self.inputs:
+            tokens = layer(tokens)
+            skips.append(tokens)
+        tokens = self.middle(tokens)
+        for layer, merge in zip(self.outputs, self.merges):
+            tokens = layer(merge(torch.cat([tokens, skips.pop()], dim=-1)))
+        return self.norm(tokens)
+
+
+class MotionVAE(nn.Module):
+    """Pose windows (B, W, pose_size) <-> latents (B, L, C). `pose_mean`, `pose_std` (pose_size,) normalise the
+    representation inside the model (set from the training data), so callers pass and get raw numbers."""
+
+    def __init__(self, config: DecoderConfig) -> None:
+        super().__init__()
+        self.config = config
+        tokens = config.latent_tokens + config.window
+        self.register_buffer("pose_mean", torch.zeros(config.pose_size))
+        self.register_buffer("pose_std", torch.ones(config.pose_size))
+        self.pose_in = nn.Linear(config.pose_size, config.width)
+        self.distribution_tokens = nn.Parameter(torch.zeros(1, config.latent_tokens, config.width))
+        self.encoder_positions = nn.Parameter(0.02 * torch.randn(1, tokens, config.width))
+        self.encoder = SkipTransformer(config, config.vae_layers)
+        self.to_distribution = nn.Linear(config.width, 2 * config.latent_size)
+        self.latent_in = nn.Linear(config.latent_size, config.width)
+        self.frame_queries = nn.Parameter(torch.zeros(1, config.window, config.width))
+        self.decoder_positions = nn.Parameter(0.02 * torch.randn(1, tokens, config.width))
+        self.decoder = SkipTransformer(config, config.vae_layers)
+        self.pose_out = nn.Linear(config.width, config.pose_size)
+
+    def encode(self, poses: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """poses (B, W, pose_size) -> mean and log-variance (B, L, C)."""
+        frames = self.pose_in((poses - self.pose_mean) / self.pose_std)
+        tokens = torch.cat([self.distribution_tokens.expand(poses.shape[0], -1, -1), frames], dim=1)
+        encoded = self.encoder(tokens + self.encoder_positions)[:, :self.config.latent_tokens]
+        mean, log_variance = self.to_distribution(encoded).chunk(2, dim=-1)
+        return mean, log_variance.clamp(-20.0, 10.0)
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """latents (B, L, C) -> poses (B, W, pose_size)."""
+        tokens = torch.cat([self.latent_in(latents), self.frame_queries.expand(latents.shape[0], -1, -1)], dim=1)
+        decoded = self.decoder(tokens + self.decoder_positions)[:, self.config.latent_tokens:]
+        return self.pose_out(decoded) * self.pose_std + self.pose_mean
+
+
+def timestep_embedding(timesteps: torch.Tensor, width: int) -> torch.Tensor:
+    """Sinusoidal embedding (B, width) of integer timesteps (B,), as in DDPM / Stable Diffusion."""
+    half = width // 2
+    frequencies = torch.exp(-math.log(10000.0) * torch.arange(half, dtype=torch.float32, device=timesteps.device) / half)
+    angles = timesteps.float()[:, None] * frequencies[None]
+    return torch.cat([torch.cos(angles), torch.sin(angles)], dim=-1)
+
+
+class Denoiser(nn.Module):
+    """(noisy latents (B, L, C), timesteps (B,), frame features (B, W, D)) -> v-prediction (B, L, C)."""
+
+    def __init__(self, config: DecoderConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.latent_in = nn.Linear(config.latent_size, config.width)
+        self.time_mlp = nn.Sequential(nn.Linear(config.width, config.width), nn.SiLU(),
+                                      nn.Linear(config.width, config.width))
+        # Features come from another network at another scale: normalise them first.
+        self.feature_in = nn.Sequential(nn.LayerNorm(config.feature_size), nn.Linear(config.feature_size, config.width))
+        self.positions = nn.Parameter(
+            0.02 * torch.randn(1, config.latent_tokens + 1 + config.window, config.width))
+        self.body = SkipTransformer(config, config.denoiser_layers, config.dropout)
+        self.latent_out = nn.Linear(config.width, config.latent_size)
+
+    def forward(self, noisy: torch.Tensor, timesteps: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+        time_token = self.time_mlp(timestep_embedding(timesteps, self.config.width))[:, None]
+        tokens = torch.cat([self.latent_in(noisy), time_token, self.feature_in(features)], dim=1)
+        return self.latent_out(self.body(tokens + self.positions)[:, :self.config.latent_tokens])
+
+
+class OneStepDecoder(nn.Module):
+    """Frame features (B, W, D) and noise (B, L, C) -> pose representations (B, W, pose_size): the denoiser's
+    single step at t = T - 1, then the VAE decoder. `latent_scale` maps the VAE's latents to unit variance
+    (what the denoiser works in)."""
+
+    def __init__(self, vae: MotionVAE, denoiser: Denoiser, latent_scale: float) -> None:
+        super().__init__()
+        config = denoiser.config
+        self.vae = vae
+        self.denoiser = denoiser
+        alpha_bar = diffusion_schedule(config).alpha_bar[-1]
+        # x0 = sqrt(alpha_bar) x_t - sqrt(1 - alpha_bar) v; with zero terminal SNR alpha_bar = 0 at t = T - 1.
+        self.signal = float(np.sqrt(alpha_bar))
+        self.noise = float(np.sqrt(1.0 - alpha_bar))
+        self.last_timestep = config.timesteps - 1
+        self.latent_scale = float(latent_scale)
+
+    def forward(self, features: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        timesteps = torch.full((features.shape[0],), self.last_timestep, dtype=torch.int64, device=features.device)
+        v = self.denoiser(noise, timesteps, features)
+        latents = (self.signal * noise - self.noise * v) * self.latent_scale
+        return self.vae.decode(latents)

@@ -1,0 +1,258 @@
+"""The decoder's pose representation (HybrIK-style joints + twists) and its analytical inverse kinematics.
+
+PAPER.md's decoder represents a frame as 29 joints and 23 twist angles (133 numbers) and recovers SMPL's
+rotations by HybrIK's swing-twist IK. Our body models give SMPL's 24 joints, whose five leaves (the feet,
+the head and the hands) carry rotations that move no joint, so like HybrIK we add one end point per leaf:
+the leaf joint plus END_LENGTH metres along its parent bone's rest direction, carried by the leaf's
+rotation (toe tips, head top, finger tips). That gives 29 points (24 joints + 5 ends).
+
+A joint's local rotation R is split as R = swing @ twist: twist turns about the rest direction t of the
+bone to its single child, swing is the smallest rotation taking t to the posed direction. The points give
+the swing, the twist angle phi travels as (cos phi, sin phi). Joints with several children (the pelvis
+and spine3) are fixed by their children's directions alone (a Kabsch fit), so they have no twist: 22
+twists in all, one per non-root joint except spine3.
+
+Per frame: 29 root-relative points (x, y, z) in the frame of the global orientation (the camera frame
+for camera-frame poses), then 22 (cos, sin) pairs: FEATURE_SIZE = 29 * 3 + 22 * 2 = 131 numbers.
+Only the directions of bones enter the IK, so predicted points with other bone lengths (or another
+person's shape) still give rotations; the rest directions come from the body model and the betas.
+
+Run-time module: numpy only.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from fasthmr_model.body.skeleton import NUM_JOINTS, PARENTS
+from fasthmr_model.errors import InputError
+
+# Leaf joint -> its end point's name. The end sits END_LENGTH along the leaf's parent bone (rest pose).
+END_POINTS = {10: "left_toes", 11: "right_toes", 15: "head_top", 22: "left_fingers", 23: "right_fingers"}
+# Any positive length gives the same rotations; 10 cm keeps the points on the scale of the body.
+END_LENGTH = 0.1
+NUM_POINTS = NUM_JOINTS + len(END_POINTS)
+POINT_PARENTS = PARENTS + tuple(END_POINTS)
+CHILDREN = tuple(tuple(point for point in range(1, NUM_POINTS) if POINT_PARENTS[point] == joint)
+                 for joint in range(NUM_JOINTS))
+# Non-root joints with one child carry a twist; the pelvis and spine3 (three children each) do not.
+TWIST_JOINTS = tuple(joint for joint in range(1, NUM_JOINTS) if len(CHILDREN[joint]) == 1)
+NUM_TWISTS = len(TWIST_JOINTS)
+FEATURE_SIZE = 3 * NUM_POINTS + 2 * NUM_TWISTS
+# Below this, a bone direction counts as zero (a degenerate prediction) and the swing as the identity.
+_TINY = 1e-12
+
+
+def _unit(vectors: np.ndarray) -> np.ndarray:
+    norm = np.linalg.norm(vectors, axis=-1, keepdims=True)
+    return vectors / np.maximum(norm, _TINY)
+
+
+def rest_points(rest_joints: np.ndarray) -> np.ndarray:
+    """Rest-pose joints (B, 24, 3) -> the 29 rest points (B, 29, 3): the joints and the leaves' end points."""
+    rest_joints = np.asarray(rest_joints, np.float64)
+    leaves = list(END_POINTS)
+    directions = _unit(rest_joints[:, leaves] - rest_joints[:, [PARENTS[leaf] for leaf in leaves]])
+    return np.concatenate([rest_joints, rest_joints[:, leaves] + END_LENGTH * directions], axis=1)
+
+
+def body_rest_points(body_model, betas: np.ndarray) -> np.ndarray:
+    """The 29 rest points (B, 29, 3) of `body_model` (a BodyModel) with shapes betas (B, 10)."""
+    return rest_points(body_model.rest_joints(betas))
+
+
+def _check(array: np.ndarray, trailing: tuple, name: str) -> np.ndarray:
+    array = np.asarray(array, np.float64)
+    if array.ndim != len(trailing) + 1 or array.shape[1:] != trailing:
+        raise InputError(f"{name} must have shape (B, {', '.join(map(str, trailing))}), got {array.shape}")
+    return array
+
+
+def _axis_rotation(axes: np.ndarray, cos: np.ndarray, sin: np.ndarray) -> np.ndarray:
+    """Rotations (..., 3, 3) about unit `axes` (..., 3) by the angle with the given cosine and sine (...)."""
+    x, y, z = axes[..., 0], axes[..., 1], axes[..., 2]
+    zero = np.zeros_like(x)
+    cross = np.stack([np.stack([zero, -z, y], -1), np.stack([z, zero, -x], -1), np.stack([-y, x, zero], -1)], -2)
+    outer = axes[..., :, None] * axes[..., None, :]
+    return (cos[..., None, None] * np.eye(3) + sin[..., None, None] * cross
+            + (1.0 - cos)[..., None, None] * outer)
+
+
+def _perpendicular(axes: np.ndarray) -> np.ndarray:
+    """A unit vector (..., 3) perpendicular to each unit axis (..., 3): the axis crossed with the coordinate
+    axis it is least aligned with (never parallel to it)."""
+    least = np.argmin(np.abs(axes), axis=-1)
+    basis = np.eye(3)[least]
+    return _unit(np.cross(axes, basis))
+
+
+def swing(rest_directions: np.ndarray, directions: np.ndarray) -> np.ndarray:
+    """The smallest rotations (..., 3, 3) taking unit rest directions (..., 3) to unit directions (..., 3).
+
+    R = I + [v]x + [v]x^2 / (1 + c) with v = t x p, c = t . p: exact and smooth down to zero swing (a
+    straight limb), where axis-angle formulas divide 0 by 0. Only at c = -1 (a bone turned exactly
+    around) is the axis undefined; any axis perpendicular to t then serves, and one is taken.
+    """
+    cross = np.cross(rest_directions, directions)
+    cos = np.sum(rest_directions * directions, axis=-1)
+    opposite = cos < -1.0 + 1e-9
+    x, y, z = cross[..., 0], cross[..., 1], cross[..., 2]
+    zero = np.zeros_like(x)
+    skew = np.stack([np.stack([zero, -z, y], -1), np.stack([z, zero, -x], -1), np.stack([-y, x, zero], -1)], -2)
+    near = np.eye(3) + skew + (skew @ skew) / np.where(opposite, 1.0, 1.0 + cos)[..., None, None]
+    if not np.any(opposite):
+        return near
+    half_turn = _axis_rotation(_perpendicular(rest_directions), -np.ones_like(cos), np.zeros_like(cos))
+    return np.where(opposite[..., None, None], half_turn, near)
+
+
+def twist_angles(rotations: np.ndarray, rest_directions: np.ndarray) -> np.ndarray:
+    """The twist angles (...) of rotations R (..., 3, 3) about unit rest directions t (..., 3), R = swing @ twist."""
+    twist = np.swapaxes(swing(rest_directions, np.einsum("...ij,...j->...i", rotations, rest_directions)), -1, -2) @ rotations
+    reference = _perpendicular(rest_directions)
+    turned = np.einsum("...ij,...j->...i", twist, reference)
+    return np.arctan2(np.sum(rest_directions * np.cross(reference, turned), -1), np.sum(reference * turned, -1))
+
+
+def kabsch(rest_vectors: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+    """The rotations (B, 3, 3) that best turn rest_vectors (B, K, 3) onto vectors (B, K, 3) (least squares)."""
+    covariance = np.swapaxes(rest_vectors, -1, -2) @ vectors  # sum_k rest_k vectors_k^T
+    u, _, vt = np.linalg.svd(covariance)
+    fix = np.ones(u.shape[:-1])
+    fix[..., 2] = np.sign(np.linalg.det(np.swapaxes(vt, -1, -2) @ np.swapaxes(u, -1, -2)))
+    return (np.swapaxes(vt, -1, -2) * fix[..., None, :]) @ np.swapaxes(u, -1, -2)
+
+
+def forward_points(rest: np.ndarray, rotmats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Forward kinematics: rest points (B, 29, 3), local rotations (B, 24, 3, 3) ->
+    (posed points relative to the pelvis (B, 29, 3), world rotations (B, 24, 3, 3))."""
+    world = np.empty_like(rotmats)
+    world[:, 0] = rotmats[:, 0]
+    for joint in range(1, NUM_JOINTS):
+        world[:, joint] = world[:, PARENTS[joint]] @ rotmats[:, joint]
+    points = np.zeros_like(rest)
+    for point in range(1, NUM_POINTS):
+        parent = POINT_PARENTS[point]
+        points[:, point] = points[:, parent] + np.einsum("bij,bj->bi", world[:, parent], rest[:, point] - rest[:, parent])
+    return points, world
+
+
+def encode_pose(rest: np.ndarray, rotmats: np.ndarray) -> np.ndarray:
+    """Rest points (B, 29, 3) and rotations (B, 24, 3, 3) -> the representation (B, FEATURE_SIZE), float64."""
+    rest = _check(rest, (NUM_POINTS, 3), "rest points")
+    rotmats = _check(rotmats, (NUM_JOINTS, 3, 3), "rotmats")
+    points, _ = forward_points(rest, rotmats)
+    twist_children = [CHILDREN[joint][0] for joint in TWIST_JOINTS]
+    bones = _unit(rest[:, twist_children] - rest[:, list(TWIST_JOINTS)])
+    angles = twist_angles(rotmats[:, list(TWIST_JOINTS)], bones)
+    twists = np.stack([np.cos(angles), np.sin(angles)], axis=-1)
+    return np.concatenate([points.reshape(len(points), -1), twists.reshape(len(points), -1)], axis=1)
+
+
+def split_representation(representation: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(B, FEATURE_SIZE) -> points (B, 29, 3) and twists (B, 22, 2) (cos, sin)."""
+    representation = _check(representation, (FEATURE_SIZE,), "pose representation")
+    count = len(representation)
+    return (representation[:, :3 * NUM_POINTS].reshape(count, NUM_POINTS, 3),
+            representation[:, 3 * NUM_POINTS:].reshape(count, NUM_TWISTS, 2))
+
+
+def _cross_matrix_table() -> np.ndarray:
+    """(3, 9): vectors (..., 3) @ this = their cross-product matrices [v]x flattened row by row."""
+    table = np.zeros((3, 3, 3))
+    for i, j, k in ((0, 1, 2), (1, 2, 0), (2, 0, 1)):  # [v]x[i, j] = -eps_ijk v_k
+        table[k, i, j], table[k, j, i] = -1.0, 1.0
+    return table.reshape(3, 9)
+
+
+_CROSS_MATRIX = _cross_matrix_table()
+
+
+def _swing_twist_matrix(axes: np.ndarray, directions: np.ndarray, angles: np.ndarray) -> np.ndarray:
+    """swing(axes -> directions) @ twist(about axes by angles) as matrices (..., 3, 3).
+
+    The same rotation as swing(...) @ _axis_rotation(...) in a handful of whole-array operations: the IK
+    runs on every frame of every person, and at batch 1 numpy's per-call overhead is its cost.
+    """
+    axis_cross = (axes @ _CROSS_MATRIX).reshape(axes.shape + (3,))
+    cos_swing = np.sum(axes * directions, axis=-1)
+    if np.any(cos_swing < -1.0 + 1e-9):  # a bone turned exactly around: the general form
+        return swing(axes, directions) @ _axis_rotation(axes, np.cos(angles), np.sin(angles))
+    swing_cross = ((axis_cross @ directions[..., None])[..., 0] @ _CROSS_MATRIX).reshape(axis_cross.shape)
+    swing_matrix = np.eye(3) + swing_cross + (swing_cross @ swing_cross) / (1.0 + cos_swing)[..., None, None]
+    cos, sin = np.cos(angles)[..., None, None], np.sin(angles)[..., None, None]
+    twist = cos * np.eye(3) + sin * axis_cross + (1.0 - cos) * (axes[..., :, None] * axes[..., None, :])
+    return swing_matrix @ twist
+
+
+class _Level(NamedTuple):
+    """One depth level of the tree for the IK: its one-child joints (as positions in TWIST_JOINTS, their
+    parents) and its several-children joints."""
+
+    twist_rows: np.ndarray
+    joints: np.ndarray
+    parents: np.ndarray
+    several: tuple
+
+
+def _tree_levels() -> tuple[_Level, ...]:
+    """Joints grouped by depth in the tree: the IK handles a level at once, since its joints' parents all
+    belong to earlier levels."""
+    depth = [0] * NUM_JOINTS
+    for joint in range(1, NUM_JOINTS):
+        depth[joint] = depth[PARENTS[joint]] + 1
+    levels = []
+    for level in range(max(depth) + 1):
+        single = [joint for joint in TWIST_JOINTS if depth[joint] == level]
+        levels.append(_Level(
+            twist_rows=np.array([TWIST_JOINTS.index(joint) for joint in single], np.intp),
+            joints=np.array(single, np.intp), parents=np.array([PARENTS[joint] for joint in single], np.intp),
+            several=tuple(joint for joint in range(NUM_JOINTS) if depth[joint] == level and len(CHILDREN[joint]) > 1)))
+    return tuple(levels)
+
+
+TREE_LEVELS = _tree_levels()
+_TWIST_JOINT_ARRAY = np.array(TWIST_JOINTS, np.intp)
+_TWIST_CHILD_ARRAY = np.array([CHILDREN[joint][0] for joint in TWIST_JOINTS], np.intp)
+
+
+def inverse_kinematics(rest: np.ndarray, representation: np.ndarray) -> np.ndarray:
+    """HybrIK's analytical IK: rest points (B, 29, 3) and representations (B, FEATURE_SIZE) -> local
+    rotations (B, 24, 3, 3), global orientation first.
+
+    Walks the tree from the pelvis, one depth level at a time (a level's parents are known by then): a
+    joint's posed child directions are brought into its parent's frame; one child gives swing @ twist,
+    several a Kabsch fit of all child directions. Twists need not be unit (cos, sin) pairs: their angle
+    is atan2(sin, cos).
+    """
+    rest = _check(rest, (NUM_POINTS, 3), "rest points")
+    points, twists = split_representation(representation)
+    count = len(points)
+    if len(rest) != count:
+        raise InputError(f"rest points ({len(rest)}) and representations ({count}) must have the same batch size")
+    angles = np.arctan2(twists[..., 1], twists[..., 0])
+    # Everything that does not wait for a parent's rotation, for all one-child joints at once.
+    axes = _unit(rest[:, _TWIST_CHILD_ARRAY] - rest[:, _TWIST_JOINT_ARRAY])
+    world_directions = _unit(points[:, _TWIST_CHILD_ARRAY] - points[:, _TWIST_JOINT_ARRAY])
+    rotmats = np.empty((count, NUM_JOINTS, 3, 3))
+    world = np.empty_like(rotmats)
+    for level in TREE_LEVELS:
+        for joint in level.several:
+            children = list(CHILDREN[joint])
+            rest_directions = _unit(rest[:, children] - rest[:, joint:joint + 1])
+            directions = _unit(points[:, children] - points[:, joint:joint + 1])
+            parent = PARENTS[joint]
+            if parent >= 0:  # into the parent's frame: local = parent_world^T world
+                directions = directions @ world[:, parent]
+            rotmats[:, joint] = kabsch(rest_directions, directions)
+            world[:, joint] = rotmats[:, joint] if parent < 0 else world[:, parent] @ rotmats[:, joint]
+        if not len(level.joints):
+            continue
+        parent_world = world[:, level.parents]
+        directions = (world_directions[:, level.twist_rows, None, :] @ parent_world)[..., 0, :]
+        local = _swing_twist_matrix(axes[:, level.twist_rows], directions, angles[:, level.twist_rows])
+        rotmats[:, level.joints] = local
+        world[:, level.joints] = parent_world @ local
+    return rotmats

@@ -1,0 +1,130 @@
+"""The decoder at run time: decoder.onnx in ONNX Runtime, the causal streaming step, and offline decoding.
+
+Per frame and person (DESIGN.md, step 5): the encoder's feature enters the track's ring buffer; the window
+ending at this frame goes through decoder.onnx (one denoising step + the VAE decoder); the newest frame's
+points and twists go through the IK with the encoder's betas; the result replaces the encoder's pose, while
+shape and camera stay the encoder's (as in the paper). Offline decoding (evaluation) gives every frame of a
+whole sequence the window centred on it instead.
+
+Run-time module: numpy and onnxruntime only.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from fasthmr_model.body.lbs import BodyModel
+from fasthmr_model.bundle import Bundle
+from fasthmr_model.decoder.config import DecoderConfig
+from fasthmr_model.decoder.pose import FEATURE_SIZE, body_rest_points, inverse_kinematics
+from fasthmr_model.decoder.streaming import StreamingConfig, TrackWindows
+from fasthmr_model.errors import BundleError, InputError
+from fasthmr_model.runtime import RuntimeConfig, create_session
+
+
+def has_decoder(bundle: Bundle) -> bool:
+    return isinstance(bundle.manifest.get("decoder"), dict)
+
+
+class DecoderSession:
+    """The bundle's decoder.onnx in ONNX Runtime with its fixed noise sample, warmed up at construction."""
+
+    def __init__(self, bundle: Bundle, config: RuntimeConfig = RuntimeConfig()) -> None:
+        if not has_decoder(bundle):
+            raise BundleError(f"{bundle.path} has no decoder; train one with `fasthmr train decoder --bundle "
+                              f"{bundle.path} ...` or use per-frame poses")
+        section = bundle.manifest["decoder"]
+        self.config = DecoderConfig.from_dict(section["config"])
+        if self.config.feature_size != bundle.feature_size:
+            raise BundleError(f"{bundle.path}: the decoder reads {self.config.feature_size}-d features, the encoder "
+                              f"gives {bundle.feature_size}; retrain the decoder on this encoder")
+        self.noise = np.asarray(section["noise"], np.float32).reshape(self.config.latent_tokens, self.config.latent_size)
+        self.session = create_session(bundle.path / section["file"], config)
+        names = ([node.name for node in self.session.get_inputs()], [node.name for node in self.session.get_outputs()])
+        if names != (["features", "noise"], ["poses"]):
+            raise BundleError(f"{bundle.path / section['file']} has inputs/outputs {names}, not the decoder contract "
+                              "(features, noise -> poses): re-export the decoder")
+        self.run(np.zeros((1, self.config.window, self.config.feature_size), np.float32))
+
+    @property
+    def window(self) -> int:
+        return self.config.window
+
+    def run(self, features: np.ndarray) -> np.ndarray:
+        """features (B, W, D) oldest first -> pose representations (B, W, 131) float32."""
+        if features.ndim != 3 or features.shape[1:] != (self.config.window, self.config.feature_size):
+            raise InputError(f"decoder features must be (B, {self.config.window}, {self.config.feature_size}), "
+                             f"got {features.shape}")
+        noise = np.ascontiguousarray(np.broadcast_to(self.noise, (len(features),) + self.noise.shape))
+        return self.session.run(None, {"features": np.ascontiguousarray(features, np.float32), "noise": noise})[0]
+
+
+class DecodedPoses(NamedTuple):
+    """rotmats (B, 24, 3, 3) decoded local rotations (global orientation in the camera frame first);
+    frames (B,) real frames in each window; warm_up (B,) bool: fewer than W (the window was padded);
+    reset (B,) bool: the track started over at this frame."""
+
+    rotmats: np.ndarray
+    frames: np.ndarray
+    warm_up: np.ndarray
+    reset: np.ndarray
+
+
+def poses_to_rotmats(body_model: BodyModel, representations: np.ndarray, betas: np.ndarray) -> np.ndarray:
+    """Representations (B, 131) and the encoder's betas (B, 10) -> rotations (B, 24, 3, 3) by the IK."""
+    return inverse_kinematics(body_rest_points(body_model, betas), representations.astype(np.float64))
+
+
+class StreamingDecoder:
+    """The causal decoder of a stream: ring buffers per track, one decoder call per frame for all persons."""
+
+    def __init__(self, bundle: Bundle, body_model: BodyModel, runtime: RuntimeConfig = RuntimeConfig(),
+                 streaming: StreamingConfig = StreamingConfig()) -> None:
+        self.session = DecoderSession(bundle, runtime)
+        self.body_model = body_model
+        self.windows = TrackWindows(self.session.window, self.session.config.feature_size, streaming)
+
+    def step(self, track_ids, features: np.ndarray, betas: np.ndarray, stamp: float) -> DecodedPoses:
+        """One frame: track_ids (B,), the encoder's features (B, D) and betas (B, 10), stamp (s) -> DecodedPoses."""
+        betas = np.asarray(betas)
+        windows = self.windows.push(track_ids, features, stamp)
+        if len(windows.frames) == 0:
+            return DecodedPoses(np.zeros((0, 24, 3, 3)), windows.frames, windows.warm_up, windows.reset)
+        if betas.shape != (len(windows.frames), 10):
+            raise InputError(f"betas must be ({len(windows.frames)}, 10) for {len(windows.frames)} tracks, got {betas.shape}")
+        newest = self.session.run(windows.features)[:, -1]
+        return DecodedPoses(poses_to_rotmats(self.body_model, newest, betas), windows.frames, windows.warm_up,
+                            windows.reset)
+
+
+def decode_causal(session: DecoderSession, features: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """A whole sequence's features (T, D) -> (T, 131): frame t from the window ending at t, as the stream
+    decodes it (warm-up windows padded with the first frame), in batches."""
+    windows = _windows(features, session.window, np.arange(len(features)) - session.window + 1)
+    return _run_batched(session, windows, batch_size)[:, -1]
+
+
+def decode_offline(session: DecoderSession, features: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """A whole sequence's features (T, D) -> (T, 131): frame t from the window centred on it (the paper's
+    non-causal decoding; near the ends the window is shifted inside the sequence, or padded when shorter)."""
+    window, count = session.window, len(features)
+    starts = np.clip(np.arange(count) - window // 2, 0, max(0, count - window))
+    if count < window:
+        starts = np.full(count, count - window)
+    decoded = _run_batched(session, _windows(features, window, starts), batch_size)
+    return decoded[np.arange(count), np.arange(count) - starts]
+
+
+def _windows(features: np.ndarray, window: int, starts: np.ndarray) -> np.ndarray:
+    """(N, window, D) windows of features (T, D) starting at `starts` (N,); indices before 0 read frame 0."""
+    indices = np.maximum(starts[:, None] + np.arange(window)[None], 0)
+    return np.asarray(features, np.float32)[indices]
+
+
+def _run_batched(session: DecoderSession, windows: np.ndarray, batch_size: int) -> np.ndarray:
+    if len(windows) == 0:
+        return np.zeros((0, session.window, FEATURE_SIZE), np.float32)
+    return np.concatenate([session.run(windows[start:start + batch_size])
+                           for start in range(0, len(windows), batch_size)])

@@ -1,0 +1,185 @@
+"""Rendered synthetic video sequences for the decoder: one person moving in front of a still robot camera.
+
+A sequence is a generated motion (fasthmr_model.data.motion) placed in a sampled robot scene (camera,
+boxes, look, lighting of its first frame) and rendered frame by frame at 640x480 and 30 frames/s, with
+fresh sensor noise per frame; every frame goes through the run-time preprocessing (the node's crops), as
+the frame splits do. The motion's path is centred on the person's sampled spot so that walks stay in
+view; a sequence ends early at the first frame where the person comes nearer than MIN_DEPTH or shows
+fewer than MIN_VISIBLE_PIXELS (walked out of view). Splits use seeds of their own (no motion, person or
+scene is shared with the frame splits or with each other), are cached like the frame splits (memory-mapped
+.npy files, `fasthmr_model.data.world.CropSet`) with instance_id = the sequence and frame_index = the frame
+within it, and the per-frame encoder outputs of a bundle are cached beside them, keyed by the encoder's
+checksum, so that a new encoder (the merged one) needs one command and no new rendering.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from fasthmr_model.body.lbs import BodyModel
+from fasthmr_model.data.world import CROP_FIELDS, FRAME_HEIGHT, FRAME_WIDTH, MOTION_FPS, CropSet, render_crop_cache
+from fasthmr_model.errors import FastHMRError
+
+SEQUENCE_FORMAT_VERSION = 1
+# A person nearer than this (pelvis depth, m) or showing fewer pixels ends the sequence.
+MIN_DEPTH = 1.2
+MIN_VISIBLE_PIXELS = 600
+
+
+@dataclass(frozen=True)
+class SequenceSplit:
+    """`sequences` rendered sequences of up to `frames` frames each, all drawn from `seed`."""
+
+    name: str
+    seed: int
+    sequences: int
+    frames: int
+
+
+# 4-5 s per sequence; train: 24k frames (about 12 min to render with 2 processes here).
+SEQUENCE_SPLITS = {
+    "train": SequenceSplit("sequence-train", seed=11_000, sequences=200, frames=120),
+    "val": SequenceSplit("sequence-val", seed=12_000, sequences=12, frames=120),
+    "test": SequenceSplit("sequence-test", seed=13_000, sequences=24, frames=150),
+}
+
+
+def sequence_split(name: str) -> SequenceSplit:
+    try:
+        return SEQUENCE_SPLITS[name]
+    except KeyError:
+        raise FastHMRError(f"unknown sequence split {name!r}; the sequence splits are {sorted(SEQUENCE_SPLITS)}") from None
+
+
+def render_sequence(spec: SequenceSplit, index: int, body_model: BodyModel) -> list:
+    """Sequence `index` of a split: the RenderedFrames until the person leaves the usable view."""
+    from fasthmr_model.data.camera import PlacementConfig
+    from fasthmr_model.data.motion import generate_sequence
+    from fasthmr_model.data.render import PosedBody, ScenePerson, render_scene, sample_scene
+
+    motion = generate_sequence([spec.seed, 1, index], spec.frames, MOTION_FPS, body_model=body_model)
+    # People stand clear of the image border and of the camera: the path moves them anyway.
+    placement = PlacementConfig(distance_range=(2.5, 7.0), out_of_frame_probability=0.0)
+    scene = sample_scene([spec.seed, 3, index], body_model, [PosedBody(motion.betas, motion.rotmats[0])],
+                         FRAME_WIDTH, FRAME_HEIGHT, placement_config=placement)
+    person = scene.people[0]
+    turn = person.rotmats[0] @ motion.rotmats[0, 0].T  # the heading sample_scene gave the body
+    # The body model turns about its rest pelvis, so a rigid turn of the whole motion about it keeps the form
+    # x = R (x_rest - pelvis) + pelvis + transl, with transl_t = turn (m_t - centre) + transl_0.
+    centre = motion.translation[0].copy()
+    centre[[0, 2]] = motion.translation[:, [0, 2]].mean(axis=0)
+    translations = (motion.translation - centre) @ turn.T + person.translation
+    frames = []
+    for frame in range(motion.num_frames):
+        rotmats = motion.rotmats[frame].copy()
+        rotmats[0] = turn @ rotmats[0]
+        posed = replace(scene, people=(ScenePerson(motion.betas, rotmats, translations[frame], person.appearance),),
+                        style=replace(scene.style, noise_seed=scene.style.noise_seed + frame))
+        rendered = render_scene(posed, body_model)
+        truth = rendered.people[0]
+        if truth.joints_3d[0, 2] < MIN_DEPTH or truth.visible_pixels < MIN_VISIBLE_PIXELS:
+            break
+        frames.append(rendered)
+    return frames
+
+
+def sequence_crops(spec: SequenceSplit, index: int, body_model: BodyModel) -> dict[str, np.ndarray]:
+    """The crops of sequence `index` (CROP_FIELDS arrays, one row per frame; instance_id = the sequence)."""
+    from fasthmr_model.data.world import frame_crops
+
+    parts = []
+    for frame, rendered in enumerate(render_sequence(spec, index, body_model)):
+        crops = frame_crops(rendered, frame)
+        if len(crops["frame_index"]) != 1:  # the mask lost the person: the sequence ends here
+            break
+        crops["instance_id"][:] = index
+        parts.append(crops)
+    if not parts:
+        return {field: np.zeros((0,) + shape, dtype) for field, (shape, dtype) in CROP_FIELDS.items()}
+    return {field: np.concatenate([part[field] for part in parts]) for field in CROP_FIELDS}
+
+
+_WORKER_STATE: dict = {}
+
+
+def _worker_start(spec: SequenceSplit, body_model_path: str) -> None:
+    _WORKER_STATE.update(spec=spec, body=BodyModel.from_file(body_model_path))
+
+
+def _worker_sequence(index: int) -> dict[str, np.ndarray]:
+    return sequence_crops(_WORKER_STATE["spec"], index, _WORKER_STATE["body"])
+
+
+def build_sequence_split(name: str, cache: Path, body_model_path: Path, workers: int = 2, sequences: int | None = None,
+                         frames: int | None = None, progress: bool = True) -> Path:
+    """Render sequence split `name` into `cache/<split name>` (skipped when already there); returns the folder.
+
+    sequences, frames: only the first N sequences, each cut to its first M frames (tests and smoke runs), in
+    `cache/<split name>-firstN` or `-firstNxM`; a partial build never passes for the whole split.
+    """
+    spec = sequence_split(name)
+    count = spec.sequences if sequences is None else min(sequences, spec.sequences)
+    suffix = "" if count == spec.sequences else f"-first{count}"
+    if frames is not None and frames < spec.frames:
+        spec = replace(spec, frames=frames)
+        suffix = f"-first{count}x{frames}"
+    out = Path(cache) / (spec.name + suffix)
+    if (out / "split.json").is_file():
+        recorded = json.loads((out / "split.json").read_text())
+        if recorded.get("sequences") == count and recorded.get("format_version") == SEQUENCE_FORMAT_VERSION:
+            return out
+        shutil.rmtree(out)
+    return render_crop_cache(out, spec.name, list(range(count)), _worker_start, (spec, str(body_model_path)),
+                             _worker_sequence, workers, progress,
+                             {**asdict(spec), "sequences": count, "format_version": SEQUENCE_FORMAT_VERSION})
+
+
+def sequence_ranges(crops: CropSet) -> list[slice]:
+    """The rows of each sequence in a sequence split (consecutive frames of one person)."""
+    starts = np.flatnonzero(np.diff(np.asarray(crops.instance_id), prepend=-1) != 0)
+    ends = np.append(starts[1:], len(crops))
+    return [slice(int(start), int(end)) for start, end in zip(starts, ends)]
+
+
+ENCODER_OUTPUTS = ("pose_6d", "betas", "cam", "feature")
+
+
+def encoder_outputs(bundle, crops: CropSet, cache: Path | None = None, batch_size: int = 32,
+                    progress: bool = True) -> dict[str, np.ndarray]:
+    """The bundle encoder's per-frame outputs over a split's crops: {pose_6d, betas, cam, feature}, float32.
+
+    Cached in `cache` (default: a `features` folder beside the split) under the encoder file's SHA-256,
+    so another bundle with the same encoder reuses them and a new encoder gets its own.
+    """
+    from tqdm import tqdm
+
+    from fasthmr_model.data.crop import normalise_windows
+    from fasthmr_model.runtime import EncoderSession, RuntimeConfig
+
+    digest = bundle.manifest["files"][bundle.manifest["encoder"]["file"]]["sha256"][:16]
+    folder = Path(cache) if cache is not None else crops.folder.parent / "features"
+    path = folder / f"{crops.folder.name}.{digest}.npz"
+    if path.is_file():
+        with np.load(path) as stored:
+            if len(stored["feature"]) == len(crops):
+                return {name: stored[name] for name in ENCODER_OUTPUTS}
+    session = EncoderSession(bundle, RuntimeConfig(provider="cpu"))
+    outputs: dict[str, list] = {name: [] for name in ENCODER_OUTPUTS}
+    for start in tqdm(range(0, len(crops), batch_size), disable=not progress, desc=f"encode {crops.folder.name}"):
+        rows = slice(start, min(start + batch_size, len(crops)))
+        encoded = session.run(normalise_windows(np.asarray(crops.windows[rows])),
+                              np.asarray(crops.person_tokens[rows], np.float32))
+        for name in ENCODER_OUTPUTS:
+            outputs[name].append(getattr(encoded, name))
+    arrays = {name: np.concatenate(parts).astype(np.float32) for name, parts in outputs.items()}
+    folder.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(".tmp.npz")
+    np.savez(temporary, **arrays)
+    os.replace(temporary, path)
+    return arrays

@@ -1,0 +1,411 @@
+"""`fasthmr train vae` and `fasthmr train decoder`: the motion VAE and the latent denoiser (torch, CPU or CUDA).
+
+VAE data: sequences from the synthetic motion generator (and AMASS-format files when given), each seen by a
+random robot camera (yaw anywhere, pitch and roll within the camera sampler's limits), turned into the pose
+representation per frame. Denoiser data: the rendered training sequences' per-frame encoder features (of the
+bundle given, e.g. the merged default) with the true poses; encoder and VAE are frozen.
+
+Windows of W frames are cut at random from the sequences, with the augmentations the issue asks for:
+time reversal, time warping (replay at 0.75x-1.33x speed by linear interpolation, of features and poses
+alike) and warm-up windows (the first frames of a track, padded with copies of its first frame as the
+streaming buffer pads them).
+
+Losses: the VAE, MSE on the normalised representation + KL (weight 1e-5, a tenth of MLD's: the one-step
+denoiser regresses latents and needs no smooth prior, and the reconstruction is a floor under the decoder's
+error); the denoiser, PAPER.md's ||v^ - v||^2 + ||eps^ - eps||^2 on unit-variance latents. Only t = T - 1
+is ever sampled, so half of every batch trains there and the other half at uniform t (the paper trains all t; the terminal step is the one
+the node runs).
+
+The denoiser also gets Gaussian noise on its input features (feature_noise times each feature's spread) and
+is validated on the val sequences at every checkpoint; it keeps the weights that scored best there. The
+rendered training set is 200 sequences, and without both it learnt them by heart (validation latent error
+16x the training one).
+
+AdamW, cosine decay, checkpoints written atomically every few hundred steps; a run resumes from its folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from fasthmr_model.body.lbs import BodyModel
+from fasthmr_model.decoder.config import DecoderConfig
+from fasthmr_model.decoder.diffusion import diffusion_schedule
+from fasthmr_model.decoder.model import Denoiser, MotionVAE, OneStepDecoder
+from fasthmr_model.decoder.pose import body_rest_points, encode_pose
+from fasthmr_model.errors import FastHMRError
+from fasthmr_model.train.encoder import learning_rate_at
+
+CHECKPOINT_NAME = "checkpoint.pt"
+LOG_NAME = "log.jsonl"
+MOTION_SEED = 21_000  # VAE training motions; validation motions use MOTION_SEED + 1
+MOTION_FRAMES = 300
+
+
+@dataclass(frozen=True)
+class WindowAugmentation:
+    """Chances and ranges of the window augmentations (see the module docstring)."""
+
+    reverse_probability: float = 0.5
+    speed_range: tuple = (0.75, 1.33)
+    warm_up_probability: float = 0.15
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """Args:
+        steps, batch_size, learning_rate, weight_decay, warmup_steps: AdamW with linear warm-up, cosine decay.
+        kl_weight: the VAE's KL term.
+        terminal_fraction: share of each denoiser batch trained at t = T - 1.
+        feature_noise: Gaussian noise added to the denoiser's input features, times each feature's spread.
+        motion_sequences: generated motion sequences for the VAE (MOTION_FRAMES frames each).
+        checkpoint_every, log_every: in steps. seed: data order and initialisation. threads: torch threads
+        (0 = torch's default). device: cpu or cuda.
+    """
+
+    steps: int = 3000
+    batch_size: int = 64
+    learning_rate: float = 5e-4
+    weight_decay: float = 0.01
+    warmup_steps: int = 100
+    kl_weight: float = 1e-5
+    terminal_fraction: float = 0.5
+    feature_noise: float = 0.3
+    motion_sequences: int = 600
+    checkpoint_every: int = 250
+    log_every: int = 50
+    seed: int = 0
+    threads: int = 0
+    device: str = "cpu"
+
+
+# ----------------------------------------------------------------------------------------------------
+# Data
+
+
+def random_camera_rotations(rng: np.random.Generator, count: int) -> np.ndarray:
+    """(count, 3, 3) world -> camera rotations of robot cameras (fasthmr_model.data.camera's ranges)."""
+    from fasthmr_model.data.camera import CameraConfig, camera_rotation
+
+    limits = CameraConfig()
+    return np.stack([camera_rotation(rng.uniform(-np.pi, np.pi), np.radians(rng.uniform(-1, 1) * limits.pitch_limit_deg),
+                                     np.radians(rng.uniform(-1, 1) * limits.roll_limit_deg)) for _ in range(count)])
+
+
+def sequence_representation(body_model: BodyModel, betas: np.ndarray, rotmats: np.ndarray) -> np.ndarray:
+    """One person's frames: betas (10,), rotmats (T, 24, 3, 3) -> representations (T, 131) float32."""
+    rest = body_rest_points(body_model, np.asarray(betas, np.float64)[None])
+    return encode_pose(np.repeat(rest, len(rotmats), axis=0), rotmats).astype(np.float32)
+
+
+def motion_dataset(body_model: BodyModel, sequences: int, seed: int, amass_files=()) -> list[np.ndarray]:
+    """Representation series (T, 131) of generated motions (and AMASS files) seen by random robot cameras."""
+    from fasthmr_model.data.motion import generate_sequence
+
+    motions = [generate_sequence([seed, k], MOTION_FRAMES, 30.0, body_model=body_model) for k in range(sequences)]
+    if amass_files:
+        from fasthmr_model.data.amass import read_amass
+
+        motions += [read_amass(path, fps=30.0) for path in amass_files]
+    cameras = random_camera_rotations(np.random.default_rng([seed, 1]), len(motions))
+    series = []
+    for motion, camera in zip(motions, cameras):
+        rotmats = np.array(motion.rotmats, np.float64)
+        rotmats[:, 0] = camera @ rotmats[:, 0]
+        series.append(sequence_representation(body_model, motion.betas, rotmats))
+    return series
+
+
+def cut_windows(series: list[tuple[np.ndarray, ...]], window: int, count: int, rng: np.random.Generator,
+                augmentation: WindowAugmentation | None) -> tuple[np.ndarray, ...]:
+    """`count` windows of `window` frames from aligned series (each a tuple of (T, ...) arrays) ->
+    one (count, window, ...) float32 array per series member. Sequences shorter than the window (or its
+    warped span) are used as warm-up windows."""
+    outputs = [np.empty((count, window) + member.shape[1:], np.float32) for member in series[0]]
+    for row in range(count):
+        chosen = series[int(rng.integers(len(series)))]
+        length = len(chosen[0])
+        speed = rng.uniform(*augmentation.speed_range) if augmentation else 1.0
+        # Warm-up: only the last `real` frames are the track's; earlier ones copy its first frame.
+        real = window if augmentation is None or rng.random() >= augmentation.warm_up_probability \
+            else int(rng.integers(1, window))
+        if (real - 1) * speed > length - 1:  # too short at this speed: play what there is
+            speed, real = 1.0, min(real, length)
+        span = (real - 1) * speed
+        start = rng.uniform(0.0, length - 1 - span) if length - 1 > span else 0.0
+        played = np.minimum(start + speed * np.arange(real), length - 1)
+        if augmentation and rng.random() < augmentation.reverse_probability:
+            played = played[::-1]
+        positions = np.concatenate([np.full(window - real, played[0]), played])
+        low = np.floor(positions).astype(int)
+        high = np.minimum(low + 1, length - 1)
+        weight = (positions - low).astype(np.float32)
+        for output, member in zip(outputs, chosen):
+            weights = weight.reshape((window,) + (1,) * (member.ndim - 1))
+            output[row] = member[low] * (1 - weights) + member[high] * weights
+    return tuple(outputs)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Training loop pieces
+
+
+def _save(path: Path, state: dict) -> None:
+    temporary = path.with_suffix(".tmp")
+    torch.save(state, temporary)
+    os.replace(temporary, path)
+
+
+def _device(config: TrainingConfig) -> torch.device:
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    if config.device == "cuda" and not torch.cuda.is_available():
+        raise FastHMRError("--device cuda asked for, but torch sees no CUDA device; use --device cpu")
+    return torch.device(config.device)
+
+
+def _loop(name: str, run: Path, model: torch.nn.Module, config: TrainingConfig, loss_of_step, extra_state: dict,
+          progress: bool, validation_loss=None) -> None:
+    """The shared optimisation loop: resumes from run/checkpoint.pt, logs, checkpoints. With validation_loss (a
+    function of the model, in eval mode, returning a float), every checkpoint logs it and the model ends as
+    the checkpointed weights that scored lowest (early stopping)."""
+    run.mkdir(parents=True, exist_ok=True)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    checkpoint = run / CHECKPOINT_NAME
+    step, wall_s = 0, 0.0
+    if checkpoint.is_file():
+        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        if state.get("kind") != name:
+            raise FastHMRError(f"{checkpoint} is a {state.get('kind')} run, not {name}; use another run folder")
+        model.load_state_dict(state["model"])
+        optimiser.load_state_dict(state["optimiser"])
+        step, wall_s = state["step"], state["wall_s"]
+        best = state.get("best")
+    else:
+        best = None
+    model.train()
+    bar = tqdm(total=config.steps, initial=step, disable=not progress, desc=f"train {name}", unit="step")
+    sums: dict[str, float] = {}
+    started = time.perf_counter()
+    with open(run / LOG_NAME, "a") as log:
+        while step < config.steps:
+            for group in optimiser.param_groups:
+                group["lr"] = learning_rate_at(step, config)
+            terms = loss_of_step(step)
+            optimiser.zero_grad(set_to_none=True)
+            terms["total"].backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimiser.step()
+            step += 1
+            bar.update(1)
+            for key, value in terms.items():
+                sums[key] = sums.get(key, 0.0) + float(value.detach())
+            if step % config.log_every == 0 or step == config.steps:
+                elapsed = time.perf_counter() - started
+                wall_s += elapsed
+                count = step % config.log_every or config.log_every
+                record = {"step": step, "wall_s": round(wall_s, 1), **{k: round(v / count, 6) for k, v in sums.items()}}
+                log.write(json.dumps(record) + "\n")
+                log.flush()
+                bar.set_postfix(loss=record["total"])
+                sums, started = {}, time.perf_counter()
+            if step % config.checkpoint_every == 0 or step == config.steps:
+                if validation_loss is not None:
+                    model.eval()
+                    with torch.no_grad():
+                        loss = float(validation_loss(model))
+                    model.train()
+                    log.write(json.dumps({"step": step, "validation": round(loss, 6)}) + "\n")
+                    if best is None or loss < best["validation"]:
+                        best = {"step": step, "validation": loss,
+                                "model": {key: value.detach().cpu().clone() for key, value in model.state_dict().items()}}
+                _save(checkpoint, {"kind": name, "model": model.state_dict(), "optimiser": optimiser.state_dict(),
+                                   "step": step, "wall_s": wall_s, "config": asdict(config), "best": best,
+                                   **extra_state})
+    bar.close()
+    if best is not None:
+        model.load_state_dict(best["model"])
+    model.eval()
+
+
+# ----------------------------------------------------------------------------------------------------
+# VAE
+
+
+def train_vae(run: Path, body_model_path: Path, decoder_config: DecoderConfig, config: TrainingConfig,
+              amass_files=(), progress: bool = True) -> MotionVAE:
+    """Train (or resume) the motion VAE in `run`; returns it (eval mode, on the CPU)."""
+    device = _device(config)
+    body = BodyModel.from_file(body_model_path)
+    series = [(poses,) for poses in motion_dataset(body, config.motion_sequences, MOTION_SEED, amass_files)]
+    vae = MotionVAE(decoder_config)
+    stacked = np.concatenate([poses for (poses,) in series])
+    with torch.no_grad():
+        vae.pose_mean.copy_(torch.from_numpy(stacked.mean(axis=0)))
+        # A floor on the scale keeps near-constant numbers (the pelvis point is always 0) from blowing up.
+        vae.pose_std.copy_(torch.from_numpy(np.maximum(stacked.std(axis=0), 1e-2)))
+    vae.to(device)
+    augmentation = WindowAugmentation()
+
+    def loss_of_step(step: int) -> dict[str, torch.Tensor]:
+        rng = np.random.default_rng([config.seed, step])
+        (poses,) = cut_windows(series, decoder_config.window, config.batch_size, rng, augmentation)
+        poses = torch.from_numpy(poses).to(device)
+        mean, log_variance = vae.encode(poses)
+        latents = mean + torch.randn_like(mean) * torch.exp(0.5 * log_variance)
+        reconstruction = ((vae.decode(latents) - poses) / vae.pose_std).square().mean()
+        kl = 0.5 * (mean.square() + log_variance.exp() - 1.0 - log_variance).sum(dim=(1, 2)).mean()
+        return {"total": reconstruction + config.kl_weight * kl, "reconstruction": reconstruction, "kl": kl}
+
+    _loop("vae", run, vae, config, loss_of_step, {"decoder_config": decoder_config.to_dict(),
+                                                   "amass_files": [str(path) for path in amass_files]}, progress)
+    return vae.cpu()
+
+
+def load_vae(run: Path) -> tuple[MotionVAE, dict]:
+    """The VAE of a finished (or interrupted) run and its checkpoint state."""
+    path = Path(run) / CHECKPOINT_NAME
+    if not path.is_file():
+        raise FastHMRError(f"{path} is missing: train the VAE first with `fasthmr train vae --run {run}`")
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    if state.get("kind") != "vae":
+        raise FastHMRError(f"{path} is a {state.get('kind')} run, not a VAE run")
+    vae = MotionVAE(DecoderConfig.from_dict(state["decoder_config"]))
+    vae.load_state_dict(state["model"])
+    return vae.eval(), state
+
+
+def vae_reconstruction_mm(vae: MotionVAE, body_model_path: Path, sequences: int = 32) -> dict[str, float]:
+    """The VAE's reconstruction of held-out generated motions (their own seed), decoded from the latent mean:
+    joint error (mm, root-relative points) and, through IK and the body model, MPJPE (mm, EMDB convention)."""
+    from fasthmr_model.decoder.pose import inverse_kinematics, split_representation
+    from fasthmr_model.metrics import mpjpe
+
+    body = BodyModel.from_file(body_model_path)
+    config = vae.config
+    held_out = motion_dataset(body, sequences, MOTION_SEED + 1)
+    windows = []
+    for poses in held_out:  # non-overlapping windows, no augmentation
+        windows += [poses[start:start + config.window] for start in range(0, len(poses) - config.window + 1, config.window)]
+    poses = np.stack(windows)
+    with torch.no_grad():
+        decoded = vae.decode(vae.encode(torch.from_numpy(poses))[0]).numpy().astype(np.float64)
+    flat_true = poses.reshape(-1, poses.shape[-1]).astype(np.float64)
+    flat_decoded = decoded.reshape(-1, decoded.shape[-1])
+    true_points, _ = split_representation(flat_true)
+    points, _ = split_representation(flat_decoded)
+    rest = body_rest_points(body, np.zeros((len(flat_true), 10)))
+    _, joints = body.forward(np.zeros((len(flat_true), 10)), inverse_kinematics(rest, flat_decoded), with_vertices=False)
+    _, true_joints = body.forward(np.zeros((len(flat_true), 10)), inverse_kinematics(rest, flat_true), with_vertices=False)
+    return {"points_mm": round(float(1000 * np.linalg.norm(points - true_points, axis=-1).mean()), 2),
+            "mpjpe_mm": round(float(mpjpe(joints, true_joints, (1, 2)).mean()), 2),
+            "windows": len(poses)}
+
+
+# ----------------------------------------------------------------------------------------------------
+# Denoiser
+
+
+def sequence_dataset(crops, encoded: dict[str, np.ndarray], body_model: BodyModel) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(features (T, D), true representations (T, 131)) per rendered sequence of a split."""
+    from fasthmr_model.decoder.sequences import sequence_ranges
+
+    series = []
+    for rows in sequence_ranges(crops):
+        poses = sequence_representation(body_model, np.asarray(crops.betas[rows.start]),
+                                        np.asarray(crops.rotmats[rows], np.float64))
+        series.append((encoded["feature"][rows], poses))
+    return series
+
+
+def train_denoiser(run: Path, vae: MotionVAE, series: list, config: TrainingConfig, progress: bool = True,
+                   validation_series: list | None = None) -> tuple[Denoiser, float]:
+    """Train (or resume) the denoiser in `run` on (features, poses) series with the VAE frozen; returns the
+    denoiser (eval mode, CPU) and the latent scale. With validation series (the val sequences), the weights
+    kept are those of the checkpoint with the lowest validation loss at t = T - 1."""
+    device = _device(config)
+    decoder_config = vae.config
+    feature_size = series[0][0].shape[1]
+    if feature_size != decoder_config.feature_size:
+        decoder_config = DecoderConfig(**{**decoder_config.to_dict(), "feature_size": feature_size})
+    vae = vae.to(device).eval()
+    for parameter in vae.parameters():
+        parameter.requires_grad_(False)
+    augmentation = WindowAugmentation()
+    # Latent scale: the standard deviation of the VAE's latent means over training windows (Stable
+    # Diffusion's scale factor), so that the denoiser works on unit-variance latents as the schedule assumes.
+    checkpoint = run / CHECKPOINT_NAME
+    if checkpoint.is_file():
+        latent_scale = float(torch.load(checkpoint, map_location="cpu", weights_only=False)["latent_scale"])
+    else:
+        (_, poses) = cut_windows(series, decoder_config.window, 2048, np.random.default_rng([config.seed, 1 << 30]), None)
+        with torch.no_grad():
+            latent_scale = float(vae.encode(torch.from_numpy(poses).to(device))[0].std())
+    schedule = diffusion_schedule(decoder_config)
+    signal = torch.from_numpy(np.sqrt(schedule.alpha_bar)).float().to(device)
+    noise_level = torch.from_numpy(np.sqrt(1.0 - schedule.alpha_bar)).float().to(device)
+    denoiser = Denoiser(decoder_config).to(device)
+    # 200 rendered sequences are few: without noise on its input the denoiser learns them by heart.
+    feature_spread = torch.from_numpy(np.concatenate([features for features, _ in series]).std(axis=0)).to(device)
+
+    def loss_of_step(step: int) -> dict[str, torch.Tensor]:
+        rng = np.random.default_rng([config.seed, step])
+        features, poses = cut_windows(series, decoder_config.window, config.batch_size, rng, augmentation)
+        features, poses = torch.from_numpy(features).to(device), torch.from_numpy(poses).to(device)
+        features = features + config.feature_noise * feature_spread * torch.randn_like(features)
+        with torch.no_grad():
+            clean = vae.encode(poses)[0] / latent_scale
+        terminal = torch.from_numpy(rng.random(len(poses)) < config.terminal_fraction).to(device)
+        timesteps = torch.where(terminal, decoder_config.timesteps - 1,
+                                torch.from_numpy(rng.integers(0, decoder_config.timesteps, len(poses))).to(device))
+        a, s = signal[timesteps][:, None, None], noise_level[timesteps][:, None, None]
+        noise = torch.randn_like(clean)
+        noisy = a * clean + s * noise
+        v = a * noise - s * clean
+        predicted_v = denoiser(noisy, timesteps, features)
+        predicted_noise = s * noisy + a * predicted_v
+        v_loss = (predicted_v - v).square().mean()
+        noise_loss = (predicted_noise - noise).square().mean()
+        return {"total": v_loss + noise_loss, "v": v_loss, "eps": noise_loss}
+
+    validation_loss = None
+    if validation_series:
+        features, poses = cut_windows(validation_series, decoder_config.window, 1024,
+                                      np.random.default_rng([config.seed, 1 << 31]), None)
+        features, poses = torch.from_numpy(features).to(device), torch.from_numpy(poses).to(device)
+        with torch.no_grad():
+            clean = vae.encode(poses)[0] / latent_scale
+        start = torch.randn(clean.shape, generator=torch.Generator().manual_seed(config.seed)).to(device)
+        last = torch.full((len(clean),), decoder_config.timesteps - 1, dtype=torch.int64, device=device)
+
+        def validation_loss(model: Denoiser) -> float:  # x0 = -v at t = T - 1 (zero terminal SNR)
+            return float((-model(start, last, features) - clean).square().mean())
+
+    _loop("denoiser", run, denoiser, config, loss_of_step,
+          {"latent_scale": latent_scale, "decoder_config": decoder_config.to_dict()}, progress, validation_loss)
+    return denoiser.cpu(), latent_scale
+
+
+def load_denoiser(run: Path) -> tuple[Denoiser, float, dict]:
+    path = Path(run) / CHECKPOINT_NAME
+    if not path.is_file():
+        raise FastHMRError(f"{path} is missing: train the denoiser first with `fasthmr train decoder --run {run}`")
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    denoiser = Denoiser(DecoderConfig.from_dict(state["decoder_config"]))
+    denoiser.load_state_dict(state["best"]["model"] if state.get("best") else state["model"])
+    return denoiser.eval(), float(state["latent_scale"]), state
+
+
+def one_step_decoder(vae: MotionVAE, denoiser: Denoiser, latent_scale: float) -> OneStepDecoder:
+    """The exported module: the VAE rebuilt with the denoiser's config (the feature size may differ)."""
+    rebuilt = MotionVAE(denoiser.config)
+    rebuilt.load_state_dict(vae.state_dict())
+    return OneStepDecoder(rebuilt.eval(), denoiser.eval(), latent_scale).eval()

@@ -1,0 +1,179 @@
+"""`python -m fasthmr_ros.bench` (or `fasthmr_node_bench`): the node's own cost per frame, everything except
+the model's ONNX Runtime session, at 640x480 with one and with three people.
+
+Frames come from the synthetic world's renderer. Each frame goes the node's way without DDS: the image and
+mask messages are deserialised from CDR bytes (as rclpy hands them to the callbacks), paired, converted,
+preprocessed, run through the encoder session, posed by the body model, tracked, turned into output
+messages, and serialised (what rclpy does on publish). The session's time is measured around the session
+call and subtracted; the rest is the overhead, in wall time (mean, and the quietest pass) and in CPU time
+of the node's thread (the session runs on one thread here, on the caller's, and its CPU time is
+subtracted too): on a machine shared with other jobs the wall time also counts the time they take. Frames
+with a mesh in the markers (at markers.mesh_rate) are timed apart, and the per-frame average at a 30 Hz
+camera is shown too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+CAMERA_RATE_HZ = 30.0
+IMAGE_WIDTH, IMAGE_HEIGHT = 640, 480
+STAGES = ("deserialise", "pairing", "convert", "preprocess", "body_model", "outputs", "serialise")
+
+
+def synthetic_frames(body_model, people: int, count: int, seed: int = 0, width: int = IMAGE_WIDTH,
+                     height: int = IMAGE_HEIGHT):
+    """`count` rendered frames (640x480 by default) with exactly `people` visible persons: (image, instance
+    mask, K)."""
+    from fasthmr_model.data.render import _bench_bodies, render_scene, sample_scene
+
+    frames, rng = [], np.random.default_rng(seed)
+    while len(frames) < count:
+        scene = sample_scene(rng, body_model, _bench_bodies(rng, people), width, height)
+        frame = render_scene(scene, body_model)
+        if len(np.unique(frame.instance_mask)) == people + 1:  # nobody fully hidden
+            frames.append((frame.image, frame.instance_mask, frame.camera.intrinsics))
+    return frames
+
+
+def frame_messages(image: np.ndarray, mask: np.ndarray, stamp: float, frame_id: str = "camera_optical_frame"):
+    """(image rgb8, mask mono8) Image messages with one header."""
+    from fasthmr_ros.image_conversion import array_to_image
+
+    messages = array_to_image(image, "rgb8"), array_to_image(mask, "mono8")
+    for message in messages:
+        message.header.frame_id = frame_id
+        message.header.stamp.sec, message.header.stamp.nanosec = int(stamp), int(round((stamp % 1) * 1e9))
+    return messages
+
+
+class CpuTimedEncoder:
+    """Wraps the pipeline's encoder session to record the process's CPU time of each run (with one
+    intra-op thread, ONNX Runtime computes on the calling thread only)."""
+
+    def __init__(self, encoder) -> None:
+        self.encoder = encoder
+        self.provider = encoder.provider
+        self.last_cpu_ms = 0.0
+
+    def run(self, images, person_tokens):
+        start = time.process_time()
+        output = self.encoder.run(images, person_tokens)
+        self.last_cpu_ms = (time.process_time() - start) * 1e3
+        return output
+
+
+def time_frames(processor, frames, mesh: bool, repeats: int) -> dict[str, list[float]]:
+    """Stage -> milliseconds per frame, over `repeats` passes over `frames` (after one untimed pass)."""
+    from rclpy.serialization import deserialize_message, serialize_message
+    from sensor_msgs.msg import Image
+
+    from fasthmr_ros.pairing import StampPairer
+
+    processor.markers.config = dataclasses.replace(processor.markers.config, mesh_rate=1000.0 if mesh else 0.0)
+    timings: dict[str, list[float]] = {stage: [] for stage in STAGES + ("encoder", "overhead", "overhead cpu")}
+    serialised = [[serialize_message(message) for message in frame_messages(image, mask, 0.0)]
+                  for image, mask, _ in frames]
+    pairer = StampPairer()
+    stamp = 0.0
+    for repeat in range(repeats + 1):
+        for (image_bytes, mask_bytes), (_, _, intrinsics) in zip(serialised, frames):
+            stamp += 1.0 / CAMERA_RATE_HZ
+            start, start_cpu = time.perf_counter(), time.process_time()
+            image_message = deserialize_message(image_bytes, Image)
+            mask_message = deserialize_message(mask_bytes, Image)
+            for message in (image_message, mask_message):
+                message.header.stamp.sec, message.header.stamp.nanosec = int(stamp), int((stamp % 1) * 1e9)
+            deserialised = time.perf_counter()
+            pairer.add_image(stamp, image_message, deserialised)
+            (pair,) = pairer.add_mask(stamp, mask_message, deserialised)
+            paired = time.perf_counter()
+            outputs = processor.process(pair.image, pair.mask, intrinsics, markers_wanted=True)
+            processed = time.perf_counter()
+            serialize_message(outputs.bodies), serialize_message(outputs.people)  # markers are bytes already
+            done, done_cpu = time.perf_counter(), time.process_time()
+            if repeat == 0:
+                continue
+            stage_ms = dict(outputs.timings_ms, deserialise=(deserialised - start) * 1e3,
+                            pairing=(paired - deserialised) * 1e3, serialise=(done - processed) * 1e3)
+            total = (done - start) * 1e3
+            for stage in STAGES + ("encoder",):
+                timings[stage].append(stage_ms[stage])
+            timings["overhead"].append(total - stage_ms["encoder"])
+            # CPU time of the process (the crop threads included): what the node itself spends, however busy the
+            # machine is.
+            timings["overhead cpu"].append((done_cpu - start_cpu) * 1e3 - processor.pipeline.encoder.last_cpu_ms)
+    return timings
+
+
+def run(bundle_path: Path | None, frames_per_case: int, repeats: int) -> None:
+    from fasthmr_model.pipeline import FramePipeline
+    from fasthmr_model.runtime import RuntimeConfig
+    from fasthmr_ros.frame_processor import FrameProcessor
+
+    pipeline = FramePipeline(bundle_path, RuntimeConfig(provider="cpu", threads=1))
+    pipeline.encoder = CpuTimedEncoder(pipeline.encoder)
+    processor = FrameProcessor(pipeline)
+    processor.warm_up()
+    mesh_period = round(CAMERA_RATE_HZ / 2.0)
+    rows = []
+    for people in (1, 3):
+        frames = synthetic_frames(pipeline.body_model, people, frames_per_case, seed=people)
+        for mesh in (False, True):
+            timings = time_frames(processor, frames, mesh, repeats)
+            # Means, not medians: the frames differ (crop sizes), and the stages of a frame add up to its overhead.
+            means = {stage: float(np.mean(values)) for stage, values in timings.items()}
+            # The quietest pass: what a frame costs when no other process takes the CPU away.
+            means["best pass"] = float(np.reshape(timings["overhead"], (repeats, len(frames))).mean(axis=1).min())
+            rows.append((people, mesh, means))
+    # Other processes on the machine slow every stage: the load says how busy it was.
+    print(f"node overhead per frame, {IMAGE_WIDTH}x{IMAGE_HEIGHT}, mean ms over {frames_per_case} frames x "
+          f"{repeats} passes (best pass: the lowest mean of one pass); bundle {pipeline.bundle.path} on {pipeline.provider}; load average "
+          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    header = ["people", "markers"] + list(STAGES) + ["overhead", "best pass", "CPU", "encoder (excluded)"]
+    print(" | ".join(header))
+    print(" | ".join("---" for _ in header))
+    for people, mesh, means in rows:
+        cells = [str(people), "skeleton+mesh" if mesh else "skeleton"]
+        cells += [f"{means[stage]:.2f}" for stage in STAGES]
+        cells += [f"**{means['overhead']:.2f}**", f"{means['best pass']:.2f}", f"{means['overhead cpu']:.2f}",
+                  f"{means['encoder']:.1f}"]
+        print(" | ".join(cells))
+    for people in (1, 3):
+        plain, meshed = (means for p, _, means in rows if p == people)
+        average = {key: (plain[key] * (mesh_period - 1) + meshed[key]) / mesh_period
+                   for key in ("overhead", "best pass", "overhead cpu")}
+        print(f"{people} people, at {CAMERA_RATE_HZ:.0f} Hz with a mesh every {mesh_period} frames (mesh_rate 2 Hz): "
+              f"{average['overhead']:.2f} ms per frame on average ({average['best pass']:.2f} in the best passes, "
+              f"{average['overhead cpu']:.2f} ms CPU)")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="fasthmr_node_bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--bundle", type=Path, help="model bundle (default: the shipped one, else an untrained "
+                                                    "tiny bundle written to a temporary folder)")
+    parser.add_argument("--frames", type=int, default=8, help="rendered frames per case (default 8)")
+    parser.add_argument("--repeats", type=int, default=10, help="timed passes over the frames (default 10)")
+    args = parser.parse_args(argv)
+    from fasthmr_model.bundle import default_bundle_path
+
+    if args.bundle is not None or (default_bundle_path() / "manifest.json").is_file():
+        run(args.bundle, args.frames, args.repeats)
+        return
+    from fasthmr_model.tools import write_untrained_bundle
+
+    with tempfile.TemporaryDirectory(prefix="fasthmr-bench-") as folder:
+        print("no default bundle is shipped yet: timing with an untrained tiny bundle (the overhead does not "
+              "depend on the weights)")
+        run(write_untrained_bundle("tiny", seed=0, out=Path(folder) / "tiny").path, args.frames, args.repeats)
+
+
+if __name__ == "__main__":
+    main()

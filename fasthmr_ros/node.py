@@ -1,0 +1,420 @@
+"""The FastHMR ROS 2 node: camera image + person segmentation -> SMPL bodies, people poses, RViz markers.
+
+A lifecycle node (rclpy.lifecycle works with the PyPI wheels): configure loads the bundle, warms it up and
+creates the publishers; activate subscribes and starts the inference thread; deactivate unsubscribes and
+clears the markers; cleanup releases the model. Lifecycle is not hollow here: a manager can hold a
+loaded, warmed model inactive (no subscriptions, no CPU) and activate it in milliseconds, and a bundle
+that fails to load stops the node at configure with nothing half-started. With `autostart` (the
+default) the node goes through configure and activate by itself, as the launch file does.
+
+Threads: the executor receives messages, pairs images with masks by stamp and queues pairs; one inference
+thread takes the newest pair (older waiting ones are dropped and counted), runs the model and publishes.
+
+    fasthmr_node --ros-args --params-file config/fasthmr.yaml -p bundle:=/path/to/bundle
+    python -m fasthmr_ros.node --ros-args ...     (the same, without the console script)
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+import time
+import traceback
+from collections import deque
+from pathlib import Path
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
+from fasthmr_msgs.msg import SmplBodyArray
+from geometry_msgs.msg import PoseArray
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
+from rclpy.clock import Clock, ClockType
+from rclpy.duration import Duration
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.parameter import Parameter
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.signals import SignalHandlerOptions
+from sensor_msgs.msg import CameraInfo, Image
+from visualization_msgs.msg import MarkerArray
+
+from fasthmr_model.data.crop import validate_intrinsics
+from fasthmr_model.errors import FastHMRError
+from fasthmr_model.pipeline import FramePipeline
+from fasthmr_ros.diagnostics import NodeStatistics
+from fasthmr_ros.frame_processor import FrameProcessor, FrameRejected, frame_intrinsics, stamp_seconds
+from fasthmr_ros.pairing import Pair, StampPairer
+from fasthmr_ros.parameters import CONFIG_CLASSES, PARAMETERS, SPECS, build_config, check_value, load_defaults
+
+NODE_NAME = "fasthmr"
+# Outputs are reliable (RViz and most consumers subscribe reliably; a best-effort publisher would not
+# reach them) and keep only the newest few: a late consumer wants the present, not the past.
+OUTPUT_QOS = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
+DIAGNOSTICS_QOS = 10
+# How often images waiting for their mask are checked against sync.mask_timeout.
+EXPIRE_PERIOD_S = 0.02
+LOG_THROTTLE_S = 5.0
+CLEAR_MARKERS_TIMEOUT_S = 1.0
+_PARAMETER_TYPES = {bool: Parameter.Type.BOOL, int: Parameter.Type.INTEGER, float: Parameter.Type.DOUBLE,
+                    str: Parameter.Type.STRING}
+
+
+class LatestFrames:
+    """A bounded queue between the executor and the inference thread: put() never blocks; when full, the
+    oldest item leaves (and put returns True, so that the caller counts the drop)."""
+
+    def __init__(self, size: int) -> None:
+        self._items: deque = deque(maxlen=size)
+        self._ready = threading.Condition()
+        self._closed = False
+
+    def resize(self, size: int) -> int:
+        """New capacity; returns how many (oldest) items were dropped to fit."""
+        with self._ready:
+            dropped = max(len(self._items) - size, 0)
+            self._items = deque(list(self._items)[dropped:], maxlen=size)
+            return dropped
+
+    def put(self, item) -> bool:
+        with self._ready:
+            dropped = len(self._items) == self._items.maxlen
+            self._items.append(item)
+            self._ready.notify()
+            return dropped
+
+    def get(self):
+        """The oldest item, waiting for one; None once closed."""
+        with self._ready:
+            while not self._items and not self._closed:
+                self._ready.wait()
+            return None if self._closed else self._items.popleft()
+
+    def close(self) -> None:
+        with self._ready:
+            self._closed = True
+            self._items.clear()
+            self._ready.notify_all()
+
+
+def _descriptor(spec) -> ParameterDescriptor:
+    description = spec.description + (f" ({' | '.join(spec.choices)})" if spec.choices else "")
+    descriptor = ParameterDescriptor(description=description, read_only=spec.read_only)
+    if spec.kind is int and spec.low is not None:
+        descriptor.integer_range = [IntegerRange(from_value=int(spec.low), to_value=int(spec.high), step=0)]
+    elif spec.kind is float and spec.low is not None:
+        descriptor.floating_point_range = [FloatingPointRange(from_value=float(spec.low), to_value=float(spec.high),
+                                                              step=0.0)]
+    return descriptor
+
+
+class FastHMRNode(LifecycleNode):
+    """See the module docstring. `params_file`: where the defaults come from (config/fasthmr.yaml)."""
+
+    def __init__(self, params_file: str | Path | None = None, **kwargs) -> None:
+        super().__init__(NODE_NAME, **kwargs)
+        defaults = load_defaults(params_file)
+        for spec in PARAMETERS:
+            self.declare_parameter(spec.name, defaults[spec.name], _descriptor(spec))
+        self._values = {name: self.get_parameter(name).value for name in SPECS}
+        for name, value in self._values.items():
+            check_value(name, value)
+        self._configs = {namespace: build_config(namespace, self._values) for namespace in CONFIG_CLASSES}
+        self.add_on_set_parameters_callback(self._check_parameters)
+        self.add_post_set_parameters_callback(self._apply_parameters)
+
+        self.statistics = NodeStatistics()
+        self._steady_clock = Clock(clock_type=ClockType.STEADY_TIME)
+        self._pipeline: FramePipeline | None = None
+        self._processor: FrameProcessor | None = None
+        self._publishers_by_name: dict = {}
+        self._diagnostics_publisher = None
+        self._diagnostics_timer = None
+        self._subscriptions_list: list = []
+        self._expire_timer = None
+        self._pairer: StampPairer | None = None
+        self._frames: LatestFrames | None = None
+        self._worker: threading.Thread | None = None
+        self._camera_info: CameraInfo | None = None
+        self._last_image_stamp: float | None = None
+        self._state_label = "unconfigured"
+
+    @property
+    def state_label(self) -> str:
+        """unconfigured, inactive, active or finalized."""
+        return self._state_label
+
+    # ----------------------------------------------------------------------------------------------
+    # Parameters
+
+    def _check_parameters(self, parameters: list[Parameter]) -> SetParametersResult:
+        proposed = dict(self._values)
+        try:
+            for parameter in parameters:
+                if parameter.name in SPECS:
+                    check_value(parameter.name, parameter.value)
+                    proposed[parameter.name] = parameter.value
+            for namespace in CONFIG_CLASSES:
+                build_config(namespace, proposed)
+        except FastHMRError as error:
+            return SetParametersResult(successful=False, reason=str(error))
+        return SetParametersResult(successful=True)
+
+    def _apply_parameters(self, parameters: list[Parameter]) -> None:
+        for parameter in parameters:
+            if parameter.name in SPECS:
+                self._values[parameter.name] = parameter.value
+        self._configs = {namespace: build_config(namespace, self._values) for namespace in CONFIG_CLASSES}
+        if self._pipeline is not None:
+            self._pipeline.preprocess = self._configs["preprocess"]
+            self._processor.set_tracker_config(self._configs["tracking"])
+            self._processor.markers.config = self._configs["markers"]
+            self._processor.options = self._configs[""]
+        if self._pairer is not None:
+            self._pairer.config = self._configs["sync"]
+        if self._frames is not None:
+            self.statistics.count("dropped_busy", self._frames.resize(self._values["inference_queue_size"]))
+
+    # ----------------------------------------------------------------------------------------------
+    # Lifecycle
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        values = self._values
+        start = time.perf_counter()
+        try:
+            pipeline = FramePipeline(values["bundle"] or None, self._configs["runtime"], self._configs["preprocess"],
+                                     values["body_model"] or None)
+            processor = FrameProcessor(pipeline, self._configs["tracking"], self._configs["markers"],
+                                       self._configs[""])
+            processor.warm_up()
+        except FastHMRError as error:
+            self.get_logger().error(f"cannot configure: {error}")
+            return TransitionCallbackReturn.FAILURE
+        self._pipeline, self._processor = pipeline, processor
+        provenance = pipeline.bundle.manifest.get("provenance", {}).get("source", "unknown")
+        device = "CPU" if pipeline.provider == "CPUExecutionProvider" else "GPU"
+        self.get_logger().info(
+            f"bundle {pipeline.bundle.path} ({provenance}), body model {processor.body_model_name!r}; "
+            f"ONNX Runtime on the {device} ({pipeline.provider}); loaded and warmed up in "
+            f"{time.perf_counter() - start:.2f} s")
+        self._publishers_by_name = {
+            "bodies": self.create_lifecycle_publisher(SmplBodyArray, "~/bodies", OUTPUT_QOS),
+            "markers": self.create_lifecycle_publisher(MarkerArray, "~/markers", OUTPUT_QOS),
+            "people": self.create_lifecycle_publisher(PoseArray, "~/people", OUTPUT_QOS),
+        }
+        self._diagnostics_publisher = self.create_publisher(DiagnosticArray, "/diagnostics", DIAGNOSTICS_QOS)
+        self._diagnostics_timer = self.create_timer(values["diagnostics_period"], self._publish_diagnostics,
+                                                    clock=self._steady_clock)
+        self._state_label = "inactive"
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        values = self._values
+        qos = QoSProfile(depth=values["qos.depth"], history=HistoryPolicy.KEEP_LAST,
+                         reliability=ReliabilityPolicy.BEST_EFFORT if values["qos.reliability"] == "best_effort"
+                         else ReliabilityPolicy.RELIABLE, durability=qos_profile_sensor_data.durability)
+        self._pairer = StampPairer(self._configs["sync"])
+        self._pairer_counted = (0, 0)  # masks_dropped and images_dropped already in the statistics
+        self._frames = LatestFrames(values["inference_queue_size"])
+        self._last_image_stamp = None
+        self._subscriptions_list = [
+            self.create_subscription(Image, values["image_topic"], self._on_image, qos),
+            self.create_subscription(Image, values["mask_topic"], self._on_mask, qos),
+            self.create_subscription(CameraInfo, values["camera_info_topic"], self._on_camera_info, qos),
+        ]
+        self._expire_timer = self.create_timer(EXPIRE_PERIOD_S, self._on_expire, clock=self._steady_clock)
+        self._worker = threading.Thread(target=self._inference_loop, args=(self._frames,), name="fasthmr-inference",
+                                        daemon=True)
+        self._worker.start()
+        topics = [subscription.topic_name for subscription in self._subscriptions_list]
+        self.get_logger().info(f"active: image {topics[0]}, segmentation {topics[1]}, camera info {topics[2]}")
+        self._state_label = "active"
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_inputs()
+        self._state_label = "inactive"
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release()
+        self._state_label = "unconfigured"
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_inputs()
+        self._release()
+        self._state_label = "finalized"
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_inputs()
+        self._release()
+        self._state_label = "unconfigured"
+        return TransitionCallbackReturn.SUCCESS
+
+    def _stop_inputs(self) -> None:
+        """Unsubscribes, stops the inference thread and clears the markers (they would go stale)."""
+        for subscription in self._subscriptions_list:
+            self.destroy_subscription(subscription)
+        self._subscriptions_list = []
+        if self._expire_timer is not None:
+            self.destroy_timer(self._expire_timer)
+            self._expire_timer = None
+        if self._worker is not None:
+            self._frames.close()
+            self._worker.join()
+            self._worker = None
+        self._frames = None
+        self._pairer = None
+        if self._processor is not None:
+            clear = self._processor.clear_markers()
+            if clear is not None:
+                markers = self._publishers_by_name["markers"]
+                markers.publish(clear)
+                # On shutdown the process ends next: give the DELETEALL a moment to reach RViz.
+                markers.wait_for_all_acked(Duration(seconds=CLEAR_MARKERS_TIMEOUT_S))
+
+    def _release(self) -> None:
+        for publisher in self._publishers_by_name.values():
+            self.destroy_lifecycle_publisher(publisher)
+        self._publishers_by_name = {}
+        for entity, destroy in ((self._diagnostics_publisher, self.destroy_publisher),
+                                (self._diagnostics_timer, self.destroy_timer)):
+            if entity is not None:
+                destroy(entity)
+        self._diagnostics_publisher = self._diagnostics_timer = None
+        self._processor = self._pipeline = None
+
+    # ----------------------------------------------------------------------------------------------
+    # Executor thread: inputs and pairing
+
+    def _on_camera_info(self, message: CameraInfo) -> None:
+        self.statistics.arrived("camera_info")
+        self._camera_info = message
+        try:  # checked here to log it once; frame_intrinsics checks it again for each frame
+            validate_intrinsics(np.array(message.k, dtype=np.float64).reshape(3, 3))
+        except FastHMRError as error:
+            self.statistics.count("bad_camera_info")
+            self.get_logger().warning(f"skipping frames: {error}", throttle_duration_sec=LOG_THROTTLE_S)
+
+    def _on_image(self, message: Image) -> None:
+        self.statistics.arrived("image")
+        stamp = stamp_seconds(message.header)
+        if self._last_image_stamp is not None and stamp < self._last_image_stamp:
+            # A bag looped or a simulator restarted: the pairer and the tracker reset themselves.
+            self.statistics.count("time_jumped_back")
+            self.get_logger().warning(f"time jumped back from {self._last_image_stamp:.3f} s to {stamp:.3f} s; "
+                                      "resetting pairing and tracks", throttle_duration_sec=LOG_THROTTLE_S)
+        self._last_image_stamp = stamp
+        self._dispatch(self._pairer.add_image(stamp, message, time.monotonic()))
+
+    def _on_mask(self, message: Image) -> None:
+        self.statistics.arrived("mask")
+        self._dispatch(self._pairer.add_mask(stamp_seconds(message.header), message, time.monotonic()))
+
+    def _on_expire(self) -> None:
+        if self._pairer is not None:
+            self._dispatch(self._pairer.expire(time.monotonic()))
+
+    def _dispatch(self, pairs: list[Pair]) -> None:
+        """Queues paired frames for the inference thread with the CameraInfo of the moment."""
+        pairer = self._pairer
+        self.statistics.count("masks_unpaired", pairer.masks_dropped - self._pairer_counted[0])
+        self.statistics.count("dropped_time_jump", pairer.images_dropped - self._pairer_counted[1])
+        self._pairer_counted = (pairer.masks_dropped, pairer.images_dropped)
+        for pair in pairs:
+            if pair.mask is None and self._values["unmatched_images"] == "drop":
+                self.statistics.count("dropped_without_mask")
+                continue
+            if self._frames.put((pair, self._camera_info)):
+                self.statistics.count("dropped_busy")
+
+    # ----------------------------------------------------------------------------------------------
+    # Inference thread
+
+    def _inference_loop(self, frames: LatestFrames) -> None:
+        while (item := frames.get()) is not None:
+            try:
+                self._process(*item)
+            except Exception:  # noqa: BLE001 - a bug must not stop the node; it is logged and counted
+                self.statistics.count("internal_error")
+                self.get_logger().error(f"internal error, frame skipped:\n{traceback.format_exc()}",
+                                        throttle_duration_sec=LOG_THROTTLE_S)
+
+    def _process(self, pair: Pair, camera_info: CameraInfo | None) -> None:
+        image = pair.image
+        try:
+            intrinsics = frame_intrinsics(camera_info, image)
+        except FrameRejected as error:
+            self.statistics.count(error.reason)
+            if error.reason != "bad_camera_info":  # a bad CameraInfo was logged when it arrived
+                self.get_logger().warning(f"frame skipped: {error}"
+                                          + (f" on {self._values['camera_info_topic']}"
+                                             if error.reason == "no_camera_info" else ""),
+                                          throttle_duration_sec=LOG_THROTTLE_S)
+            return
+        publishers = self._publishers_by_name
+        try:
+            outputs = self._processor.process(image, pair.mask, intrinsics,
+                                              publishers["markers"].get_subscription_count() > 0)
+        except FrameRejected as error:
+            self.statistics.count(error.reason)
+            self.get_logger().warning(f"frame skipped: {error}", throttle_duration_sec=LOG_THROTTLE_S)
+            return
+        start = time.perf_counter()
+        publishers["bodies"].publish(outputs.bodies)
+        publishers["people"].publish(outputs.people)
+        if outputs.markers is not None:
+            publishers["markers"].publish(outputs.markers)
+        timings = dict(outputs.timings_ms, publish=(time.perf_counter() - start) * 1000.0)
+        if pair.mask is None:
+            self.statistics.count("frames_without_mask")
+        if not outputs.bodies.bodies:
+            self.statistics.count("frames_without_person")
+            self.get_logger().debug("no person in the segmentation", throttle_duration_sec=LOG_THROTTLE_S)
+        self.statistics.frame_done(timings)
+
+    # ----------------------------------------------------------------------------------------------
+
+    def _publish_diagnostics(self) -> None:
+        provider = self._pipeline.provider if self._pipeline is not None else "none"
+        self._diagnostics_publisher.publish(self.statistics.report(self.get_clock().now().to_msg(), self.get_name(),
+                                                                  provider, self._state_label))
+
+
+def _interrupt(signal_number, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def main(args: list[str] | None = None) -> int:
+    """`fasthmr_node [--ros-args ...]`: runs the node until Ctrl-C or SIGTERM; 1 if it cannot start."""
+    # rclpy's own handler would shut the context down before the markers are cleared; SIGTERM (from a
+    # process manager) ends the node like Ctrl-C.
+    signal.signal(signal.SIGTERM, _interrupt)
+    with rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO):
+        try:
+            node = FastHMRNode()
+        except (FastHMRError, rclpy.exceptions.ParameterException) as error:
+            print(f"fasthmr_node: {error}", file=sys.stderr)
+            return 1
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        try:
+            if node.get_parameter("autostart").value:
+                if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
+                    return 1
+                node.trigger_activate()
+            executor.spin()
+        except (KeyboardInterrupt, ExternalShutdownException):
+            pass
+        finally:
+            if node.state_label != "finalized":
+                node.trigger_shutdown()
+            node.destroy_node()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,157 @@
+"""The decoder's networks, training steps, ONNX export (parity with PyTorch) and the torch-free run time."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from fasthmr_model.data.motion import synthetic_body_model
+from fasthmr_model.decoder.config import DecoderConfig
+from fasthmr_model.decoder.diffusion import diffusion_schedule
+from fasthmr_model.decoder.export import bundle_with_decoder, decoder_parity
+from fasthmr_model.decoder.model import Denoiser, MotionVAE, OneStepDecoder
+from fasthmr_model.decoder.pose import FEATURE_SIZE
+from fasthmr_model.decoder.runtime import DecoderSession, StreamingDecoder, decode_causal, decode_offline
+from fasthmr_model.decoder.train import TrainingConfig, WindowAugmentation, cut_windows, train_denoiser, train_vae
+from fasthmr_model.encoder.config import PRESETS
+from fasthmr_model.encoder.model import build_encoder
+from fasthmr_model.errors import BundleError, FastHMRError, InputError
+from fasthmr_model.tools import bundle_with_body_model
+
+TINY = DecoderConfig(window=6, feature_size=PRESETS["tiny"].head_width, latent_tokens=2, latent_size=8, width=32,
+                     num_heads=2, mlp_width=64, vae_layers=3, denoiser_layers=3)
+
+
+def test_schedule_has_zero_terminal_snr_and_keeps_the_first_step():
+    schedule = diffusion_schedule(DecoderConfig())
+    assert schedule.alpha_bar[-1] == 0.0
+    assert schedule.alpha_bar[0] == pytest.approx(1.0 - 0.00085)
+    assert np.all(np.diff(schedule.alpha_bar) < 0)
+
+
+def test_config_checks():
+    with pytest.raises(FastHMRError, match="odd"):
+        DecoderConfig(vae_layers=4)
+    assert DecoderConfig.from_dict(TINY.to_dict()) == TINY
+
+
+def test_windows_follow_the_series_and_reverse():
+    series = [(np.arange(40, dtype=np.float32)[:, None], 2 * np.arange(40, dtype=np.float32)[:, None])]
+    first, second = cut_windows(series, 5, 200, np.random.default_rng(0), WindowAugmentation(warm_up_probability=0.3))
+    np.testing.assert_allclose(second, 2 * first, atol=1e-5)  # members stay aligned
+    steps = np.diff(first[..., 0], axis=1)
+    padded = steps == 0  # warm-up copies
+    assert padded.any() and (~padded).any()
+    moving = np.abs(steps[~padded])
+    assert moving.min() >= 0.75 - 1e-5 and moving.max() <= 1.33 + 1e-5  # warped speeds
+    assert (steps > 0).any() and (steps < 0).any()  # forwards and reversed
+    # Warm-up padding sits at the old end only.
+    for row in first[..., 0]:
+        change = np.flatnonzero(np.diff(row) != 0)
+        assert change.size == 0 or np.all(np.diff(row)[change[0]:] != 0)
+
+
+def test_short_sequences_become_warm_up_windows():
+    series = [(np.arange(3, dtype=np.float32)[:, None],)]
+    (windows,) = cut_windows(series, 6, 4, np.random.default_rng(1), None)
+    assert windows[0, :, 0].tolist() == [0, 0, 0, 0, 1, 2]
+
+
+def test_vae_and_denoiser_train(tmp_path):
+    """A few steps of each run, resumable, and the losses are finite."""
+    from fasthmr_model.body.synthetic import write_synthetic_body
+
+    body_path = write_synthetic_body(tmp_path / "body.npz")
+    config = TrainingConfig(steps=3, batch_size=4, motion_sequences=2, log_every=1, checkpoint_every=2, threads=1)
+    vae = train_vae(tmp_path / "vae", body_path, TINY, config, progress=False)
+    logs = [json.loads(line) for line in (tmp_path / "vae" / "log.jsonl").read_text().splitlines()]
+    assert [record["step"] for record in logs] == [1, 2, 3] and all(np.isfinite(r["total"]) for r in logs)
+    rng = np.random.default_rng(0)
+    series = [(rng.standard_normal((30, TINY.feature_size)).astype(np.float32),
+               rng.standard_normal((30, FEATURE_SIZE)).astype(np.float32))]
+    denoiser, scale = train_denoiser(tmp_path / "denoiser", vae, series, config, progress=False)
+    assert scale > 0 and isinstance(denoiser, Denoiser)
+    resumed, _ = train_denoiser(tmp_path / "denoiser", vae, series, config, progress=False)  # already done: no steps
+    for name, value in denoiser.state_dict().items():
+        torch.testing.assert_close(value, resumed.state_dict()[name])
+
+
+@pytest.fixture(scope="module")
+def decoder_bundle(tmp_path_factory):
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("decoder")
+    encoder_bundle = bundle_with_body_model(build_encoder(PRESETS["tiny"], seed=3), folder / "encoder",
+                                            {"source": "untrained"}, None, "pelvis", "tiny", overwrite=False)
+    model = OneStepDecoder(MotionVAE(TINY).eval(), Denoiser(TINY).eval(), latent_scale=1.7).eval()
+    bundle = bundle_with_decoder(encoder_bundle, model, folder / "with-decoder", {"source": "untrained"})
+    return model, bundle
+
+
+def test_onnx_matches_pytorch(decoder_bundle):
+    model, bundle = decoder_bundle
+    assert decoder_parity(model, bundle) < 1e-4
+    section = bundle.manifest["decoder"]
+    assert section["window"] == TINY.window and len(section["noise"]) == TINY.latent_tokens * TINY.latent_size
+
+
+def test_offline_and_causal_decoding_read_the_right_windows(decoder_bundle):
+    _, bundle = decoder_bundle
+    session = DecoderSession(bundle)
+    features = np.random.default_rng(0).standard_normal((10, TINY.feature_size)).astype(np.float32)
+    causal = decode_causal(session, features)
+    offline = decode_offline(session, features)
+    assert causal.shape == offline.shape == (10, FEATURE_SIZE)
+    np.testing.assert_allclose(causal[9], session.run(features[None, 4:10])[0, -1], atol=1e-5)
+    np.testing.assert_allclose(offline[5], session.run(features[None, 2:8])[0, 3], atol=1e-5)
+    padded = np.concatenate([np.repeat(features[:1], 4, axis=0), features[:2]])
+    np.testing.assert_allclose(causal[1], session.run(padded[None])[0, -1], atol=1e-5)
+
+
+def test_a_bundle_without_a_decoder_says_what_to_do(decoder_bundle, tmp_path):
+    from fasthmr_model.bundle import load_bundle
+
+    _, bundle = decoder_bundle
+    encoder_only = load_bundle(bundle.path.parent / "encoder")
+    with pytest.raises(BundleError, match="fasthmr train decoder"):
+        DecoderSession(encoder_only)
+    with pytest.raises(InputError, match="decoder features"):
+        DecoderSession(bundle).run(np.zeros((1, 3, TINY.feature_size), np.float32))
+
+
+RUNTIME_ONLY = """
+import json, sys
+import numpy as np
+from fasthmr_model.body.lbs import BodyModel
+from fasthmr_model.bundle import load_bundle
+from fasthmr_model.decoder.runtime import StreamingDecoder
+bundle = load_bundle(sys.argv[1])
+decoder = StreamingDecoder(bundle, BodyModel.from_file(bundle.body_model_path))
+rng = np.random.default_rng(0)
+for frame in range(8):
+    result = decoder.step([3, 4], rng.standard_normal((2, bundle.feature_size)), np.zeros((2, 10)), frame / 30)
+print(json.dumps({"shape": list(result.rotmats.shape), "warm_up": result.warm_up.tolist(),
+                  "heavy": sorted(m for m in ("torch", "smplx") if m in sys.modules)}))
+"""
+
+
+def test_streaming_step_runs_without_torch(decoder_bundle):
+    _, bundle = decoder_bundle
+    completed = subprocess.run([sys.executable, "-c", RUNTIME_ONLY, str(bundle.path)], capture_output=True, text=True,
+                               timeout=120, check=True)
+    report = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert report == {"shape": [2, 24, 3, 3], "warm_up": [False, False], "heavy": []}
+
+
+def test_streaming_decoder_flags_warm_up(decoder_bundle):
+    _, bundle = decoder_bundle
+    decoder = StreamingDecoder(bundle, synthetic_body_model())
+    features = np.zeros((1, bundle.feature_size), np.float32)
+    flags = [bool(decoder.step([1], features, np.zeros((1, 10)), t / 30).warm_up[0]) for t in range(TINY.window + 1)]
+    assert flags == [True] * (TINY.window - 1) + [False, False]
+    rotmats = decoder.step([1], features, np.zeros((1, 10)), 1.0).rotmats
+    np.testing.assert_allclose(np.linalg.det(rotmats), 1.0, atol=1e-9)

@@ -1,0 +1,93 @@
+"""Rendered sequences for the decoder: one person's motion, continuous, in the run-time crops; cached features."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fasthmr_model.data.motion import generate_sequence, synthetic_body_model
+from fasthmr_model.data.world import MOTION_FPS, load_crop_set
+from fasthmr_model.decoder.sequences import (
+    SequenceSplit, build_sequence_split, encoder_outputs, render_sequence, sequence_crops, sequence_ranges,
+)
+from fasthmr_model.encoder.config import PRESETS
+from fasthmr_model.encoder.model import build_encoder
+from fasthmr_model.tools import bundle_with_body_model
+
+SPEC = SequenceSplit("sequence-unit", seed=77, sequences=2, frames=6)
+
+
+@pytest.fixture(scope="module")
+def body():
+    return synthetic_body_model()
+
+
+def test_a_sequence_renders_its_motion_in_the_camera_frame(body):
+    frames = render_sequence(SPEC, 0, body)
+    motion = generate_sequence([SPEC.seed, 1, 0], SPEC.frames, MOTION_FPS, body_model=body)
+    assert len(frames) == SPEC.frames
+    for rendered, rotmats in zip(frames, motion.rotmats):
+        truth = rendered.people[0]
+        np.testing.assert_allclose(truth.rotmats[1:], rotmats[1:], atol=1e-9)  # the body pose is the motion's
+        # The global orientation is the motion's, turned by one fixed heading and the camera.
+        relative = truth.rotmats[0] @ rotmats[0].T
+        np.testing.assert_allclose(relative, frames[0].people[0].rotmats[0] @ motion.rotmats[0, 0].T, atol=1e-9)
+    # A still camera: the scene around the person does not change (the first pixel row is background).
+    pelvis_steps = np.diff([rendered.people[0].joints_3d[0] for rendered in frames], axis=0)
+    assert np.linalg.norm(pelvis_steps, axis=1).max() < 0.2  # no jumps between frames (m at 30 frames/s)
+
+
+def test_sequence_crops_are_one_track_in_frame_order(body):
+    crops = sequence_crops(SPEC, 1, body)
+    assert crops["frame_index"].tolist() == list(range(SPEC.frames))
+    assert set(crops["instance_id"].tolist()) == {1}
+
+
+def test_split_ranges_and_cached_features(tmp_path, body):
+    folder = build_sequence_split("val", tmp_path, _body_file(tmp_path), workers=1, sequences=1, frames=8,
+                                  progress=False)
+    crops = load_crop_set(folder)
+    ranges = sequence_ranges(crops)
+    assert folder.name == "sequence-val-first1x8" and len(crops) == 8
+    assert len(ranges) == 1 and ranges[0] == slice(0, len(crops))
+    bundle = bundle_with_body_model(build_encoder(PRESETS["tiny"], seed=1), tmp_path / "bundle", {"source": "untrained"},
+                                    None, "pelvis", "tiny", overwrite=False)
+    first = encoder_outputs(bundle, crops, progress=False)
+    assert first["feature"].shape == (len(crops), PRESETS["tiny"].head_width)
+    cached = list((folder.parent / "features").glob("*.npz"))
+    assert len(cached) == 1
+    np.testing.assert_array_equal(encoder_outputs(bundle, crops, progress=False)["feature"], first["feature"])
+
+
+def _body_file(folder):
+    from fasthmr_model.body.synthetic import write_synthetic_body
+
+    return write_synthetic_body(folder / "body.npz")
+
+
+def test_sequence_evaluation_reports_every_method(tmp_path, body):
+    """`fasthmr eval --sequences`' JSON on a tiny split with an untrained decoder, and the trajectory plot."""
+    import torch
+
+    from fasthmr_model.decoder.config import DecoderConfig
+    from fasthmr_model.decoder.evaluation import evaluate_sequences, plot_trajectory
+    from fasthmr_model.decoder.export import bundle_with_decoder
+    from fasthmr_model.decoder.model import Denoiser, MotionVAE, OneStepDecoder
+
+    folder = build_sequence_split("test", tmp_path, _body_file(tmp_path), workers=1, sequences=1, frames=8,
+                                  progress=False)
+    crops = load_crop_set(folder)
+    torch.manual_seed(0)
+    config = DecoderConfig(window=4, latent_tokens=2, latent_size=8, width=32, num_heads=2, mlp_width=64)
+    encoder_bundle = bundle_with_body_model(build_encoder(PRESETS["tiny"], seed=1), tmp_path / "bundle",
+                                            {"source": "untrained"}, None, "pelvis", "tiny", overwrite=False)
+    bundle = bundle_with_decoder(encoder_bundle, OneStepDecoder(MotionVAE(config), Denoiser(config), 1.0).eval(),
+                                 tmp_path / "with-decoder", {"source": "untrained"})
+    result = evaluate_sequences(bundle, crops, latency_runs=3)
+    for method in ("per_frame", "offline", "causal"):
+        assert set(result[method]) == {"mpjpe", "pa_mpjpe", "pve", "accel"}
+        assert all(np.isfinite(value) and value > 0 for value in result[method].values())
+    assert set(result["latency_ms"]) == {"encoder", "decoder", "decoder_graph", "ik"}
+    assert (result["window"], result["sequences"], result["frames"]) == (4, 1, 8)
+    plot = plot_trajectory(bundle, crops, tmp_path / "plot.png")
+    assert plot.stat().st_size > 10_000

@@ -1,0 +1,231 @@
+"""The node's frame path without DDS: output messages equal the library's results, markers serialise as
+rclpy would, meshes follow the throttle and the subscribers, vanished tracks clear the display, and bad
+frames are rejected with a reason."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from fasthmr_msgs.msg import SmplBody, SmplBodyArray
+from geometry_msgs.msg import Point
+from rclpy.serialization import deserialize_message, serialize_message
+from std_msgs.msg import ColorRGBA, Header
+from visualization_msgs.msg import Marker, MarkerArray, UVCoordinate
+
+from fasthmr_model.body.rotations import matrix_to_quaternion
+from fasthmr_model.pipeline import FramePipeline
+from fasthmr_ros.frame_processor import FrameOptions, FrameProcessor, FrameRejected
+from fasthmr_ros.image_conversion import array_to_image
+from fasthmr_ros.marker_cdr import serialize_marker_array
+from fasthmr_ros.outputs import MESH_NAMESPACE, SKELETON_NAMESPACE, MarkerConfig, OutputShapeError, _fixed
+
+K = np.array([[300.0, 0.0, 160.0], [0.0, 300.0, 120.0], [0.0, 0.0, 1.0]])
+
+
+def frame(people=(3, 7)):
+    """A 320x240 random image with rectangular persons of the given instance ids."""
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 256, (240, 320, 3), dtype=np.uint8)
+    mask = np.zeros((240, 320), np.uint8)
+    for index, instance_id in enumerate(people):
+        mask[30 + 10 * index:200, 40 + 120 * index:90 + 120 * index] = instance_id
+    return image, mask
+
+
+def messages(image, mask, stamp, frame_id="camera_optical_frame"):
+    image_message, mask_message = array_to_image(image, "rgb8"), array_to_image(mask, "mono8")
+    for message in (image_message, mask_message):
+        message.header = Header(frame_id=frame_id)
+        message.header.stamp.sec, message.header.stamp.nanosec = int(stamp), int(round(stamp % 1 * 1e9))
+    return image_message, mask_message
+
+
+@pytest.fixture(scope="module")
+def pipeline(untrained_tiny_bundle):
+    return FramePipeline(untrained_tiny_bundle)
+
+
+@pytest.fixture
+def processor(pipeline):
+    return FrameProcessor(pipeline, marker_config=MarkerConfig(mesh_rate=2.0))
+
+
+def markers_of(outputs):
+    return deserialize_message(outputs.markers, MarkerArray).markers
+
+
+def test_bodies_and_people_hold_the_library_results_under_the_image_header(processor, pipeline):
+    image, mask = frame()
+    image_message, mask_message = messages(image, mask, 12.5)
+    outputs = processor.process(image_message, mask_message, K, markers_wanted=True)
+    expected = pipeline.process(image, mask, K)
+    bodies = deserialize_message(serialize_message(outputs.bodies), SmplBodyArray)  # as a subscriber sees it
+    assert bodies.header == image_message.header and outputs.people.header == image_message.header
+    assert bodies.body_model == "fasthmr-synthetic-body-v1"
+    assert [body.track_id for body in bodies.bodies] == [1, 2]
+    for index, body in enumerate(bodies.bodies):
+        np.testing.assert_array_equal(body.betas, expected.betas[index].astype(np.float32))
+        np.testing.assert_array_equal(body.pose, expected.axis_angle[index].reshape(-1).astype(np.float32))
+        np.testing.assert_array_equal(body.joints, expected.joints[index].reshape(-1).astype(np.float32))
+        assert [body.translation.x, body.translation.y, body.translation.z] == expected.translation[index].tolist()
+        x0, y0, x1, y1 = expected.boxes[index] + [0.5, 0.5, 0.5, 0.5]
+        assert (body.box.x_offset, body.box.y_offset, body.box.width, body.box.height) == (x0, y0, x1 - x0, y1 - y0)
+        assert body.pose_source == SmplBody.POSE_PER_FRAME and 0.0 < body.confidence <= 1.0
+        pose = outputs.people.poses[index]
+        assert [pose.position.x, pose.position.y, pose.position.z] == expected.joints[index, 0].tolist()
+        quaternion = [pose.orientation.x, pose.orientation.y, pose.orientation.z, pose.orientation.w]
+        np.testing.assert_allclose(quaternion, matrix_to_quaternion(expected.rotmats[index, 0]), atol=1e-12)
+
+
+def test_markers_draw_skeletons_every_frame_and_meshes_at_the_mesh_rate(processor, pipeline):
+    image, mask = frame()
+    faces = pipeline.body_model.faces
+    kinds = []
+    for stamp in (1.0, 1.2, 1.4, 1.5, 1.6):  # mesh_rate 2 Hz: meshes at 1.0 and 1.5
+        outputs = processor.process(*messages(image, mask, stamp), K, markers_wanted=True)
+        markers = markers_of(outputs)
+        kinds.append([(marker.ns, marker.id) for marker in markers])
+        assert all(marker.header.stamp.sec == 1 for marker in markers)
+    skeletons = [(SKELETON_NAMESPACE, 1), (SKELETON_NAMESPACE, 2)]
+    meshes = [(MESH_NAMESPACE, 1), (MESH_NAMESPACE, 2)]
+    assert kinds == [skeletons + meshes, skeletons, skeletons, skeletons + meshes, skeletons]
+
+    expected = pipeline.process(image, mask, K)
+    skeleton, mesh = markers[0], markers_of(processor.process(*messages(image, mask, 3.0), K, True))[2]
+    assert skeleton.type == Marker.LINE_LIST and mesh.type == Marker.TRIANGLE_LIST
+    lines = np.array([[p.x, p.y, p.z] for p in skeleton.points]).reshape(-1, 2, 3)
+    parents = pipeline.body_model.parents
+    np.testing.assert_array_equal(lines[:, 0], expected.joints[0, 1:])
+    np.testing.assert_array_equal(lines[:, 1], expected.joints[0, parents[1:]])
+    triangles = np.array([[p.x, p.y, p.z] for p in mesh.points]).reshape(-1, 3, 3)
+    np.testing.assert_array_equal(triangles, expected.vertices[0][faces])
+
+
+def test_no_marker_subscriber_means_no_mesh_and_no_markers(processor, pipeline, monkeypatch):
+    image, mask = frame()
+    calls = []
+    original = pipeline.process
+    monkeypatch.setattr(pipeline, "process", lambda *args, **kwargs: calls.append(kwargs) or original(*args, **kwargs))
+    outputs = processor.process(*messages(image, mask, 1.0), K, markers_wanted=False)
+    assert outputs.markers is None and calls == [{"with_vertices": False}]
+
+
+def test_vanished_tracks_clear_the_display_and_redraw_the_rest(processor):
+    image, mask = frame()
+    processor.process(*messages(image, mask, 1.0), K, markers_wanted=True)
+    _, one_left = frame(people=(3,))
+    markers = markers_of(processor.process(*messages(image, one_left, 1.1), K, markers_wanted=True))
+    assert markers[0].action == Marker.DELETEALL
+    assert [(marker.ns, marker.id) for marker in markers[1:]] == [(SKELETON_NAMESPACE, 1), (MESH_NAMESPACE, 1)]
+    nobody = np.zeros_like(mask)
+    markers = markers_of(processor.process(*messages(image, nobody, 1.2), K, markers_wanted=True))
+    assert [marker.action for marker in markers] == [Marker.DELETEALL]
+    assert processor.process(*messages(image, nobody, 1.3), K, markers_wanted=True).markers is None
+    processor.process(*messages(image, mask, 1.4), K, markers_wanted=True)
+    (clear,) = deserialize_message(processor.clear_markers(), MarkerArray).markers
+    assert clear.action == Marker.DELETEALL and clear.header.frame_id == "camera_optical_frame"
+    assert processor.clear_markers() is None
+
+
+def test_mask_modes_and_missing_mask(pipeline):
+    image, mask = frame()
+    binary = FrameProcessor(pipeline, options=FrameOptions(mask_mode="binary"))
+    assert len(binary.process(*messages(image, mask, 1.0), K, False).bodies.bodies) == 1
+    mask_free = FrameProcessor(pipeline).process(messages(image, mask, 1.0)[0], None, K, False)
+    expected = pipeline.process(image, np.ones_like(mask), K)  # the whole image is one person
+    np.testing.assert_array_equal(mask_free.bodies.bodies[0].betas, expected.betas[0].astype(np.float32))
+
+
+def test_sixteen_bit_ids_work_and_masks_of_another_size_are_rejected(processor):
+    image, mask = frame()
+    image_message = messages(image, mask, 1.0)[0]
+    wide_ids = array_to_image(mask.astype(np.uint16) * 1000, "mono16")
+    assert len(processor.process(image_message, wide_ids, K, False).bodies.bodies) == 2
+    with pytest.raises(FrameRejected, match="same size") as caught:
+        processor.process(image_message, array_to_image(mask[:-1], "mono8"), K, False)
+    assert caught.value.reason == "mask_size_mismatch"
+
+
+def test_bad_image_mask_and_intrinsics_have_reasons(processor):
+    image, mask = frame()
+    image_message, mask_message = messages(image, mask, 1.0)
+    image_message.encoding = "yuv422"
+    with pytest.raises(FrameRejected) as caught:
+        processor.process(image_message, mask_message, K, False)
+    assert caught.value.reason == "bad_image"
+    image_message, mask_message = messages(image, mask, 1.0)
+    mask_message.step += 1
+    with pytest.raises(FrameRejected) as caught:
+        processor.process(image_message, mask_message, K, False)
+    assert caught.value.reason == "bad_mask"
+    with pytest.raises(FrameRejected, match="intrinsics") as caught:
+        processor.process(*messages(image, mask, 1.0), np.zeros((3, 3)), False)
+    assert caught.value.reason == "bad_frame"
+
+
+def test_fixed_size_fields_are_checked_before_they_are_filled():
+    assert _fixed(np.ones((24, 3)), 72, "pose").shape == (72,)
+    with pytest.raises(OutputShapeError, match="pose needs 72 values"):
+        _fixed(np.ones((23, 3)), 72, "pose")
+
+
+def test_marker_bytes_equal_what_rclpy_serialises():
+    rng = np.random.default_rng(0)
+    markers, points = [], []
+    for k in range(4):  # every field set, with strings of every length modulo 4 to move the alignment
+        marker = Marker(ns="n" * k, id=k - 1, type=Marker.TRIANGLE_LIST, action=k % 3, frame_locked=bool(k % 2),
+                        text="hello"[:k], mesh_resource="m" * k, texture_resource="t" * (k % 2),
+                        mesh_use_embedded_materials=k == 2)
+        marker.header.frame_id, marker.header.stamp.sec, marker.header.stamp.nanosec = "cam" * k, k + 5, 123 * k
+        marker.pose.position.x, marker.pose.orientation.w = 1.5 * k, 0.3
+        marker.scale.x, marker.color.r, marker.color.a, marker.lifetime.sec = 0.1, 0.25 * k, 1.0, k
+        marker_points = rng.normal(size=(5 * k, 3))
+        marker.points = [Point(x=x, y=y, z=z) for x, y, z in marker_points.tolist()]
+        marker.colors = [ColorRGBA(r=0.5, g=0.25, b=float(k), a=1.0)] * (k % 3)
+        marker.texture.format, marker.texture.data, marker.texture.header.frame_id = "png" * k, bytes(range(3 * k)), "t"
+        marker.uv_coordinates = [UVCoordinate(u=0.5, v=0.25)] * k
+        marker.mesh_file.filename, marker.mesh_file.data = "f" * k, bytes(range(7 * k))
+        markers.append(marker)
+        points.append(marker_points)
+    expected = MarkerArray(markers=markers)
+    ours = serialize_marker_array(markers, points)
+    assert ours == serialize_marker_array(markers)  # numpy points and Point objects: the same bytes
+    # rclpy leaves alignment padding unwritten (its bytes vary), so compare what a subscriber reads, and the size.
+    assert len(ours) == len(serialize_message(expected))
+    assert deserialize_message(ours, MarkerArray) == expected
+
+
+def test_a_bundle_with_a_decoder_gives_temporal_poses_once_a_track_has_its_window(untrained_tiny_bundle, tmp_path):
+    """Per-frame poses during the warm-up, then the decoder's (POSE_TEMPORAL) with the joints posed from them;
+    shape and translation stay the encoder's."""
+    import torch
+
+    from fasthmr_model.decoder.export import bundle_with_decoder
+    from fasthmr_model.decoder.model import Denoiser, MotionVAE, OneStepDecoder
+    from fasthmr_model.decoder.runtime import StreamingDecoder
+    from test_decoder_model import TINY
+
+    torch.manual_seed(0)
+    model = OneStepDecoder(MotionVAE(TINY).eval(), Denoiser(TINY).eval(), latent_scale=1.7).eval()
+    bundle = bundle_with_decoder(untrained_tiny_bundle, model, tmp_path / "with-decoder", {"source": "test"})
+    pipeline = FramePipeline(bundle)
+    processor = FrameProcessor(pipeline)
+    reference = StreamingDecoder(bundle, pipeline.body_model)
+    image, mask = frame(people=(3,))
+    for index in range(TINY.window + 1):
+        stamp = 1.0 + index / 30
+        outputs = processor.process(*messages(image, mask, stamp), K, markers_wanted=False)
+        per_frame = pipeline.process(image, mask, K, with_vertices=False)
+        body = outputs.bodies.bodies[0]
+        decoded = reference.step([body.track_id], per_frame.feature, per_frame.betas, stamp)
+        np.testing.assert_allclose(body.betas, per_frame.betas[0], atol=1e-6)
+        np.testing.assert_allclose([body.translation.x, body.translation.y, body.translation.z],
+                                   per_frame.translation[0], atol=1e-5)
+        if index < TINY.window - 1:
+            assert body.pose_source == SmplBody.POSE_PER_FRAME
+            np.testing.assert_allclose(np.reshape(body.joints, (24, 3)), per_frame.joints[0], atol=1e-5)
+        else:
+            assert body.pose_source == SmplBody.POSE_TEMPORAL
+            _, joints = pipeline.body_model.forward(per_frame.betas, decoded.rotmats, per_frame.translation,
+                                                    with_vertices=False)
+            np.testing.assert_allclose(np.reshape(body.joints, (24, 3)), joints[0], atol=1e-5)

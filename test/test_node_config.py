@@ -1,0 +1,113 @@
+"""The node's configuration files agree with each other and with the code: config/fasthmr.yaml holds every
+parameter (and the library defaults), the launch file starts the same executable with the same parameters
+file and remaps the same topics as the documented `fasthmr_node` command (launch itself is not installable
+here, so its file is read, not run)."""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from fasthmr_model.errors import FastHMRError
+from fasthmr_ros.parameters import CONFIG_CLASSES, SPECS, build_config, check_value, load_defaults
+
+REPOSITORY = Path(__file__).resolve().parent.parent
+LAUNCH_FILE = REPOSITORY / "launch" / "fasthmr.launch.py"
+TOPIC_PARAMETERS = {"image": "image_topic", "camera_info": "camera_info_topic", "mask": "mask_topic"}
+
+
+def test_the_parameters_file_holds_every_parameter_with_its_type():
+    defaults = load_defaults(REPOSITORY / "config" / "fasthmr.yaml")
+    assert set(defaults) == set(SPECS)
+    for name, value in defaults.items():
+        assert type(value) is SPECS[name].kind, name
+        check_value(name, value)
+
+
+@pytest.mark.parametrize("namespace", sorted(CONFIG_CLASSES))
+def test_library_defaults_equal_the_parameters_file(namespace):
+    """A library setting has its default in two places, the dataclass and the YAML: they must agree."""
+    defaults = load_defaults()
+    assert build_config(namespace, defaults) == CONFIG_CLASSES[namespace]()
+    for field in dataclasses.fields(CONFIG_CLASSES[namespace]):
+        assert (f"{namespace}.{field.name}" if namespace else field.name) in SPECS
+
+
+def test_a_parameters_file_with_missing_unknown_or_mistyped_entries_is_refused(tmp_path):
+    tree = yaml.safe_load((REPOSITORY / "config" / "fasthmr.yaml").read_text())
+    parameters = tree["/**"]["ros__parameters"]
+    for change, message in ((lambda: parameters.pop("bundle"), r"missing parameters \['bundle'\]"),
+                            (lambda: parameters.update(colour="red"), r"unknown parameters \['colour'\]"),
+                            (lambda: parameters["sync"].update(queue_size="five"), "sync.queue_size must be of type int")):
+        saved = yaml.safe_load(yaml.safe_dump(parameters))
+        change()
+        path = tmp_path / "params.yaml"
+        path.write_text(yaml.safe_dump(tree))
+        with pytest.raises(FastHMRError, match=message):
+            load_defaults(path)
+        parameters.clear()
+        parameters.update(saved)
+    with pytest.raises(FastHMRError, match="does not exist"):
+        load_defaults(tmp_path / "nowhere.yaml")
+
+
+def launch_node_calls():
+    """The keyword arguments of every launch_ros Node(...) in the launch file, and its REMAPPED_TOPICS."""
+    tree = ast.parse(LAUNCH_FILE.read_text())
+    assignments = {node.targets[0].id: node.value for node in ast.walk(tree)
+                   if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name)}
+    package = ast.literal_eval(assignments["PACKAGE"])
+    remapped = ast.literal_eval(assignments["REMAPPED_TOPICS"])
+    calls = [{keyword.arg: keyword.value for keyword in node.keywords} for node in ast.walk(tree)
+             if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "Node"]
+    return package, remapped, calls
+
+
+def test_launch_file_starts_the_console_script_with_the_parameters_file_and_the_topic_remappings():
+    package, remapped, calls = launch_node_calls()
+    (fasthmr,) = [call for call in calls if ast.unparse(call["package"]) == "PACKAGE"]
+    assert package == "fasthmr_ros"
+    assert ast.literal_eval(fasthmr["executable"]) == "fasthmr_node"
+    assert ast.literal_eval(fasthmr["name"]) == "fasthmr"
+    assert ast.unparse(fasthmr["parameters"]) == "[LaunchConfiguration('params_file')]"
+    source = LAUNCH_FILE.read_text()
+    assert re.search(r'"params_file", default_value=PathJoinSubstitution\(\[config_folder, "fasthmr.yaml"\]\)', source)
+    assert 'PathJoinSubstitution([FindPackageShare(PACKAGE), "config"])' in source
+    # Every remapped topic is the node's default for that input, and every input is remappable.
+    defaults = load_defaults()
+    assert {name: defaults[parameter] for name, parameter in TOPIC_PARAMETERS.items()} == remapped
+    assert "remappings=[(topic, LaunchConfiguration(name)) for name, topic in REMAPPED_TOPICS.items()]" in source
+
+
+def test_the_documented_command_is_what_the_launch_file_does():
+    """The README's `fasthmr_node` command: the console script of setup.py, the same parameters file and the
+    same remappings as the launch file."""
+    _, remapped, _ = launch_node_calls()
+    setup = (REPOSITORY / "setup.py").read_text()
+    assert '"fasthmr_node = fasthmr_ros.node:main"' in setup
+    assert '("share/" + PACKAGE_NAME + "/launch", files_in("launch/*.launch.py"))' in setup
+    assert '("share/" + PACKAGE_NAME + "/config", files_in("config/*"))' in setup
+    readme = (REPOSITORY / "README.md").read_text()
+    commands = re.findall(r"^fasthmr_node --ros-args --params-file config/fasthmr\.yaml.*$", readme, re.MULTILINE)
+    assert commands, "README shows no `fasthmr_node --ros-args --params-file config/fasthmr.yaml` command"
+    remapping = re.findall(r"-r (\S+):=(\S+)", " ".join(commands))
+    assert {source for source, _ in remapping} == set(remapped.values())
+    assert "ros2 launch fasthmr_ros fasthmr.launch.py" in readme
+
+
+def test_the_rviz_config_shows_the_node_outputs():
+    rviz = yaml.safe_load((REPOSITORY / "config" / "fasthmr.rviz").read_text())
+    topics = {display["Class"]: display["Topic"]["Value"] for display in rviz["Visualization Manager"]["Displays"]
+              if "Topic" in display}
+    assert topics["rviz_default_plugins/MarkerArray"] == "/fasthmr/markers"
+    assert topics["rviz_default_plugins/PoseArray"] == "/fasthmr/people"
+
+
+def test_the_readme_documents_every_parameter():
+    readme = (REPOSITORY / "README.md").read_text()
+    assert [name for name in SPECS if f"| `{name}` |" not in readme] == []
