@@ -131,8 +131,9 @@ def predict(model: FastHMREncoder, crops: CropSet, person_tokens: np.ndarray, de
 
 
 def merge_bundle(bundle: Bundle, out: Path, crops: CropSet, tau_mm: float, token_plan: MergePlan = MergePlan(),
-                 overwrite: bool = False, progress=print) -> Bundle:
-    """Calibrate ECLM at `tau_mm` on `crops`, add the token merging of `token_plan`, and write the bundle.
+                 overwrite: bool = False, progress=print) -> tuple[Bundle, dict]:
+    """Calibrate ECLM at `tau_mm` on `crops`, add the token merging of `token_plan`, and write the bundle;
+    returns it with the merge record (also in its manifest) and the ONNX-vs-PyTorch parity.
 
     token_plan: every field but `merged_windows` is taken from it (the token schedule, its options, and
     which tensors ECLM merges).
@@ -171,6 +172,10 @@ def merge_bundle(bundle: Bundle, out: Path, crops: CropSet, tau_mm: float, token
         },
     }
     provenance = {**bundle.manifest.get("provenance", {}), "merged_from": str(Path(bundle.path).resolve())}
+    if bundle.manifest.get("decoder"):
+        # The decoder was trained on the unmerged encoder's features; the merged encoder's differ.
+        progress(f"{bundle.path}'s temporal decoder is not carried over: it was trained on the unmerged encoder's "
+                 f"features; train one for {out} with `fasthmr train decoder --bundle {out}`")
     merged_bundle = build_bundle(merged, Path(out), bundle.body_model_path, provenance,
                                  bundle.manifest["encoder"]["camera_anchor"], bundle.manifest["encoder"].get("preset"),
                                  overwrite=overwrite, merge_record=record)
