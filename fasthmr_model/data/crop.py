@@ -232,6 +232,15 @@ def crop_mask(person_mask: np.ndarray, crop_box: np.ndarray) -> np.ndarray:
     return _resample_window(person_mask[sampling.rows, sampling.cols], sampling)
 
 
+def _footprint_weights(resampler: _Resampler, num_in: int, grid: int) -> np.ndarray:
+    """(grid, num_in): how much each source pixel of one axis counts towards each token's footprint mean on
+    that axis (the resampler's rows summed over the footprint, with the patch padding, divided by its size)."""
+    dense = np.zeros((PATCH_PADDING + len(resampler.indices), num_in), np.float64)
+    rows = np.arange(len(resampler.indices))[:, None] + PATCH_PADDING
+    np.add.at(dense, (rows, resampler.indices), resampler.weights)
+    return dense[: grid * PATCH_SIZE].reshape(grid, PATCH_SIZE, num_in).sum(axis=1) / PATCH_SIZE
+
+
 def person_token_fraction(window_mask: np.ndarray) -> np.ndarray:
     """Coverage (256, 192) -> fraction of each token's footprint covered, (192,) row-major over 16x12.
 
@@ -268,7 +277,11 @@ def prepare_persons(image: np.ndarray, instance_mask: np.ndarray, config: Prepro
         sampling = _crop_sampling(crop_boxes[index], image.shape)
         windows[index] = _resample_window(image[sampling.rows, sampling.cols], sampling)
         person = instance_mask[sampling.rows, sampling.cols] == ids[index]
-        fraction = person_token_fraction(_resample_window(person, sampling))
+        # The token fractions are linear in the mask: pooled resampling weights on each axis give them from the
+        # source pixels directly (the same values as person_token_fraction of the resampled mask, up to rounding).
+        rows = _footprint_weights(sampling.row_resampler, person.shape[0], TOKEN_GRID[0])
+        cols = _footprint_weights(sampling.col_resampler, person.shape[1], TOKEN_GRID[1])
+        fraction = (rows @ person.astype(np.float64) @ cols.T).ravel()
         threshold = config.person_token_min_fraction
         person_tokens[index] = (fraction > threshold) if threshold == 0.0 else (fraction >= threshold)
 
