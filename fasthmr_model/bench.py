@@ -28,6 +28,7 @@ from fasthmr_model.bundle import Bundle, load_bundle
 from fasthmr_model.encoder.config import preset
 from fasthmr_model.encoder.merge_plan import PAPER_TOKEN_SCHEDULE, MergePlan, encoder_macs
 from fasthmr_model.errors import BundleError
+from fasthmr_model.runtime import RuntimeConfig
 
 VARIANTS = ("base", "eclm", "mask_tome", "both")
 # ViT-H: the paper's HMR2.0 result, 32 -> 28 blocks. Which blocks does not change the cost; these are the top

@@ -23,7 +23,7 @@ from fasthmr_model.errors import InputError
 from fasthmr_ros.bags import BagReader, BagTopics, BagWriter
 from fasthmr_ros.diagnostics import DROP_COUNTERS
 from fasthmr_ros.parameters import default_params_file
-from fasthmr_ros.replay import OUTPUT_TOPICS, _Accuracy, _percentiles, default_topics
+from fasthmr_ros.replay import OUTPUT_TOPICS, AccuracyTally, latency_percentiles, default_topics
 
 NODE_NAME = "fasthmr"
 START_TIMEOUT_S = 60.0
@@ -164,7 +164,7 @@ def replay_realtime(bag: str | Path, bundle: str | Path | None = None, out: str 
             node_process.kill()
         reader.close()
 
-    accuracy = _Accuracy(body_model)
+    accuracy = AccuracyTally(body_model)
     latencies, persons = [], 0
     for frame, stamp in enumerate(sorted(settled)):
         arrived, message = settled[stamp]
@@ -186,7 +186,7 @@ def replay_realtime(bag: str | Path, bundle: str | Path | None = None, out: str 
         "frames": len(settled),
         "persons": persons,
         "dropped": images - len(settled),
-        "latency_ms": _percentiles(latencies),
+        "latency_ms": latency_percentiles(latencies),
         "metrics": accuracy.metrics(),
         "bag": str(bag),
         "out": str(out) if out is not None else None,

@@ -85,7 +85,7 @@ def _posed(body_model: BodyModel, bodies: list) -> tuple[np.ndarray, np.ndarray]
 
 
 @dataclass
-class _Accuracy:
+class AccuracyTally:
     """Matched (prediction, truth) joints and vertices per true track, in processed-frame order."""
 
     body_model: BodyModel
@@ -130,7 +130,7 @@ class _Accuracy:
                 for name in ("mpjpe", "pa_mpjpe", "pve", "accel")}
 
 
-def _percentiles(values: list[float]) -> dict:
+def latency_percentiles(values: list[float]) -> dict:
     if not values:
         return {"p50": None, "p95": None, "max": None}
     return {"p50": round(float(np.percentile(values, 50)), 2), "p95": round(float(np.percentile(values, 95)), 2),
@@ -158,7 +158,7 @@ def replay_bag(bag: str | Path, bundle: str | Path | None = None, out: str | Pat
     stages: defaultdict = defaultdict(list)
     truth_by_stamp: dict[int, list] = {}
     predicted_by_stamp: dict[int, list] = {}  # matched with the truth at the end: it may come after its frame
-    accuracy = _Accuracy(pipeline.body_model)
+    accuracy = AccuracyTally(pipeline.body_model)
     persons = frames = 0
     camera_info = None
     last_stamp = None
@@ -188,8 +188,8 @@ def replay_bag(bag: str | Path, bundle: str | Path | None = None, out: str | Pat
                     predicted_by_stamp[stamp_ns] = (frames, list(outputs.bodies.bodies))
                     frames += 1
                     if writer is not None:
-                        writer.write(OUTPUT_TOPICS["bodies"][0], OUTPUT_TOPICS["bodies"][1], stamp_ns, outputs.bodies)
-                        writer.write(OUTPUT_TOPICS["people"][0], OUTPUT_TOPICS["people"][1], stamp_ns, outputs.people)
+                        writer.write(*OUTPUT_TOPICS["bodies"], stamp_ns, outputs.bodies)
+                        writer.write(*OUTPUT_TOPICS["people"], stamp_ns, outputs.people)
                         if outputs.markers is not None:
                             writer.write(*OUTPUT_TOPICS["markers"], stamp_ns, outputs.markers)
 
@@ -231,7 +231,7 @@ def replay_bag(bag: str | Path, bundle: str | Path | None = None, out: str | Pat
             "frames": frames,
             "persons": persons,
             "dropped": dropped,
-            "latency_ms": _percentiles(latencies),
+            "latency_ms": latency_percentiles(latencies),
             "metrics": accuracy.metrics(),
             "bag": str(bag),
             "out": str(out) if out is not None else None,
