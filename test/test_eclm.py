@@ -20,6 +20,7 @@ from fasthmr_model.errors import BundleError, FastHMRError
 from fasthmr_model.export import encoder_reference_outputs, load_encoder_from_bundle
 from fasthmr_model.merging import merged_encoder
 from fasthmr_model.tools import bundle_with_body_model, parity_inputs
+from tiny_encoders import perturbed_tiny_encoder
 
 
 def random_blocks(count: int, seed: int = 0) -> list[dict[str, np.ndarray]]:
@@ -103,12 +104,7 @@ def test_search_commits_a_window_still_passing_at_block_zero():
 
 @pytest.fixture(scope="module")
 def trained_like_model():
-    model = build_encoder(PRESETS["tiny"], seed=7)
-    with torch.no_grad():
-        generator = torch.Generator().manual_seed(8)
-        for parameter in model.parameters():
-            parameter.add_(torch.randn(parameter.shape, generator=generator) * 0.02)
-    return model
+    return perturbed_tiny_encoder(7, 8)
 
 
 @pytest.fixture(scope="module")

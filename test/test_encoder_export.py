@@ -9,21 +9,16 @@ import torch
 
 from fasthmr_model.bundle import ENCODER_CONTRACT, load_bundle
 from fasthmr_model.encoder.config import NUM_TOKENS, PRESETS, EncoderConfig
-from fasthmr_model.encoder.model import build_encoder
 from fasthmr_model.errors import FastHMRError, InputError
 from fasthmr_model.export import encoder_reference_outputs
 from fasthmr_model.runtime import EncoderSession, RuntimeConfig, create_session, select_providers
 from fasthmr_model.tools import bundle_with_body_model, parity_inputs
+from tiny_encoders import perturbed_tiny_encoder
 
 
 @pytest.fixture(scope="module")
 def tiny_model():
-    model = build_encoder(PRESETS["tiny"], seed=3)
-    with torch.no_grad():  # no zero biases / unit norms, so that every tensor matters for parity
-        generator = torch.Generator().manual_seed(4)
-        for parameter in model.parameters():
-            parameter.add_(torch.randn(parameter.shape, generator=generator) * 0.02)
-    return model
+    return perturbed_tiny_encoder(3, 4)
 
 
 @pytest.fixture(scope="module")

@@ -10,12 +10,12 @@ import torch
 
 from fasthmr_model.encoder.config import NUM_TOKENS, PRESETS
 from fasthmr_model.encoder.merge_plan import MergePlan, encoder_macs, schedule_for
-from fasthmr_model.encoder.model import build_encoder
 from fasthmr_model.encoder.tome import TokenState, descending_rank, initial_state, merge_step
 from fasthmr_model.errors import FastHMRError
 from fasthmr_model.export import encoder_reference_outputs
 from fasthmr_model.runtime import EncoderSession, RuntimeConfig
 from fasthmr_model.tools import bundle_with_body_model, parity_inputs
+from tiny_encoders import perturbed_tiny_encoder
 
 MERGED_PLAN = MergePlan(merged_windows=((8, 9),), token_schedule=(40, 40, 22))
 
@@ -120,12 +120,7 @@ def test_schedules_and_costs():
 
 @pytest.fixture(scope="module")
 def merged_model():
-    model = build_encoder(PRESETS["tiny"], seed=5, plan=MERGED_PLAN)
-    with torch.no_grad():  # no zero biases / unit norms, so that every tensor matters for parity
-        generator = torch.Generator().manual_seed(6)
-        for parameter in model.parameters():
-            parameter.add_(torch.randn(parameter.shape, generator=generator) * 0.02)
-    return model
+    return perturbed_tiny_encoder(5, 6, plan=MERGED_PLAN)
 
 
 @pytest.fixture(scope="module")
