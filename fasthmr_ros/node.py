@@ -132,6 +132,7 @@ class FastHMRNode(LifecycleNode):
         self._diagnostics_publisher = None
         self._diagnostics_timer = None
         self._subscriptions_list: list = []
+        self._camera_info_topic = ""
         self._expire_timer = None
         self._pairer: StampPairer | None = None
         self._frames: LatestFrames | None = None
@@ -228,6 +229,7 @@ class FastHMRNode(LifecycleNode):
                                         daemon=True)
         self._worker.start()
         topics = [subscription.topic_name for subscription in self._subscriptions_list]
+        self._camera_info_topic = topics[2]  # remapped and resolved, for the log
         self.get_logger().info(f"active: image {topics[0]}, segmentation {topics[1]}, camera info {topics[2]}")
         self._state_label = "active"
         return super().on_activate(state)
@@ -351,7 +353,7 @@ class FastHMRNode(LifecycleNode):
             self.statistics.count(error.reason)
             if error.reason != "bad_camera_info":  # a bad CameraInfo was logged when it arrived
                 self.get_logger().warning(f"frame skipped: {error}"
-                                          + (f" on {self._values['camera_info_topic']}"
+                                          + (f" on {self._camera_info_topic}"
                                              if error.reason == "no_camera_info" else ""),
                                           throttle_duration_sec=LOG_THROTTLE_S)
             return
