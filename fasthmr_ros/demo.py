@@ -57,12 +57,13 @@ def _overlay_images(bag: Path, outputs: Path, folder: Path, body_model) -> list[
     from fasthmr_model.body.rotations import axis_angle_to_matrix
     from fasthmr_model.figures import overlay_mesh
     from fasthmr_ros.bags import BagReader, read_topic
+    from fasthmr_ros.frame_processor import stamp_nanoseconds
     from fasthmr_ros.image_conversion import image_to_rgb
     from fasthmr_ros.replay import OUTPUT_TOPICS, default_topics
 
     bodies = {}
     for _, message in read_topic(outputs, OUTPUT_TOPICS["bodies"][0]):
-        bodies[message.header.stamp.sec * 10**9 + message.header.stamp.nanosec] = message.bodies
+        bodies[stamp_nanoseconds(message.header)] = message.bodies
     wanted = set(sorted(bodies)[:: max(1, len(bodies) // OVERLAY_FRAMES)][:OVERLAY_FRAMES])
     written, camera_info = [], None
     with BagReader(bag, default_topics()) as reader:
@@ -71,7 +72,7 @@ def _overlay_images(bag: Path, outputs: Path, folder: Path, body_model) -> list[
                 camera_info = item.message
             if item.role != "image":
                 continue
-            stamp = item.message.header.stamp.sec * 10**9 + item.message.header.stamp.nanosec
+            stamp = stamp_nanoseconds(item.message.header)
             if stamp not in wanted:
                 continue
             image = image_to_rgb(item.message)

@@ -71,6 +71,11 @@ def stamp_seconds(header: Header) -> float:
     return header.stamp.sec + header.stamp.nanosec * 1e-9
 
 
+def stamp_nanoseconds(header: Header) -> int:
+    """The stamp as an exact integer (a key that matches messages of the same frame)."""
+    return header.stamp.sec * 10**9 + header.stamp.nanosec
+
+
 def frame_intrinsics(camera_info: CameraInfo | None, image: Image) -> np.ndarray:
     """K (3, 3) of the CameraInfo in force for `image`; raises FrameRejected (reason no_camera_info,
     bad_camera_info or camera_info_size_mismatch) when there is none, its K is unusable, or it describes

@@ -22,6 +22,7 @@ from pathlib import Path
 from fasthmr_model.errors import InputError
 from fasthmr_ros.bags import BagReader, BagTopics, BagWriter
 from fasthmr_ros.diagnostics import DROP_COUNTERS
+from fasthmr_ros.frame_processor import stamp_nanoseconds
 from fasthmr_ros.parameters import default_params_file
 from fasthmr_ros.replay import OUTPUT_TOPICS, AccuracyTally, latency_percentiles, default_topics
 
@@ -30,10 +31,6 @@ START_TIMEOUT_S = 60.0
 SETTLE_S = 1.5  # after the last image, how long to wait for outputs
 DISCOVERY_SETTLE_S = 0.3
 DIAGNOSTICS_PERIOD_S = 0.25  # the node's counters come from its last /diagnostics after SETTLE_S
-
-
-def _stamp_ns(header) -> int:
-    return header.stamp.sec * 10**9 + header.stamp.nanosec
 
 
 def _arrived(statuses: list, topic: str) -> bool:
@@ -97,12 +94,12 @@ def replay_realtime(bag: str | Path, bundle: str | Path | None = None, out: str 
 
         def on_bodies(message):
             with lock:
-                received[_stamp_ns(message.header)] = (time.monotonic(), message)
-                outputs.append((OUTPUT_TOPICS["bodies"][0], _stamp_ns(message.header), message))
+                received[stamp_nanoseconds(message.header)] = (time.monotonic(), message)
+                outputs.append((OUTPUT_TOPICS["bodies"][0], stamp_nanoseconds(message.header), message))
 
         node.create_subscription(SmplBodyArray, outputs_of_node["bodies"], on_bodies, qos)
         node.create_subscription(PoseArray, outputs_of_node["people"],
-                                 lambda m: outputs.append((OUTPUT_TOPICS["people"][0], _stamp_ns(m.header), m)), qos)
+                                 lambda m: outputs.append((OUTPUT_TOPICS["people"][0], stamp_nanoseconds(m.header), m)), qos)
         node.create_subscription(DiagnosticArray, "/diagnostics", lambda message: diagnostics.extend(
             status for status in message.status if status.name.startswith(f"{node_name}:")), 10)
         executor = SingleThreadedExecutor(context=context)
@@ -137,7 +134,7 @@ def replay_realtime(bag: str | Path, bundle: str | Path | None = None, out: str 
         for item in reader.messages():
             bar.update(1)
             if item.role == "ground_truth":
-                truth_by_stamp[_stamp_ns(item.message.header)] = list(item.message.bodies)
+                truth_by_stamp[stamp_nanoseconds(item.message.header)] = list(item.message.bodies)
                 continue
             if first_ns is None:
                 start_wall, first_ns = time.monotonic(), item.time_ns
@@ -146,7 +143,7 @@ def replay_realtime(bag: str | Path, bundle: str | Path | None = None, out: str 
                 time.sleep(delay)
             if item.role == "image":
                 images += 1
-                sent_at[_stamp_ns(item.message.header)] = time.monotonic()
+                sent_at[stamp_nanoseconds(item.message.header)] = time.monotonic()
             publishers[item.role].publish(item.message)
         bar.close()
         time.sleep(SETTLE_S)

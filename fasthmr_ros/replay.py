@@ -29,7 +29,8 @@ from fasthmr_model.body.rotations import axis_angle_to_matrix
 from fasthmr_model.metrics import evaluate
 from fasthmr_model.pipeline import FramePipeline
 from fasthmr_ros.bags import BODIES_TYPE, MARKERS_TYPE, PEOPLE_TYPE, BagReader, BagTopics, BagWriter
-from fasthmr_ros.frame_processor import FrameProcessor, FrameRejected, frame_intrinsics, stamp_seconds
+from fasthmr_ros.frame_processor import (FrameProcessor, FrameRejected, frame_intrinsics, stamp_nanoseconds,
+                                         stamp_seconds)
 from fasthmr_ros.pairing import Pair, StampPairer
 from fasthmr_ros.parameters import build_config, load_defaults
 
@@ -183,7 +184,7 @@ def replay_bag(bag: str | Path, bundle: str | Path | None = None, out: str | Pat
                     latencies.append((time.perf_counter() - start) * 1000.0)
                     for stage, milliseconds in outputs.timings_ms.items():
                         stages[stage].append(milliseconds)
-                    stamp_ns = pair.image.header.stamp.sec * 10**9 + pair.image.header.stamp.nanosec
+                    stamp_ns = stamp_nanoseconds(pair.image.header)
                     persons += len(outputs.bodies.bodies)
                     predicted_by_stamp[stamp_ns] = (frames, list(outputs.bodies.bodies))
                     frames += 1
@@ -198,8 +199,7 @@ def replay_bag(bag: str | Path, bundle: str | Path | None = None, out: str | Pat
                 if item.role == "camera_info":
                     camera_info = item.message
                 elif item.role == "ground_truth":
-                    header = item.message.header
-                    truth_by_stamp[header.stamp.sec * 10**9 + header.stamp.nanosec] = list(item.message.bodies)
+                    truth_by_stamp[stamp_nanoseconds(item.message.header)] = list(item.message.bodies)
                 elif item.role == "mask":
                     stamp = stamp_seconds(item.message.header)
                     run(pairer.add_mask(stamp, item.message, stamp))
