@@ -72,7 +72,8 @@ def vith_bundles(cache: Path, progress=print) -> dict[str, Bundle]:
 
 def tiny_bundles(bundle: Bundle, cache: Path, tau_mm: float, world_cache: Path, frames: int | None,
                  progress=print) -> dict[str, Bundle]:
-    """The four variants of `bundle`: itself, and three exports of its `fasthmr merge` plan, cached by checksum."""
+    """The four variants of `bundle`'s encoder: the original (unmerged; `bundle` itself when it is unmerged) and
+    three exports of its `fasthmr merge` plan, cached by checksum."""
     from fasthmr_model.data.world import build_split, load_crop_set, synthetic_body_path
 
     digest = bundle.manifest["files"][bundle.manifest["encoder"]["file"]]["sha256"][:12]
@@ -88,16 +89,17 @@ def tiny_bundles(bundle: Bundle, cache: Path, tau_mm: float, world_cache: Path, 
                      MergePlan(token_schedule=PAPER_TOKEN_SCHEDULE), overwrite=True, progress=progress)
     merged_bundle = load_bundle(merged_folder)
     plans = variant_plans(MergePlan.from_dict(merged_bundle.manifest["encoder"]["merge"]["plan"]))
-    bundles = {"base": bundle, "both": merged_bundle}
+    unmerged = not bundle.manifest["encoder"].get("merge")
+    bundles = {"base": bundle if unmerged else None, "both": merged_bundle}
     original = None
-    for name in ("eclm", "mask_tome"):
+    for name in ("base", "eclm", "mask_tome"):
         folder = cache / f"{key}-{name}"
-        bundles[name] = _cached_bundle(folder, plans[name])
+        bundles[name] = bundles.get(name) or _cached_bundle(folder, plans[name])
         if bundles[name] is None:
-            from fasthmr_model.export import build_bundle, load_encoder_from_bundle
-            from fasthmr_model.merging import merged_encoder
+            from fasthmr_model.export import build_bundle
+            from fasthmr_model.merging import merged_encoder, original_encoder
 
-            original = original or load_encoder_from_bundle(bundle)
+            original = original or original_encoder(bundle)
             bundles[name] = build_bundle(merged_encoder(original, plans[name]), folder, bundle.body_model_path,
                                          {**bundle.manifest.get("provenance", {}), "bench_variant": name},
                                          bundle.manifest["encoder"]["camera_anchor"],

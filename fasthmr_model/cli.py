@@ -99,7 +99,8 @@ def _train_vae(args: argparse.Namespace) -> None:
     from fasthmr_model.decoder.train import train_vae, vae_reconstruction_mm
 
     body_model = _world_body_model(args.cache, args.body_model)
-    vae = train_vae(Path(args.run), body_model, DecoderConfig(window=args.window), _decoder_training_config(args),
+    sizes = DecoderConfig(window=args.window, latent_tokens=args.latent_tokens, latent_size=args.latent_size)
+    vae = train_vae(Path(args.run), body_model, sizes, _decoder_training_config(args),
                     args.amass, progress=not args.quiet)
     print(f"VAE in {args.run}; held-out reconstruction: {vae_reconstruction_mm(vae, body_model)}")
 
@@ -162,7 +163,8 @@ def _eval_sequences(args: argparse.Namespace, bundle) -> None:
               f"  accel {scores['accel']:6.1f}")
     latency = result["latency_ms"]
     print(f"  latency per person-frame: encoder {latency['encoder']:.2f} ms, decoder {latency['decoder']:.2f} ms "
-          f"(graph {latency['decoder_graph']:.2f} + IK {latency['ik']:.2f}), ratio {result['decoder_to_encoder_cost']:.2f}")
+          f"(frame pose {latency['frame_pose']:.2f} + graph {latency['decoder_graph']:.2f} + IK {latency['ik']:.2f}), "
+          f"ratio {result['decoder_to_encoder_cost']:.2f}")
 
 
 def _figure(args: argparse.Namespace) -> None:
@@ -284,6 +286,8 @@ def build_parser(extensions=()) -> argparse.ArgumentParser:
 
     vae = decoder_training(train.add_parser("vae", help="train the decoder's motion VAE on generated motions"), 4000)
     vae.add_argument("--window", type=int, default=16, help="frames per window W")
+    vae.add_argument("--latent-tokens", type=int, default=4, help="latent tokens L")
+    vae.add_argument("--latent-size", type=int, default=32, help="numbers per latent token C")
     vae.add_argument("--sequences", type=int, help="generated motion sequences (default 600 x 300 frames)")
     vae.add_argument("--amass", nargs="*", default=(), help="AMASS-format .npz files to train on as well")
     vae.add_argument("--body-model", help="SMPL .pkl/.npz instead of the synthetic body")

@@ -29,7 +29,7 @@ from fasthmr_model.data import world
 from fasthmr_model.data.crop import crop_mask, person_token_fraction, prepare_persons
 from fasthmr_model.encoder.eclm import search_merge_windows
 from fasthmr_model.encoder.merge_plan import PAPER_TOKEN_SCHEDULE, MergePlan, encoder_macs, schedule_for
-from fasthmr_model.merging import PlanEvaluator
+from fasthmr_model.merging import PlanEvaluator, original_encoder
 
 TAUS_MM = (1.0, 5.0, 10.0, 15.0, 20.0, 30.0)
 SECTIONS = ("tokens", "crowds", "eclm", "tau", "test")
@@ -75,13 +75,11 @@ def token_fractions(crops, body_path: Path, workers: int) -> np.ndarray:
 
 def run_study(bundle_path: str | None, world_cache: Path, frames: int | None, device: str, workers: int,
               sections: tuple[str, ...] = SECTIONS, progress=print) -> dict:
-    from fasthmr_model.export import load_encoder_from_bundle
-
     bundle = load_bundle(bundle_path)
     body_path = world.synthetic_body_path(world_cache)
     splits = {name: world.load_crop_set(world.build_split(name, world_cache, body_path, workers=workers,
                                                           frames=frames, progress=False)) for name in ("val", "test")}
-    original = load_encoder_from_bundle(bundle)
+    original = original_encoder(bundle)
     body = BodyModel.from_file(bundle.body_model_path)
     val = PlanEvaluator(original, splits["val"], body, device=device)
     test = PlanEvaluator(original, splits["test"], body, device=device)

@@ -1,6 +1,6 @@
 """`fasthmr merge`: ECLM calibrated on a synthetic split, plus Mask-ToMe, written as a new bundle (torch).
 
-The bundle's encoder is read back into PyTorch (`load_encoder_from_bundle`), Algorithm 1 searches the block
+The bundle's encoder is read back into PyTorch (`original_encoder`), Algorithm 1 searches the block
 windows to merge against the original model's MPJPE on the calibration split (scored like `fasthmr eval`:
 EMDB convention, mm), and the merged encoder with the token schedule is exported as a new bundle whose
 manifest records the plan, tau, and the calibration MPJPE before and after. No weight is retrained.
@@ -26,6 +26,26 @@ from fasthmr_model.errors import FastHMRError
 from fasthmr_model.metrics import EMDB_ROOT_JOINTS, mpjpe, pa_mpjpe
 
 PREDICT_BATCH = 64
+
+
+def original_encoder(bundle: Bundle) -> FastHMREncoder:
+    """The bundle's encoder before any merging (eval mode), to merge or to measure against.
+
+    An unmerged bundle's encoder is read back as it is. A bundle whose plan merges tokens only (the shipped
+    default: Mask-ToMe, no ECLM) holds the original weights, since token merging adds none: they are loaded
+    under the plain plan. A bundle with ECLM-merged blocks has lost its original weights: an error says so.
+    """
+    from fasthmr_model.export import load_encoder_from_bundle
+
+    model = load_encoder_from_bundle(bundle)
+    if model.plan.merged_windows:
+        raise FastHMRError(f"{bundle.path} is already merged (its blocks by ECLM, which loses the original weights); "
+                           "merge the original (unmerged) bundle instead")
+    if model.plan == MergePlan():
+        return model
+    original = FastHMREncoder(model.config, MergePlan())
+    original.load_state_dict(model.state_dict())
+    return original.eval()
 
 
 def merged_encoder(original: FastHMREncoder, plan: MergePlan) -> FastHMREncoder:
@@ -138,14 +158,12 @@ def merge_bundle(bundle: Bundle, out: Path, crops: CropSet, tau_mm: float, token
     token_plan: every field but `merged_windows` is taken from it (the token schedule, its options, and
     which tensors ECLM merges).
     """
-    from fasthmr_model.export import build_bundle, load_encoder_from_bundle
+    from fasthmr_model.export import build_bundle
     from fasthmr_model.tools import encoder_parity
 
     if crops.split_name == "test":
         raise FastHMRError("the test split is only evaluated: calibrate on 'val' (or 'train')")
-    if bundle.manifest["encoder"].get("merge"):
-        raise FastHMRError(f"{bundle.path} is already merged; merge the original (unmerged) bundle instead")
-    original = load_encoder_from_bundle(bundle)
+    original = original_encoder(bundle)
     evaluator = PlanEvaluator(original, crops, BodyModel.from_file(bundle.body_model_path))
     layers_only = dataclasses.replace(token_plan, token_schedule=(), merged_windows=())
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 from fasthmr_msgs.msg import SmplBody, SmplBodyArray
 from geometry_msgs.msg import PoseArray
 from sensor_msgs.msg import CameraInfo, Image
@@ -107,6 +108,11 @@ class FrameProcessor:
 
     def __init__(self, pipeline: FramePipeline, tracker_config: TrackerConfig = TrackerConfig(),
                  marker_config: MarkerConfig = MarkerConfig(), options: FrameOptions = FrameOptions()) -> None:
+        # One BLAS thread for the whole process. A frame's numpy products are small (a crop's token
+        # fractions, the body model of a few people), and OpenBLAS's own pool for them competed with the
+        # crop threads and ONNX Runtime for the cores: three people's preprocessing took 3.5 ms with it
+        # (20 ms on a loaded machine) and 1.5 ms without (`python -m fasthmr_ros.bench`).
+        threadpool_limits(1, user_api="blas")
         self.pipeline = pipeline
         self.tracker = Tracker(tracker_config)
         self.markers = MarkerBuilder(pipeline.body_model.faces, pipeline.body_model.parents, marker_config)
@@ -193,7 +199,7 @@ class FrameProcessor:
         pose_source = np.full(len(result.ids), SmplBody.POSE_PER_FRAME, np.uint8)
         if self.decoder is None or not len(result.ids):
             return result, pose_source
-        decoded = self.decoder.step(track_ids, result.feature, result.betas, stamp)
+        decoded = self.decoder.step(track_ids, result.feature, result.rotmats, result.betas, stamp)
         temporal = ~decoded.warm_up
         if not temporal.any():
             return result, pose_source

@@ -17,7 +17,9 @@ from fasthmr_model.decoder.export import bundle_with_decoder, decoder_parity
 from fasthmr_model.decoder.model import Denoiser, MotionVAE, OneStepDecoder
 from fasthmr_model.decoder.pose import FEATURE_SIZE
 from fasthmr_model.decoder.runtime import DecoderSession, StreamingDecoder, decode_causal, decode_offline
-from fasthmr_model.decoder.train import TrainingConfig, WindowAugmentation, cut_windows, train_denoiser, train_vae
+from fasthmr_model.decoder.train import (
+    TrainingConfig, WindowAugmentation, cut_windows, train_denoiser, train_vae, turn_windows,
+)
 from fasthmr_model.encoder.config import PRESETS
 from fasthmr_model.encoder.model import build_encoder
 from fasthmr_model.errors import BundleError, FastHMRError, InputError
@@ -73,9 +75,11 @@ def test_vae_and_denoiser_train(tmp_path):
     assert [record["step"] for record in logs] == [1, 2, 3] and all(np.isfinite(r["total"]) for r in logs)
     rng = np.random.default_rng(0)
     series = [(rng.standard_normal((30, TINY.feature_size)).astype(np.float32),
+               rng.standard_normal((30, FEATURE_SIZE)).astype(np.float32),
                rng.standard_normal((30, FEATURE_SIZE)).astype(np.float32))]
     denoiser, scale = train_denoiser(tmp_path / "denoiser", vae, series, config, progress=False)
     assert scale > 0 and isinstance(denoiser, Denoiser)
+    torch.testing.assert_close(denoiser.pose_std, vae.pose_std)  # frame poses are normalised as the VAE's input
     resumed, _ = train_denoiser(tmp_path / "denoiser", vae, series, config, progress=False)  # already done: no steps
     for name, value in denoiser.state_dict().items():
         torch.testing.assert_close(value, resumed.state_dict()[name])
@@ -102,14 +106,20 @@ def test_onnx_matches_pytorch(decoder_bundle):
 def test_offline_and_causal_decoding_read_the_right_windows(decoder_bundle):
     _, bundle = decoder_bundle
     session = DecoderSession(bundle)
-    features = np.random.default_rng(0).standard_normal((10, TINY.feature_size)).astype(np.float32)
-    causal = decode_causal(session, features)
-    offline = decode_offline(session, features)
+    rng = np.random.default_rng(0)
+    features = rng.standard_normal((10, TINY.feature_size)).astype(np.float32)
+    poses = rng.standard_normal((10, FEATURE_SIZE)).astype(np.float32)
+    frames = np.concatenate([features, poses], axis=1)
+    causal = decode_causal(session, frames)
+    offline = decode_offline(session, frames)
     assert causal.shape == offline.shape == (10, FEATURE_SIZE)
-    np.testing.assert_allclose(causal[9], session.run(features[None, 4:10])[0, -1], atol=1e-5)
-    np.testing.assert_allclose(offline[5], session.run(features[None, 2:8])[0, 3], atol=1e-5)
-    padded = np.concatenate([np.repeat(features[:1], 4, axis=0), features[:2]])
-    np.testing.assert_allclose(causal[1], session.run(padded[None])[0, -1], atol=1e-5)
+    np.testing.assert_allclose(causal[9], session.run(features[None, 4:10], poses[None, 4:10])[0, -1], atol=1e-5)
+    np.testing.assert_allclose(offline[5], session.run(features[None, 2:8], poses[None, 2:8])[0, 3], atol=1e-5)
+    first_two = np.concatenate([np.repeat(frames[:1], 4, axis=0), frames[:2]])
+    np.testing.assert_allclose(causal[1], session.run_frames(first_two[None])[0, -1], atol=1e-5)
+    # The pose condition is read: another frame pose changes the decoded window.
+    assert np.abs(session.run(features[None, :6], poses[None, 4:10]) - session.run(features[None, :6], poses[None, :6])
+                  ).max() > 1e-4
 
 
 def test_a_bundle_without_a_decoder_says_what_to_do(decoder_bundle, tmp_path):
@@ -120,7 +130,10 @@ def test_a_bundle_without_a_decoder_says_what_to_do(decoder_bundle, tmp_path):
     with pytest.raises(BundleError, match="fasthmr train decoder"):
         DecoderSession(encoder_only)
     with pytest.raises(InputError, match="decoder features"):
-        DecoderSession(bundle).run(np.zeros((1, 3, TINY.feature_size), np.float32))
+        DecoderSession(bundle).run(np.zeros((1, 3, TINY.feature_size), np.float32), np.zeros((1, 3, FEATURE_SIZE)))
+    with pytest.raises(InputError, match="frame poses"):
+        DecoderSession(bundle).run(np.zeros((1, TINY.window, TINY.feature_size), np.float32),
+                                   np.zeros((1, TINY.window, 3)))
 
 
 RUNTIME_ONLY = """
@@ -133,7 +146,8 @@ bundle = load_bundle(sys.argv[1])
 decoder = StreamingDecoder(bundle, BodyModel.from_file(bundle.body_model_path))
 rng = np.random.default_rng(0)
 for frame in range(8):
-    result = decoder.step([3, 4], rng.standard_normal((2, bundle.feature_size)), np.zeros((2, 10)), frame / 30)
+    result = decoder.step([3, 4], rng.standard_normal((2, bundle.feature_size)), np.tile(np.eye(3), (2, 24, 1, 1)),
+                          np.zeros((2, 10)), frame / 30)
 print(json.dumps({"shape": list(result.rotmats.shape), "warm_up": result.warm_up.tolist(),
                   "heavy": sorted(m for m in ("torch", "smplx") if m in sys.modules)}))
 """
@@ -150,8 +164,29 @@ def test_streaming_step_runs_without_torch(decoder_bundle):
 def test_streaming_decoder_flags_warm_up(decoder_bundle):
     _, bundle = decoder_bundle
     decoder = StreamingDecoder(bundle, synthetic_body_model())
-    features = np.zeros((1, bundle.feature_size), np.float32)
-    flags = [bool(decoder.step([1], features, np.zeros((1, 10)), t / 30).warm_up[0]) for t in range(TINY.window + 1)]
+    features, rest = np.zeros((1, bundle.feature_size), np.float32), np.tile(np.eye(3), (1, 24, 1, 1))
+    flags = [bool(decoder.step([1], features, rest, np.zeros((1, 10)), t / 30).warm_up[0])
+             for t in range(TINY.window + 1)]
     assert flags == [True] * (TINY.window - 1) + [False, False]
-    rotmats = decoder.step([1], features, np.zeros((1, 10)), 1.0).rotmats
+    rotmats = decoder.step([1], features, rest, np.zeros((1, 10)), 1.0).rotmats
     np.testing.assert_allclose(np.linalg.det(rotmats), 1.0, atol=1e-9)
+
+
+def test_turned_windows_keep_the_local_pose():
+    """The turn augmentation turns the whole body about the camera's y axis: every local rotation but the
+    global orientation is unchanged, and that one turns by the same angle on every frame."""
+    from fasthmr_model.body.rotations import axis_angle_to_matrix
+    from fasthmr_model.decoder.pose import body_rest_points, encode_pose, inverse_kinematics
+
+    body = synthetic_body_model()
+    rotmats = axis_angle_to_matrix(np.random.default_rng(0).normal(0.0, 0.4, (6, 24, 3)))
+    rest = body_rest_points(body, np.zeros((6, 10)))
+    window = encode_pose(rest, rotmats)[None]
+    (turned,) = turn_windows(np.random.default_rng(1), 1.0, window)
+    recovered = inverse_kinematics(rest, turned[0])
+    np.testing.assert_allclose(recovered[:, 1:], rotmats[:, 1:], atol=1e-9)
+    turn = recovered[:, 0] @ np.swapaxes(rotmats[:, 0], 1, 2)
+    np.testing.assert_allclose(turn, np.broadcast_to(turn[0], turn.shape), atol=1e-9)
+    assert abs(turn[0, 1, 1] - 1.0) < 1e-9 and abs(turn[0, 0, 0]) < 1.0 - 1e-6  # about y, by some angle
+    (kept,) = turn_windows(np.random.default_rng(1), 0.0, window)
+    np.testing.assert_array_equal(kept, window)

@@ -87,7 +87,7 @@ def test_sequence_evaluation_reports_every_method(tmp_path, body):
     for method in ("per_frame", "offline", "causal"):
         assert set(result[method]) == {"mpjpe", "pa_mpjpe", "pve", "accel"}
         assert all(np.isfinite(value) and value > 0 for value in result[method].values())
-    assert set(result["latency_ms"]) == {"encoder", "decoder", "decoder_graph", "ik"}
+    assert set(result["latency_ms"]) == {"encoder", "decoder", "frame_pose", "decoder_graph", "ik"}
     assert (result["window"], result["sequences"], result["frames"]) == (4, 1, 8)
     plot = plot_trajectory(bundle, crops, tmp_path / "plot.png")
     assert plot.stat().st_size > 10_000

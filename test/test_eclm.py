@@ -18,7 +18,7 @@ from fasthmr_model.encoder.merge_plan import MergePlan
 from fasthmr_model.encoder.model import build_encoder
 from fasthmr_model.errors import BundleError, FastHMRError
 from fasthmr_model.export import encoder_reference_outputs, load_encoder_from_bundle
-from fasthmr_model.merging import merged_encoder
+from fasthmr_model.merging import merged_encoder, original_encoder
 from fasthmr_model.tools import bundle_with_body_model, parity_inputs
 from tiny_encoders import perturbed_tiny_encoder
 
@@ -159,3 +159,14 @@ def test_merge_command_writes_a_calibrated_bundle(base_bundle, tmp_path, capsys)
     assert main(["merge", "--bundle", str(out), "--tau", "1", "--frames", "2", "--cache", str(cache),
                  "--out", str(tmp_path / "twice")]) == 2
     assert "already merged" in capsys.readouterr().err
+
+
+def test_a_token_merged_bundle_gives_back_its_original(trained_like_model, base_bundle, tmp_path):
+    """The shipped default merges tokens only: `fasthmr merge` and `fasthmr bench` start from its weights."""
+    tokens_only = merged_encoder(load_encoder_from_bundle(base_bundle), MergePlan(token_schedule=(40, 40, 22)))
+    bundle = bundle_with_body_model(tokens_only, tmp_path / "tokens", {"source": "untrained"}, None, "pelvis", "tiny",
+                                    overwrite=False)
+    original = original_encoder(bundle)
+    assert original.plan == MergePlan()
+    for name, value in trained_like_model.state_dict().items():
+        torch.testing.assert_close(original.state_dict()[name], value, atol=0, rtol=0, msg=name)

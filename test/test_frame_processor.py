@@ -217,7 +217,7 @@ def test_a_bundle_with_a_decoder_gives_temporal_poses_once_a_track_has_its_windo
         outputs = processor.process(*messages(image, mask, stamp), K, markers_wanted=False)
         per_frame = pipeline.process(image, mask, K, with_vertices=False)
         body = outputs.bodies.bodies[0]
-        decoded = reference.step([body.track_id], per_frame.feature, per_frame.betas, stamp)
+        decoded = reference.step([body.track_id], per_frame.feature, per_frame.rotmats, per_frame.betas, stamp)
         np.testing.assert_allclose(body.betas, per_frame.betas[0], atol=1e-6)
         np.testing.assert_allclose([body.translation.x, body.translation.y, body.translation.z],
                                    per_frame.translation[0], atol=1e-5)

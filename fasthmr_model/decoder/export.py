@@ -1,7 +1,7 @@
 """The decoder's ONNX export and its place in a bundle (export-time module: imports torch).
 
-decoder.onnx holds the one-step graph (OneStepDecoder): features (B, W, D) and a noise sample (B, L, C) ->
-the window's pose representations (B, W, 131). The manifest's "decoder" section records the contract, the
+decoder.onnx holds the one-step graph (OneStepDecoder): features (B, W, D), the encoder's frame poses
+(B, W, 131) and a noise sample (B, L, C) -> the window's pose representations (B, W, 131). The manifest's "decoder" section records the contract, the
 sizes (W, latents), the fixed noise sample the run time feeds (one sample, as the paper decodes; a fixed
 one, so that consecutive windows of a stream do not jitter with fresh noise), and the training provenance.
 """
@@ -21,6 +21,7 @@ from fasthmr_model.errors import BundleError
 from fasthmr_model.export import ONNX_OPSET
 
 DECODER_FILE = "decoder.onnx"
+DECODER_INPUTS = ("features", "frame_poses", "noise")
 NOISE_SEED = 0
 
 
@@ -31,6 +32,9 @@ def decoder_contract(config: DecoderConfig) -> dict:
         "inputs": {
             "features": {"dtype": "float32", "shape": ["B", config.window, config.feature_size],
                          "meaning": "the encoder's `feature` output of the window's frames, oldest first"},
+            "frame_poses": {"dtype": "float32", "shape": ["B", config.window, FEATURE_SIZE],
+                            "meaning": "the encoder's pose of the window's frames (its pose_6d and betas) in the "
+                                       "representation of `poses`, oldest first"},
             "noise": {"dtype": "float32", "shape": ["B", config.latent_tokens, config.latent_size],
                       "meaning": "the diffusion's starting sample at t = T - 1 (feed decoder.noise)"},
         },
@@ -51,11 +55,12 @@ def noise_sample(config: DecoderConfig) -> np.ndarray:
 def export_decoder_onnx(model: torch.nn.Module, path: Path) -> Path:
     """Export a OneStepDecoder to `path` with a dynamic batch axis."""
     config = model.denoiser.config
-    example = (torch.zeros(1, config.window, config.feature_size), torch.zeros(1, config.latent_tokens, config.latent_size))
+    example = (torch.zeros(1, config.window, config.feature_size), torch.zeros(1, config.window, FEATURE_SIZE),
+               torch.zeros(1, config.latent_tokens, config.latent_size))
     with torch.no_grad():
         torch.onnx.export(model.eval(), example, str(path), dynamo=False, opset_version=ONNX_OPSET,
-                          input_names=["features", "noise"], output_names=["poses"],
-                          dynamic_axes={"features": {0: "B"}, "noise": {0: "B"}, "poses": {0: "B"}})
+                          input_names=list(DECODER_INPUTS), output_names=["poses"],
+                          dynamic_axes={**{name: {0: "B"} for name in DECODER_INPUTS}, "poses": {0: "B"}})
     return path
 
 
@@ -88,11 +93,15 @@ def decoder_parity(model: torch.nn.Module, bundle: Bundle, batch: int = 3, seed:
     config = model.denoiser.config
     rng = np.random.default_rng(seed)
     features = rng.standard_normal((batch, config.window, config.feature_size)).astype(np.float32)
+    # Poses near the VAE's data: its mean and spread, so that the comparison runs where the graph is used.
+    frame_poses = (model.denoiser.pose_mean.numpy() + model.denoiser.pose_std.numpy()
+                   * rng.standard_normal((batch, config.window, FEATURE_SIZE))).astype(np.float32)
     session = DecoderSession(bundle, RuntimeConfig(provider="cpu"))
     noise = np.broadcast_to(session.noise, (batch,) + session.noise.shape)
     with torch.no_grad():
-        reference = model(torch.from_numpy(features), torch.from_numpy(np.ascontiguousarray(noise))).numpy()
-    return float(np.abs(session.run(features) - reference).max())
+        reference = model(torch.from_numpy(features), torch.from_numpy(frame_poses),
+                          torch.from_numpy(np.ascontiguousarray(noise))).numpy()
+    return float(np.abs(session.run(features, frame_poses) - reference).max())
 
 
 def train_and_bundle_decoder(run: Path, vae_run: Path, encoder_bundle_path, out: Path, cache: Path, config,
@@ -116,7 +125,8 @@ def train_and_bundle_decoder(run: Path, vae_run: Path, encoder_bundle_path, out:
     state = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=False)
     provenance = {
         "source": "synthetic-trained",
-        "description": "VAE on generated motions, denoiser on the encoder's features of rendered synthetic sequences",
+        "description": "VAE on generated motions, denoiser on the encoder's features and poses of rendered synthetic "
+                       "sequences",
         "vae": {"run": str(vae_run), "steps": vae_state["step"], "train_wall_s": round(vae_state["wall_s"]),
                 "config": vae_state["config"], "amass_files": vae_state.get("amass_files", [])},
         "denoiser": {"run": str(run), "steps": state["step"], "train_wall_s": round(state["wall_s"]),

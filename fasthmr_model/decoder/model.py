@@ -6,11 +6,17 @@ one-step graph that the bundle ships.
 - MotionVAE: a window (B, W, 131) of pose representations, normalised per number, -> [L distribution
   tokens; W frame tokens] -> the distribution tokens' mean and log-variance (B, L, C); decoding reads
   [L latent tokens; W frame queries] -> (B, W, 131).
-- Denoiser: [L noisy latent tokens; 1 timestep token; W frame features projected] -> v (B, L, C)
-  (in-context conditioning, PAPER.md).
-- OneStepDecoder: frame features (B, W, D) and a noise sample (B, L, C) -> the window's pose representations
-  (B, W, 131): one DDIM step from t = T - 1 (zero terminal SNR: x_T is pure noise, x0 = -v), then the VAE
-  decoder. This is what decoder.onnx holds.
+- Denoiser: [L noisy latent tokens; 1 timestep token; W frame tokens] -> v (B, L, C) (in-context
+  conditioning, PAPER.md). A frame token is the frame's encoder feature projected, plus (our addition) the
+  encoder's own pose of that frame in the decoder's representation, normalised like the VAE's input and
+  projected. The pose is a fixed function of the same feature (the head's read-out, then forward
+  kinematics), so the condition carries no new information; but a denoiser conditioned on the feature
+  alone has to learn that read-out and the kinematics from the few rendered sequences there are here
+  (200, against the paper's datasets), and it did not: its causal MPJPE was 106 mm against the encoder's
+  own 85 on the test sequences.
+- OneStepDecoder: frame features (B, W, D), frame poses (B, W, 131) and a noise sample (B, L, C) -> the
+  window's pose representations (B, W, 131): one DDIM step from t = T - 1 (zero terminal SNR: x_T is pure
+  noise, x0 = -v), then the VAE decoder. This is what decoder.onnx holds.
 
 Attention is written out with plain matrix products (no fused kernel), which export to ONNX as they are;
 the encoder's attention module is not reused because it is the hook point of token merging.
@@ -130,11 +136,15 @@ def timestep_embedding(timesteps: torch.Tensor, width: int) -> torch.Tensor:
 
 
 class Denoiser(nn.Module):
-    """(noisy latents (B, L, C), timesteps (B,), frame features (B, W, D)) -> v-prediction (B, L, C)."""
+    """(noisy latents (B, L, C), timesteps (B,), frame features (B, W, D), frame poses (B, W, pose_size))
+    -> v-prediction (B, L, C). `pose_mean`, `pose_std` normalise the frame poses (the VAE's, set in training)."""
 
     def __init__(self, config: DecoderConfig) -> None:
         super().__init__()
         self.config = config
+        self.register_buffer("pose_mean", torch.zeros(config.pose_size))
+        self.register_buffer("pose_std", torch.ones(config.pose_size))
+        self.pose_in = nn.Linear(config.pose_size, config.width)
         self.latent_in = nn.Linear(config.latent_size, config.width)
         self.time_mlp = nn.Sequential(nn.Linear(config.width, config.width), nn.SiLU(),
                                       nn.Linear(config.width, config.width))
@@ -145,14 +155,17 @@ class Denoiser(nn.Module):
         self.body = SkipTransformer(config, config.denoiser_layers, config.dropout)
         self.latent_out = nn.Linear(config.width, config.latent_size)
 
-    def forward(self, noisy: torch.Tensor, timesteps: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+    def forward(self, noisy: torch.Tensor, timesteps: torch.Tensor, features: torch.Tensor,
+                frame_poses: torch.Tensor) -> torch.Tensor:
         time_token = self.time_mlp(timestep_embedding(timesteps, self.config.width))[:, None]
-        tokens = torch.cat([self.latent_in(noisy), time_token, self.feature_in(features)], dim=1)
+        frames = self.feature_in(features) + self.pose_in((frame_poses - self.pose_mean) / self.pose_std)
+        tokens = torch.cat([self.latent_in(noisy), time_token, frames], dim=1)
         return self.latent_out(self.body(tokens + self.positions)[:, :self.config.latent_tokens])
 
 
 class OneStepDecoder(nn.Module):
-    """Frame features (B, W, D) and noise (B, L, C) -> pose representations (B, W, pose_size): the denoiser's
+    """Frame features (B, W, D), frame poses (B, W, pose_size) and noise (B, L, C) -> pose representations
+    (B, W, pose_size): the denoiser's
     single step at t = T - 1, then the VAE decoder. `latent_scale` maps the VAE's latents to unit variance
     (what the denoiser works in)."""
 
@@ -168,8 +181,8 @@ class OneStepDecoder(nn.Module):
         self.last_timestep = config.timesteps - 1
         self.latent_scale = float(latent_scale)
 
-    def forward(self, features: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    def forward(self, features: torch.Tensor, frame_poses: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         timesteps = torch.full((features.shape[0],), self.last_timestep, dtype=torch.int64, device=features.device)
-        v = self.denoiser(noise, timesteps, features)
+        v = self.denoiser(noise, timesteps, features, frame_poses)
         latents = (self.signal * noise - self.noise * v) * self.latent_scale
         return self.vae.decode(latents)

@@ -1,9 +1,10 @@
 """The decoder at run time: decoder.onnx in ONNX Runtime, the causal streaming step, and offline decoding.
 
-Per frame and person (DESIGN.md, step 5): the encoder's feature enters the track's ring buffer; the window
-ending at this frame goes through decoder.onnx (one denoising step + the VAE decoder); the newest frame's
-points and twists go through the IK with the encoder's betas; the result replaces the encoder's pose, while
-shape and camera stay the encoder's (as in the paper). Offline decoding (evaluation) gives every frame of a
+Per frame and person (DESIGN.md, step 5): the encoder's feature and its pose (in the decoder's
+representation, decoder.pose, with the encoder's betas) enter the track's ring buffer; the window ending at
+this frame goes through decoder.onnx (one denoising step + the VAE decoder); the newest frame's points and
+twists go through the IK with the encoder's betas; the result replaces the encoder's pose, while shape and
+camera stay the encoder's (as in the paper). Offline decoding (evaluation) gives every frame of a
 whole sequence the window centred on it instead.
 
 Run-time module: numpy and onnxruntime only.
@@ -18,7 +19,7 @@ import numpy as np
 from fasthmr_model.body.lbs import BodyModel
 from fasthmr_model.bundle import Bundle
 from fasthmr_model.decoder.config import DecoderConfig
-from fasthmr_model.decoder.pose import FEATURE_SIZE, body_rest_points, inverse_kinematics
+from fasthmr_model.decoder.pose import FEATURE_SIZE, body_rest_points, encode_pose, inverse_kinematics
 from fasthmr_model.decoder.streaming import StreamingConfig, TrackWindows
 from fasthmr_model.errors import BundleError, InputError
 from fasthmr_model.runtime import RuntimeConfig, create_session
@@ -43,22 +44,33 @@ class DecoderSession:
         self.noise = np.asarray(section["noise"], np.float32).reshape(self.config.latent_tokens, self.config.latent_size)
         self.session = create_session(bundle.path / section["file"], config)
         names = ([node.name for node in self.session.get_inputs()], [node.name for node in self.session.get_outputs()])
-        if names != (["features", "noise"], ["poses"]):
+        if names != (["features", "frame_poses", "noise"], ["poses"]):
             raise BundleError(f"{bundle.path / section['file']} has inputs/outputs {names}, not the decoder contract "
-                              "(features, noise -> poses): re-export the decoder")
-        self.run(np.zeros((1, self.config.window, self.config.feature_size), np.float32))
+                              "(features, frame_poses, noise -> poses): retrain the decoder with this fasthmr")
+        self.run(np.zeros((1, self.config.window, self.config.feature_size), np.float32),
+                 np.zeros((1, self.config.window, FEATURE_SIZE), np.float32))
 
     @property
     def window(self) -> int:
         return self.config.window
 
-    def run(self, features: np.ndarray) -> np.ndarray:
-        """features (B, W, D) oldest first -> pose representations (B, W, 131) float32."""
-        if features.ndim != 3 or features.shape[1:] != (self.config.window, self.config.feature_size):
-            raise InputError(f"decoder features must be (B, {self.config.window}, {self.config.feature_size}), "
-                             f"got {features.shape}")
+    def run(self, features: np.ndarray, frame_poses: np.ndarray) -> np.ndarray:
+        """features (B, W, D) and the encoder's frame poses (B, W, 131), oldest first -> pose representations
+        (B, W, 131) float32."""
+        window = self.config.window
+        if features.ndim != 3 or features.shape[1:] != (window, self.config.feature_size):
+            raise InputError(f"decoder features must be (B, {window}, {self.config.feature_size}), got {features.shape}")
+        if frame_poses.shape != (len(features), window, FEATURE_SIZE):
+            raise InputError(f"decoder frame poses must be ({len(features)}, {window}, {FEATURE_SIZE}), "
+                             f"got {frame_poses.shape}")
         noise = np.ascontiguousarray(np.broadcast_to(self.noise, (len(features),) + self.noise.shape))
-        return self.session.run(None, {"features": np.ascontiguousarray(features, np.float32), "noise": noise})[0]
+        return self.session.run(None, {"features": np.ascontiguousarray(features, np.float32),
+                                       "frame_poses": np.ascontiguousarray(frame_poses, np.float32),
+                                       "noise": noise})[0]
+
+    def run_frames(self, frames: np.ndarray) -> np.ndarray:
+        """frames (B, W, D + 131): per frame the feature, then the frame pose (frame_inputs) -> (B, W, 131)."""
+        return self.run(frames[..., :self.config.feature_size], frames[..., self.config.feature_size:])
 
 
 class DecodedPoses(NamedTuple):
@@ -77,6 +89,13 @@ def poses_to_rotmats(body_model: BodyModel, representations: np.ndarray, betas: 
     return inverse_kinematics(body_rest_points(body_model, betas), representations.astype(np.float64))
 
 
+def frame_inputs(body_model: BodyModel, features: np.ndarray, rotmats: np.ndarray, betas: np.ndarray) -> np.ndarray:
+    """The decoder's input of B person-frames: the encoder's features (B, D), rotations (B, 24, 3, 3) and betas
+    (B, 10) -> (B, D + 131) float32, the feature then the encoder's pose in the decoder's representation."""
+    poses = encode_pose(body_rest_points(body_model, np.asarray(betas, np.float64)), np.asarray(rotmats, np.float64))
+    return np.concatenate([np.asarray(features, np.float32), poses.astype(np.float32)], axis=1)
+
+
 class StreamingDecoder:
     """The causal decoder of a stream: ring buffers per track, one decoder call per frame for all persons."""
 
@@ -84,47 +103,58 @@ class StreamingDecoder:
                  streaming: StreamingConfig = StreamingConfig()) -> None:
         self.session = DecoderSession(bundle, runtime)
         self.body_model = body_model
-        self.windows = TrackWindows(self.session.window, self.session.config.feature_size, streaming)
+        self.windows = TrackWindows(self.session.window, self.session.config.feature_size + FEATURE_SIZE, streaming)
 
-    def step(self, track_ids, features: np.ndarray, betas: np.ndarray, stamp: float) -> DecodedPoses:
-        """One frame: track_ids (B,), the encoder's features (B, D) and betas (B, 10), stamp (s) -> DecodedPoses."""
-        betas = np.asarray(betas)
-        windows = self.windows.push(track_ids, features, stamp)
-        if len(windows.frames) == 0:
+    def step(self, track_ids, features: np.ndarray, rotmats: np.ndarray, betas: np.ndarray, stamp: float
+             ) -> DecodedPoses:
+        """One frame: track_ids (B,), the encoder's features (B, D), rotations (B, 24, 3, 3) and betas (B, 10),
+        stamp (s) -> DecodedPoses."""
+        count = len(np.asarray(track_ids).reshape(-1))
+        betas, rotmats = np.asarray(betas), np.asarray(rotmats)
+        if betas.shape != (count, 10) or rotmats.shape != (count, 24, 3, 3):
+            raise InputError(f"betas and rotmats must be ({count}, 10) and ({count}, 24, 3, 3) for {count} tracks, "
+                             f"got {betas.shape} and {rotmats.shape}")
+        features = np.asarray(features)
+        if features.shape != (count, self.session.config.feature_size):
+            raise InputError(f"features must be ({count}, {self.session.config.feature_size}) for {count} tracks, "
+                             f"got {features.shape}")
+        frames = (frame_inputs(self.body_model, features, rotmats, betas) if count
+                  else np.zeros((0, self.windows.feature_size), np.float32))
+        windows = self.windows.push(track_ids, frames, stamp)
+        if count == 0:
             return DecodedPoses(np.zeros((0, 24, 3, 3)), windows.frames, windows.warm_up, windows.reset)
-        if betas.shape != (len(windows.frames), 10):
-            raise InputError(f"betas must be ({len(windows.frames)}, 10) for {len(windows.frames)} tracks, got {betas.shape}")
-        newest = self.session.run(windows.features)[:, -1]
+        newest = self.session.run_frames(windows.features)[:, -1]
         return DecodedPoses(poses_to_rotmats(self.body_model, newest, betas), windows.frames, windows.warm_up,
                             windows.reset)
 
 
-def decode_causal(session: DecoderSession, features: np.ndarray, batch_size: int = 64) -> np.ndarray:
-    """A whole sequence's features (T, D) -> (T, 131): frame t from the window ending at t, as the stream
-    decodes it (warm-up windows padded with the first frame), in batches."""
-    windows = _windows(features, session.window, np.arange(len(features)) - session.window + 1)
+def decode_causal(session: DecoderSession, frames: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """A whole sequence's frame inputs (T, D + 131) -> (T, 131): frame t from the window ending at t, as the
+    stream decodes it (warm-up windows padded with the first frame), in batches."""
+    windows = _windows(frames, session.window, np.arange(len(frames)) - session.window + 1)
     return _run_batched(session, windows, batch_size)[:, -1]
 
 
-def decode_offline(session: DecoderSession, features: np.ndarray, batch_size: int = 64) -> np.ndarray:
-    """A whole sequence's features (T, D) -> (T, 131): frame t from the window centred on it (the paper's
-    non-causal decoding; near the ends the window is shifted inside the sequence, or padded when shorter)."""
-    window, count = session.window, len(features)
+def decode_offline(session: DecoderSession, frames: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """A whole sequence's frame inputs (T, D + 131) -> (T, 131): frame t from the window centred on it (the
+    paper's non-causal decoding; near the ends the window is shifted inside the sequence, or padded when
+    shorter)."""
+    window, count = session.window, len(frames)
     starts = np.clip(np.arange(count) - window // 2, 0, max(0, count - window))
     if count < window:
         starts = np.full(count, count - window)
-    decoded = _run_batched(session, _windows(features, window, starts), batch_size)
+    decoded = _run_batched(session, _windows(frames, window, starts), batch_size)
     return decoded[np.arange(count), np.arange(count) - starts]
 
 
-def _windows(features: np.ndarray, window: int, starts: np.ndarray) -> np.ndarray:
-    """(N, window, D) windows of features (T, D) starting at `starts` (N,); indices before 0 read frame 0."""
+def _windows(frames: np.ndarray, window: int, starts: np.ndarray) -> np.ndarray:
+    """(N, window, F) windows of frame inputs (T, F) starting at `starts` (N,); indices before 0 read frame 0."""
     indices = np.maximum(starts[:, None] + np.arange(window)[None], 0)
-    return np.asarray(features, np.float32)[indices]
+    return np.asarray(frames, np.float32)[indices]
 
 
 def _run_batched(session: DecoderSession, windows: np.ndarray, batch_size: int) -> np.ndarray:
     if len(windows) == 0:
         return np.zeros((0, session.window, FEATURE_SIZE), np.float32)
-    return np.concatenate([session.run(windows[start:start + batch_size])
+    return np.concatenate([session.run_frames(windows[start:start + batch_size])
                            for start in range(0, len(windows), batch_size)])

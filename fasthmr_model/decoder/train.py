@@ -2,8 +2,9 @@
 
 VAE data: sequences from the synthetic motion generator (and AMASS-format files when given), each seen by a
 random robot camera (yaw anywhere, pitch and roll within the camera sampler's limits), turned into the pose
-representation per frame. Denoiser data: the rendered training sequences' per-frame encoder features (of the
-bundle given, e.g. the merged default) with the true poses; encoder and VAE are frozen.
+representation per frame. Denoiser data: the rendered training sequences' per-frame encoder features and
+the encoder's own poses in that representation (of the bundle given, e.g. the merged default) with the true
+poses; encoder and VAE are frozen.
 
 Windows of W frames are cut at random from the sequences, with the augmentations the issue asks for:
 time reversal, time warping (replay at 0.75x-1.33x speed by linear interpolation, of features and poses
@@ -40,7 +41,7 @@ from fasthmr_model.body.lbs import BodyModel
 from fasthmr_model.decoder.config import DecoderConfig
 from fasthmr_model.decoder.diffusion import diffusion_schedule
 from fasthmr_model.decoder.model import Denoiser, MotionVAE, OneStepDecoder
-from fasthmr_model.decoder.pose import body_rest_points, encode_pose
+from fasthmr_model.decoder.pose import NUM_POINTS, body_rest_points, encode_pose
 from fasthmr_model.errors import FastHMRError
 from fasthmr_model.train.encoder import learning_rate_at
 
@@ -57,6 +58,7 @@ class WindowAugmentation:
     reverse_probability: float = 0.5
     speed_range: tuple = (0.75, 1.33)
     warm_up_probability: float = 0.15
+    turn_probability: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -64,8 +66,17 @@ class TrainingConfig:
     """Args:
         steps, batch_size, learning_rate, weight_decay, warmup_steps: AdamW with linear warm-up, cosine decay.
         kl_weight: the VAE's KL term.
+        newest_frame_weight: the VAE's reconstruction weight of a window's newest frame (the others weigh 1):
+            the causal stream emits that frame only.
         terminal_fraction: share of each denoiser batch trained at t = T - 1.
         feature_noise: Gaussian noise added to the denoiser's input features, times each feature's spread.
+        turn_probability: share of the denoiser's windows turned about the camera's y axis (turn_windows).
+        pose_loss_weight: the denoiser's pose-space term: its x0 prediction decoded by the frozen VAE against
+            the true poses (pose_error); with it, validation (early stopping) scores that error too.
+        twist_loss_weight: the twists' weight in that term, against 1 for the points. The image fixes a bone's
+            turn about itself poorly (the encoder's twists are off by several of their spreads, its points by
+            about half of one, on the val sequences) and joint positions do not depend on it; at weight 1 the
+            twists were most of the loss.
         motion_sequences: generated motion sequences for the VAE (MOTION_FRAMES frames each).
         checkpoint_every, log_every: in steps. seed: data order and initialisation. threads: torch threads
         (0 = torch's default). device: cpu or cuda.
@@ -77,8 +88,12 @@ class TrainingConfig:
     weight_decay: float = 0.01
     warmup_steps: int = 100
     kl_weight: float = 1e-5
+    newest_frame_weight: float = 4.0
     terminal_fraction: float = 0.5
     feature_noise: float = 0.3
+    turn_probability: float = 0.5
+    pose_loss_weight: float = 1.0
+    twist_loss_weight: float = 0.1
     motion_sequences: int = 600
     checkpoint_every: int = 250
     log_every: int = 50
@@ -101,9 +116,10 @@ def random_camera_rotations(rng: np.random.Generator, count: int) -> np.ndarray:
 
 
 def sequence_representation(body_model: BodyModel, betas: np.ndarray, rotmats: np.ndarray) -> np.ndarray:
-    """One person's frames: betas (10,), rotmats (T, 24, 3, 3) -> representations (T, 131) float32."""
-    rest = body_rest_points(body_model, np.asarray(betas, np.float64)[None])
-    return encode_pose(np.repeat(rest, len(rotmats), axis=0), rotmats).astype(np.float32)
+    """One person's frames: betas (10,) or per frame (T, 10), rotmats (T, 24, 3, 3) -> representations
+    (T, 131) float32."""
+    betas = np.broadcast_to(np.asarray(betas, np.float64), (len(rotmats), 10))
+    return encode_pose(body_rest_points(body_model, betas), rotmats).astype(np.float32)
 
 
 def motion_dataset(body_model: BodyModel, sequences: int, seed: int, amass_files=()) -> list[np.ndarray]:
@@ -152,6 +168,20 @@ def cut_windows(series: list[tuple[np.ndarray, ...]], window: int, count: int, r
             weights = weight.reshape((window,) + (1,) * (member.ndim - 1))
             output[row] = member[low] * (1 - weights) + member[high] * weights
     return tuple(outputs)
+
+
+def turn_windows(rng: np.random.Generator, probability: float, *windows: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Pose windows (B, W, 131), aligned, with a share `probability` of the B turned about the camera's y axis
+    by one random angle each (all frames and arrays alike): the points turn, the twists (local) do not."""
+    turned = tuple(np.array(member) for member in windows)
+    chosen = np.flatnonzero(rng.random(len(turned[0])) < probability)
+    angles = rng.uniform(-np.pi, np.pi, len(chosen))
+    cos, sin, zero, one = np.cos(angles), np.sin(angles), np.zeros(len(chosen)), np.ones(len(chosen))
+    rotations = np.stack([cos, zero, sin, zero, one, zero, -sin, zero, cos], axis=1).reshape(-1, 1, 1, 3, 3)
+    for member in turned:
+        points = member[chosen, :, :3 * NUM_POINTS].reshape(len(chosen), member.shape[1], NUM_POINTS, 3, 1)
+        member[chosen, :, :3 * NUM_POINTS] = (rotations @ points).reshape(len(chosen), member.shape[1], -1)
+    return turned
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -240,6 +270,14 @@ def _loop(name: str, run: Path, model: torch.nn.Module, config: TrainingConfig, 
 # VAE
 
 
+def newest_frame_weights(window: int, newest_weight: float, device) -> torch.Tensor:
+    """(window,) loss weights per frame, oldest first: 1, ..., 1, newest_weight, scaled to mean 1 (so that
+    the other loss terms' weights keep their meaning)."""
+    weights = torch.ones(window, device=device)
+    weights[-1] = newest_weight
+    return weights * (window / weights.sum())
+
+
 def train_vae(run: Path, body_model_path: Path, decoder_config: DecoderConfig, config: TrainingConfig,
               amass_files=(), progress: bool = True) -> MotionVAE:
     """Train (or resume) the motion VAE in `run`; returns it (eval mode, on the CPU)."""
@@ -254,6 +292,7 @@ def train_vae(run: Path, body_model_path: Path, decoder_config: DecoderConfig, c
         vae.pose_std.copy_(torch.from_numpy(np.maximum(stacked.std(axis=0), 1e-2)))
     vae.to(device)
     augmentation = WindowAugmentation()
+    frame_weights = newest_frame_weights(decoder_config.window, config.newest_frame_weight, device)
 
     def loss_of_step(step: int) -> dict[str, torch.Tensor]:
         rng = np.random.default_rng([config.seed, step])
@@ -261,7 +300,7 @@ def train_vae(run: Path, body_model_path: Path, decoder_config: DecoderConfig, c
         poses = torch.from_numpy(poses).to(device)
         mean, log_variance = vae.encode(poses)
         latents = mean + torch.randn_like(mean) * torch.exp(0.5 * log_variance)
-        reconstruction = ((vae.decode(latents) - poses) / vae.pose_std).square().mean()
+        reconstruction = (((vae.decode(latents) - poses) / vae.pose_std).square().mean(dim=2) * frame_weights).mean()
         kl = 0.5 * (mean.square() + log_variance.exp() - 1.0 - log_variance).sum(dim=(1, 2)).mean()
         return {"total": reconstruction + config.kl_weight * kl, "reconstruction": reconstruction, "kl": kl}
 
@@ -314,21 +353,27 @@ def vae_reconstruction_mm(vae: MotionVAE, body_model_path: Path, sequences: int 
 # Denoiser
 
 
-def sequence_dataset(crops, encoded: dict[str, np.ndarray], body_model: BodyModel) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(features (T, D), true representations (T, 131)) per rendered sequence of a split."""
+def sequence_dataset(crops, encoded: dict[str, np.ndarray], body_model: BodyModel
+                     ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(features (T, D), the encoder's poses (T, 131), true poses (T, 131)) per rendered sequence of a split
+    (representations: decoder.pose; the encoder's with its own betas, as the run time computes them)."""
+    from fasthmr_model.body.rotations import rot6d_to_matrix
     from fasthmr_model.decoder.sequences import sequence_ranges
 
     series = []
     for rows in sequence_ranges(crops):
+        encoder_rotmats = rot6d_to_matrix(encoded["pose_6d"][rows].reshape(-1, 24, 6).astype(np.float64))
+        frame_poses = sequence_representation(body_model, encoded["betas"][rows], encoder_rotmats)
         poses = sequence_representation(body_model, np.asarray(crops.betas[rows.start]),
                                         np.asarray(crops.rotmats[rows], np.float64))
-        series.append((encoded["feature"][rows], poses))
+        series.append((encoded["feature"][rows], frame_poses, poses))
     return series
 
 
 def train_denoiser(run: Path, vae: MotionVAE, series: list, config: TrainingConfig, progress: bool = True,
                    validation_series: list | None = None) -> tuple[Denoiser, float]:
-    """Train (or resume) the denoiser in `run` on (features, poses) series with the VAE frozen; returns the
+    """Train (or resume) the denoiser in `run` on (features, frame poses, true poses) series (sequence_dataset)
+    with the VAE frozen; returns the
     denoiser (eval mode, CPU) and the latent scale. With validation series (the val sequences), the weights
     kept are those of the checkpoint with the lowest validation loss at t = T - 1."""
     device = _device(config)
@@ -339,27 +384,33 @@ def train_denoiser(run: Path, vae: MotionVAE, series: list, config: TrainingConf
     vae = vae.to(device).eval()
     for parameter in vae.parameters():
         parameter.requires_grad_(False)
-    augmentation = WindowAugmentation()
+    augmentation = WindowAugmentation(turn_probability=config.turn_probability)
     # Latent scale: the standard deviation of the VAE's latent means over training windows (Stable
     # Diffusion's scale factor), so that the denoiser works on unit-variance latents as the schedule assumes.
     checkpoint = run / CHECKPOINT_NAME
     if checkpoint.is_file():
         latent_scale = float(torch.load(checkpoint, map_location="cpu", weights_only=False)["latent_scale"])
     else:
-        (_, poses) = cut_windows(series, decoder_config.window, 2048, np.random.default_rng([config.seed, 1 << 30]), None)
+        (_, _, poses) = cut_windows(series, decoder_config.window, 2048, np.random.default_rng([config.seed, 1 << 30]),
+                                    None)
         with torch.no_grad():
             latent_scale = float(vae.encode(torch.from_numpy(poses).to(device))[0].std())
     schedule = diffusion_schedule(decoder_config)
     signal = torch.from_numpy(np.sqrt(schedule.alpha_bar)).float().to(device)
     noise_level = torch.from_numpy(np.sqrt(1.0 - schedule.alpha_bar)).float().to(device)
-    denoiser = Denoiser(decoder_config).to(device)
+    denoiser = Denoiser(decoder_config)
+    with torch.no_grad():  # the frame poses are normalised as the VAE normalises its input
+        denoiser.pose_mean.copy_(vae.pose_mean)
+        denoiser.pose_std.copy_(vae.pose_std)
+    denoiser.to(device)
     # 200 rendered sequences are few: without noise on its input the denoiser learns them by heart.
-    feature_spread = torch.from_numpy(np.concatenate([features for features, _ in series]).std(axis=0)).to(device)
+    feature_spread = torch.from_numpy(np.concatenate([features for features, _, _ in series]).std(axis=0)).to(device)
 
     def loss_of_step(step: int) -> dict[str, torch.Tensor]:
         rng = np.random.default_rng([config.seed, step])
-        features, poses = cut_windows(series, decoder_config.window, config.batch_size, rng, augmentation)
-        features, poses = torch.from_numpy(features).to(device), torch.from_numpy(poses).to(device)
+        features, frame_poses, poses = cut_windows(series, decoder_config.window, config.batch_size, rng, augmentation)
+        frame_poses, poses = turn_windows(rng, augmentation.turn_probability, frame_poses, poses)
+        features, frame_poses, poses = (torch.from_numpy(member).to(device) for member in (features, frame_poses, poses))
         features = features + config.feature_noise * feature_spread * torch.randn_like(features)
         with torch.no_grad():
             clean = vae.encode(poses)[0] / latent_scale
@@ -370,24 +421,41 @@ def train_denoiser(run: Path, vae: MotionVAE, series: list, config: TrainingConf
         noise = torch.randn_like(clean)
         noisy = a * clean + s * noise
         v = a * noise - s * clean
-        predicted_v = denoiser(noisy, timesteps, features)
+        predicted_v = denoiser(noisy, timesteps, features, frame_poses)
         predicted_noise = s * noisy + a * predicted_v
         v_loss = (predicted_v - v).square().mean()
         noise_loss = (predicted_noise - noise).square().mean()
-        return {"total": v_loss + noise_loss, "v": v_loss, "eps": noise_loss}
+        terms = {"v": v_loss, "eps": noise_loss}
+        if config.pose_loss_weight:
+            # x0 = sqrt(alpha_bar) x_t - sqrt(1 - alpha_bar) v, decoded by the frozen VAE: the poses themselves.
+            terms["pose"] = pose_error(vae.decode((a * noisy - s * predicted_v) * latent_scale), poses)
+        terms["total"] = v_loss + noise_loss + config.pose_loss_weight * terms.get("pose", 0.0)
+        return terms
+
+    def pose_error(decoded: torch.Tensor, poses: torch.Tensor) -> torch.Tensor:
+        """Mean squared error of pose windows (B, W, 131) in the VAE's normalised units, the twists weighted by
+        twist_loss_weight and the newest frame as in the VAE's training (the frame the stream keeps)."""
+        squared = ((decoded - poses) / vae.pose_std).square() * number_weights
+        return (squared.sum(dim=2) / number_weights.sum() * frame_weights).mean()
+
+    frame_weights = newest_frame_weights(decoder_config.window, config.newest_frame_weight, device)
+    number_weights = torch.ones(decoder_config.pose_size, device=device)
+    number_weights[3 * NUM_POINTS:] = config.twist_loss_weight
 
     validation_loss = None
     if validation_series:
-        features, poses = cut_windows(validation_series, decoder_config.window, 1024,
-                                      np.random.default_rng([config.seed, 1 << 31]), None)
-        features, poses = torch.from_numpy(features).to(device), torch.from_numpy(poses).to(device)
+        features, frame_poses, poses = (torch.from_numpy(member).to(device) for member in cut_windows(
+            validation_series, decoder_config.window, 1024, np.random.default_rng([config.seed, 1 << 31]), None))
         with torch.no_grad():
             clean = vae.encode(poses)[0] / latent_scale
         start = torch.randn(clean.shape, generator=torch.Generator().manual_seed(config.seed)).to(device)
         last = torch.full((len(clean),), decoder_config.timesteps - 1, dtype=torch.int64, device=device)
 
         def validation_loss(model: Denoiser) -> float:  # x0 = -v at t = T - 1 (zero terminal SNR)
-            return float((-model(start, last, features) - clean).square().mean())
+            predicted = -model(start, last, features, frame_poses)
+            if config.pose_loss_weight:  # the poses it decodes to, as the run time uses them
+                return float(pose_error(vae.decode(predicted * latent_scale), poses))
+            return float((predicted - clean).square().mean())
 
     _loop("denoiser", run, denoiser, config, loss_of_step,
           {"latent_scale": latent_scale, "decoder_config": decoder_config.to_dict()}, progress, validation_loss)
