@@ -175,6 +175,8 @@ def turn_windows(rng: np.random.Generator, probability: float, *windows: np.ndar
     by one random angle each (all frames and arrays alike): the points turn, the twists (local) do not."""
     turned = tuple(np.array(member) for member in windows)
     chosen = np.flatnonzero(rng.random(len(turned[0])) < probability)
+    if not len(chosen):
+        return turned
     angles = rng.uniform(-np.pi, np.pi, len(chosen))
     cos, sin, zero, one = np.cos(angles), np.sin(angles), np.zeros(len(chosen)), np.ones(len(chosen))
     rotations = np.stack([cos, zero, sin, zero, one, zero, -sin, zero, cos], axis=1).reshape(-1, 1, 1, 3, 3)
