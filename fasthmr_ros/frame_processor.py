@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 from fasthmr_msgs.msg import SmplBody, SmplBodyArray
 from geometry_msgs.msg import PoseArray
 from sensor_msgs.msg import CameraInfo, Image
@@ -108,11 +107,6 @@ class FrameProcessor:
 
     def __init__(self, pipeline: FramePipeline, tracker_config: TrackerConfig = TrackerConfig(),
                  marker_config: MarkerConfig = MarkerConfig(), options: FrameOptions = FrameOptions()) -> None:
-        # One BLAS thread for the whole process. A frame's numpy products are small (a crop's token
-        # fractions, the body model of a few people), and OpenBLAS's own pool for them competed with the
-        # crop threads and ONNX Runtime for the cores: three people's preprocessing took 3.5 ms with it
-        # (20 ms on a loaded machine) and 1.5 ms without (`python -m fasthmr_ros.bench`).
-        threadpool_limits(1, user_api="blas")
         self.pipeline = pipeline
         self.tracker = Tracker(tracker_config)
         self.markers = MarkerBuilder(pipeline.body_model.faces, pipeline.body_model.parents, marker_config)
