@@ -36,13 +36,15 @@ class PreprocessConfig:
         person_token_min_fraction: a token is a person token when at least this fraction of its 16x16
             footprint is covered by the person (0 = any overlap at all).
         threads: the persons of a frame are cropped by up to this many threads (numpy releases the GIL in
-            the resampling; the encoder is idle meanwhile, so its cores are free). 1 = in the calling thread.
+            the resampling). 1 = in the calling thread, the default: with frames arriving between encoder runs
+            (the node, `python -m fasthmr_ros.bench`), waking a second thread on cold caches cost more than it
+            saved (three people: 3.2 ms with two threads, 2.8 ms with one).
     """
 
     box_scale: float = 1.0
     min_person_pixels: int = 64
     person_token_min_fraction: float = 0.0
-    threads: int = 2
+    threads: int = 1
 
     def __post_init__(self) -> None:
         if not 0.5 <= self.box_scale <= 4.0:
@@ -191,15 +193,21 @@ def _crop_sampling(crop_box: np.ndarray, source_shape: tuple[int, ...]) -> _Crop
     )
 
 
-def _resample_window(window: np.ndarray, sampling: _CropSampling) -> np.ndarray:
-    """source[sampling.rows, sampling.cols] (h, w, ...) -> the encoder's window (256, 192, ...) float32.
+def _resample_window_transposed(window: np.ndarray, sampling: _CropSampling) -> np.ndarray:
+    """source[sampling.rows, sampling.cols] (h, w, ...) -> the encoder's window, transposed: (192, 256, ...)
+    float32, C-contiguous (columns first: the layout the second pass produces, so no copy puts it back).
 
     Only the part of the source that the filters touch is read, so the cost follows the crop, not the image.
     Rows first, then columns (on the transposed intermediate, so that both passes gather along axis 0).
     """
     resampled_rows = _apply(sampling.row_resampler, window)
     transposed = np.ascontiguousarray(np.swapaxes(resampled_rows, 0, 1))
-    return np.swapaxes(_apply(sampling.col_resampler, transposed), 0, 1)
+    return _apply(sampling.col_resampler, transposed)
+
+
+def _resample_window(window: np.ndarray, sampling: _CropSampling) -> np.ndarray:
+    """source[sampling.rows, sampling.cols] (h, w, ...) -> the encoder's window (256, 192, ...) float32 (a view)."""
+    return np.swapaxes(_resample_window_transposed(window, sampling), 0, 1)
 
 
 def crop_window(image: np.ndarray, crop_box: np.ndarray) -> np.ndarray:
@@ -235,9 +243,11 @@ def crop_mask(person_mask: np.ndarray, crop_box: np.ndarray) -> np.ndarray:
 def _footprint_weights(resampler: _Resampler, num_in: int, grid: int) -> np.ndarray:
     """(grid, num_in): how much each source pixel of one axis counts towards each token's footprint mean on
     that axis (the resampler's rows summed over the footprint, with the patch padding, divided by its size)."""
-    dense = np.zeros((PATCH_PADDING + len(resampler.indices), num_in), np.float64)
-    rows = np.arange(len(resampler.indices))[:, None] + PATCH_PADDING
-    np.add.at(dense, (rows, resampler.indices), resampler.weights)
+    count = PATCH_PADDING + len(resampler.indices)
+    rows = np.arange(PATCH_PADDING, count)[:, None]
+    # A sum over (row, source pixel) pairs: taps clipped at the image border repeat a pixel (with weight 0).
+    dense = np.bincount((rows * num_in + resampler.indices).ravel(), resampler.weights.ravel().astype(np.float64),
+                        minlength=count * num_in).reshape(count, num_in)
     return dense[: grid * PATCH_SIZE].reshape(grid, PATCH_SIZE, num_in).sum(axis=1) / PATCH_SIZE
 
 
@@ -269,13 +279,15 @@ def prepare_persons(image: np.ndarray, instance_mask: np.ndarray, config: Prepro
     boxes = person_boxes(instance_mask, config.min_person_pixels)
     ids = np.array(sorted(boxes), dtype=np.int64)
     crop_boxes = np.array([crop_box_for(boxes[i], config.box_scale) for i in ids]).reshape(-1, 3)
-    windows = np.empty((len(ids), IMAGE_HEIGHT, IMAGE_WIDTH, 3), np.float32)
+    # Stored column-major per window (B, 192, 256, 3), what the resampling produces; `windows` is its
+    # (B, 256, 192, 3) view. Copying each window into row-major order cost as much as a resampling pass.
+    windows_transposed = np.empty((len(ids), IMAGE_WIDTH, IMAGE_HEIGHT, 3), np.float32)
     person_tokens = np.empty((len(ids), TOKEN_GRID[0] * TOKEN_GRID[1]), np.float32)
 
     def crop_person(index: int) -> None:
         # One sampling for the image and the mask; the mask is compared with the id only where it is read.
         sampling = _crop_sampling(crop_boxes[index], image.shape)
-        windows[index] = _resample_window(image[sampling.rows, sampling.cols], sampling)
+        windows_transposed[index] = _resample_window_transposed(image[sampling.rows, sampling.cols], sampling)
         person = instance_mask[sampling.rows, sampling.cols] == ids[index]
         # The token fractions are linear in the mask: pooled resampling weights on each axis give them from the
         # source pixels directly (the same values as person_token_fraction of the resampled mask, up to rounding).
@@ -291,7 +303,8 @@ def prepare_persons(image: np.ndarray, instance_mask: np.ndarray, config: Prepro
     else:
         for index in range(len(ids)):
             crop_person(index)
-    return PersonCrops(ids, np.array([boxes[i] for i in ids]).reshape(-1, 4), crop_boxes, windows, person_tokens)
+    return PersonCrops(ids, np.array([boxes[i] for i in ids]).reshape(-1, 4), crop_boxes,
+                       np.swapaxes(windows_transposed, 1, 2), person_tokens)
 
 
 def validate_intrinsics(intrinsics: np.ndarray) -> None:
