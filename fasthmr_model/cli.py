@@ -284,9 +284,9 @@ def build_parser(extensions=()) -> argparse.ArgumentParser:
         parser.add_argument("--quiet", action="store_true", help="no progress bar")
         return parser
 
-    vae = decoder_training(train.add_parser("vae", help="train the decoder's motion VAE on generated motions"), 4000)
+    vae = decoder_training(train.add_parser("vae", help="train the decoder's motion VAE on generated motions"), 12000)
     vae.add_argument("--window", type=int, default=16, help="frames per window W")
-    vae.add_argument("--latent-tokens", type=int, default=4, help="latent tokens L")
+    vae.add_argument("--latent-tokens", type=int, default=8, help="latent tokens L")
     vae.add_argument("--latent-size", type=int, default=32, help="numbers per latent token C")
     vae.add_argument("--sequences", type=int, help="generated motion sequences (default 600 x 300 frames)")
     vae.add_argument("--amass", nargs="*", default=(), help="AMASS-format .npz files to train on as well")
@@ -295,7 +295,7 @@ def build_parser(extensions=()) -> argparse.ArgumentParser:
 
     decoder = decoder_training(train.add_parser(
         "decoder", help="train the latent denoiser on a bundle's features of the rendered sequences; "
-                        "write the bundle with its decoder"), 5000)
+                        "write the bundle with its decoder"), 3000)
     decoder.add_argument("--vae-run", required=True, help="the VAE's run folder (`fasthmr train vae`)")
     decoder.add_argument("--bundle", help="the encoder bundle whose features condition the decoder "
                                           "(default: the shipped default bundle)")
