@@ -9,7 +9,7 @@ is computed once at load time.
 import numpy as np
 
 from fasthmr_model.body.model_file import load_body_model_file
-from fasthmr_model.body.skeleton import NUM_BETAS, NUM_JOINTS
+from fasthmr_model.body.skeleton import NUM_BETAS, NUM_JOINTS, depth_levels
 from fasthmr_model.errors import InputError
 
 
@@ -37,7 +37,7 @@ class BodyModel:
         posedirs = arrays.posedirs.reshape(vertex_count * 3, -1).T
         self._posedirs = np.ascontiguousarray(posedirs) if np.any(posedirs) else None
         self._weights = arrays.weights
-        self._parents = tuple(int(parent) for parent in arrays.parents)
+        self._levels = depth_levels(tuple(int(parent) for parent in arrays.parents))
 
     @classmethod
     def from_file(cls, path):
@@ -91,16 +91,15 @@ class BodyModel:
 
         rest_joints = self.rest_joints(betas)
 
-        # Forward kinematics: each joint's world rotation and position from its parent's.
+        # Forward kinematics: each joint's world rotation and position from its parent's, a tree level at a time.
         world_rotations = np.empty_like(rotmats)
         joints = np.empty_like(rest_joints)
         world_rotations[:, 0] = rotmats[:, 0]
         joints[:, 0] = rest_joints[:, 0]
-        for joint in range(1, NUM_JOINTS):
-            parent = self._parents[joint]
-            bone = rest_joints[:, joint] - rest_joints[:, parent]
-            world_rotations[:, joint] = world_rotations[:, parent] @ rotmats[:, joint]
-            joints[:, joint] = joints[:, parent] + np.einsum("bkl,bl->bk", world_rotations[:, parent], bone)
+        for level, parents in self._levels:
+            bones = (rest_joints[:, level] - rest_joints[:, parents])[..., None]
+            world_rotations[:, level] = world_rotations[:, parents] @ rotmats[:, level]
+            joints[:, level] = joints[:, parents] + (world_rotations[:, parents] @ bones)[..., 0]
 
         translation = np.zeros((1, 1, 3)) if transl is None else transl[:, None, :]
         if not with_vertices:

@@ -26,7 +26,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from fasthmr_model.body.skeleton import NUM_JOINTS, PARENTS
+from fasthmr_model.body.skeleton import NUM_JOINTS, PARENTS, depth_levels
 from fasthmr_model.errors import InputError
 
 # Leaf joint -> its end point's name. The end sits END_LENGTH along the leaf's parent bone (rest pose).
@@ -125,27 +125,15 @@ def kabsch(rest_vectors: np.ndarray, vectors: np.ndarray) -> np.ndarray:
     return (np.swapaxes(vt, -1, -2) * fix[..., None, :]) @ np.swapaxes(u, -1, -2)
 
 
-def _depth_levels(parents: tuple) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
-    """(nodes, their parents) per depth >= 1 of a tree given by parents (root: -1): every node's parent is
-    in an earlier level, so a level is computed in one batched operation."""
-    depth = [0] * len(parents)
-    for node in range(1, len(parents)):
-        depth[node] = depth[parents[node]] + 1
-    return tuple((np.array(nodes, np.intp), np.array([parents[node] for node in nodes], np.intp))
-                 for nodes in ([node for node in range(len(parents)) if depth[node] == level]
-                               for level in range(1, max(depth) + 1)))
-
-
-_JOINT_LEVELS = _depth_levels(PARENTS)
-_POINT_LEVELS = _depth_levels(POINT_PARENTS)
+_JOINT_LEVELS = depth_levels(PARENTS)
+_POINT_LEVELS = depth_levels(POINT_PARENTS)
 
 
 def forward_points(rest: np.ndarray, rotmats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Forward kinematics: rest points (B, 29, 3), local rotations (B, 24, 3, 3) ->
     (posed points relative to the pelvis (B, 29, 3), world rotations (B, 24, 3, 3)).
 
-    A depth level of the tree at a time (the node computes it for every person on every frame, and at
-    batch 1 numpy's per-call overhead is its cost)."""
+    A depth level of the tree at a time (skeleton.depth_levels)."""
     world = np.empty_like(rotmats)
     world[:, 0] = rotmats[:, 0]
     for joints, parents in _JOINT_LEVELS:
