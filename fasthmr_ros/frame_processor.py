@@ -116,16 +116,31 @@ class FrameProcessor:
         self.decoder = StreamingDecoder(pipeline.bundle, pipeline.body_model) if has_decoder(pipeline.bundle) else None
         self._shown_tracks: set[int] = set()  # tracks whose markers RViz shows now
         self._shown_header: Header | None = None  # the header they were drawn with
-        self._last_mesh_stamp: float | None = None
+        self._mesh_stamps: dict[int, float] = {}  # shown track -> stamp of its last mesh
 
     def set_tracker_config(self, config: TrackerConfig) -> None:
         self.tracker.config = config
 
-    def _mesh_due(self, stamp: float) -> bool:
-        if self.markers.config.mesh_rate <= 0.0:
-            return False
-        last = self._last_mesh_stamp
-        return last is None or stamp < last or stamp - last >= 1.0 / self.markers.config.mesh_rate
+    def _mesh_rows(self, track_ids: np.ndarray, stamp: float, redraw: bool) -> np.ndarray:
+        """Indices into track_ids of the tracks whose mesh this frame draws (at mesh_rate per track): all of
+        them when the display is redrawn, else the due track that waited longest (never drawn first) and any
+        whose mesh is two periods old. One mesh per frame spreads the tracks' meshes over frames: a frame that
+        skinned and serialised three meshes cost a millisecond more than one that drew none."""
+        rate = self.markers.config.mesh_rate
+        if rate <= 0.0 or not len(track_ids):
+            return np.zeros(0, np.intp)
+        if redraw:
+            return np.arange(len(track_ids))
+        # Waiting time per track; a track never drawn, or drawn "after" this frame (time ran backwards), waits
+        # longest of all.
+        lasts = [self._mesh_stamps.get(track) for track in track_ids.tolist()]
+        waited = np.array([np.inf if last is None or stamp < last else stamp - last for last in lasts])
+        due = np.flatnonzero(waited >= 1.0 / rate)
+        if not len(due):
+            return due
+        longest = due[np.argmax(waited[due])]
+        stale = due[np.isfinite(waited[due]) & (waited[due] >= 2.0 / rate)]
+        return np.union1d([longest], stale).astype(np.intp)
 
     def process(self, image_message: Image, mask_message: Image | None, intrinsics: np.ndarray,
                 markers_wanted: bool) -> FrameOutputs:
@@ -156,16 +171,15 @@ class FrameProcessor:
                 mask = (mask != 0).view(np.uint8)
         timings = {"convert": (time.perf_counter() - start) * 1000.0}
 
-        mesh = markers_wanted and self._mesh_due(stamp)
         try:
-            result = self.pipeline.process(image, mask, intrinsics, with_vertices=mesh)
+            result = self.pipeline.process(image, mask, intrinsics, with_vertices=False)
         except InputError as error:
             raise FrameRejected("bad_frame", str(error)) from None
         timings.update(result.timings_ms)
 
         start = time.perf_counter()
         tracks = self.tracker.update(stamp, result.boxes)
-        result, pose_source = self._temporal(result, tracks.track_ids, stamp, mesh)
+        result, pose_source = self._temporal(result, tracks.track_ids, stamp)
         bodies = bodies_message(header, self.body_model_name, result, tracks.track_ids, pose_source,
                                 (image.shape[1], image.shape[0]))
         people = people_message(header, result)
@@ -173,21 +187,20 @@ class FrameProcessor:
         if markers_wanted:
             current = set(tracks.track_ids.tolist())
             vanished = bool(self._shown_tracks - current)
-            if vanished and not mesh and self.markers.config.mesh_rate > 0.0:
-                # DELETEALL also removes the meshes of the tracks still in view: draw them again now.
-                result = dataclasses.replace(result, vertices=self.pipeline.body_model.forward(
-                    result.betas, result.rotmats, result.translation)[0])
-                mesh = True
+            # DELETEALL also removes the meshes of the tracks still in view: they are all drawn again.
+            rows = self._mesh_rows(tracks.track_ids, stamp, redraw=vanished)
+            vertices = self.pipeline.body_model.forward(result.betas[rows], result.rotmats[rows],
+                                                        result.translation[rows])[0] if len(rows) else None
             if current or vanished:
-                markers = self.markers.build(header, tracks.track_ids, result.joints,
-                                             result.vertices if mesh else None, delete_all_first=vanished)
+                markers = self.markers.build(header, tracks.track_ids, result.joints, tracks.track_ids[rows],
+                                             vertices, delete_all_first=vanished)
             self._shown_tracks, self._shown_header = current, header
-            if mesh:
-                self._last_mesh_stamp = stamp
+            self._mesh_stamps = {track: self._mesh_stamps[track] for track in current if track in self._mesh_stamps}
+            self._mesh_stamps.update((int(track), stamp) for track in tracks.track_ids[rows])
         timings["outputs"] = (time.perf_counter() - start) * 1000.0
         return FrameOutputs(bodies, people, markers, timings)
 
-    def _temporal(self, result, track_ids: np.ndarray, stamp: float, with_vertices: bool):
+    def _temporal(self, result, track_ids: np.ndarray, stamp: float):
         """The result with the decoder's pose for the tracks whose window is full (shape and camera stay the
         encoder's, so the translation does too), and each body's pose_source (B,)."""
         pose_source = np.full(len(result.ids), SmplBody.POSE_PER_FRAME, np.uint8)
@@ -199,10 +212,10 @@ class FrameProcessor:
             return result, pose_source
         rotmats = result.rotmats.copy()
         rotmats[temporal] = decoded.rotmats[temporal]
-        vertices, joints = self.pipeline.body_model.forward(result.betas, rotmats, result.translation, with_vertices)
+        _, joints = self.pipeline.body_model.forward(result.betas, rotmats, result.translation, with_vertices=False)
         pose_source[temporal] = SmplBody.POSE_TEMPORAL
         return dataclasses.replace(result, rotmats=rotmats, axis_angle=matrix_to_axis_angle(rotmats), joints=joints,
-                                   vertices=vertices), pose_source
+                                   vertices=None), pose_source
 
     def clear_markers(self) -> bytes | None:
         """A serialised DELETEALL (in the frame the markers were drawn in) when markers are shown, else None.

@@ -106,7 +106,9 @@ def people_message(header: Header, result: FrameResult) -> PoseArray:
 @dataclass(frozen=True)
 class MarkerConfig:
     """Args:
-        mesh_rate: meshes per second (by image stamps) in the markers; 0 = never. Skeletons come every frame.
+        mesh_rate: meshes per second per track (by image stamps) in the markers; 0 = never. Skeletons come
+            every frame. Each frame builds at most one due mesh (the track that waited longest) and the
+            meshes of tracks that waited two periods, so the tracks' meshes come on different frames.
         line_width: skeleton line width (m).
         mesh_alpha: mesh opacity in [0, 1].
     """
@@ -152,10 +154,11 @@ class MarkerBuilder:
         marker.color.a = alpha
         return marker
 
-    def build(self, header: Header, track_ids: np.ndarray, joints: np.ndarray, vertices: np.ndarray | None,
-              delete_all_first: bool) -> bytes:
-        """A serialised MarkerArray: optionally a DELETEALL, then every track's skeleton and, when vertices
-        are given, its mesh. track_ids (B,), joints (B, 24, 3), vertices (B, V, 3) or None; camera frame, m."""
+    def build(self, header: Header, track_ids: np.ndarray, joints: np.ndarray, mesh_track_ids: np.ndarray,
+              mesh_vertices: np.ndarray | None, delete_all_first: bool) -> bytes:
+        """A serialised MarkerArray: optionally a DELETEALL, then every track's skeleton, then the meshes of
+        the tracks mesh_track_ids (M,) (M may be 0). track_ids (B,), joints (B, 24, 3), mesh_vertices
+        (M, V, 3) or None when M is 0; camera frame, m."""
         markers, points = [], []
         if delete_all_first:
             markers.append(delete_all_marker(header))
@@ -164,9 +167,9 @@ class MarkerBuilder:
         for index, track_id in enumerate(track_ids):
             markers.append(self._marker(header, SKELETON_NAMESPACE, track_id, Marker.LINE_LIST, 1.0))
             points.append(bones[index].reshape(-1, 3))
-        if vertices is not None:
-            triangles = vertices[:, self.faces]  # (B, F, 3 corners, 3)
-            for index, track_id in enumerate(track_ids):
+        if len(mesh_track_ids):
+            triangles = mesh_vertices[:, self.faces]  # (M, F, 3 corners, 3)
+            for index, track_id in enumerate(mesh_track_ids):
                 markers.append(self._marker(header, MESH_NAMESPACE, track_id, Marker.TRIANGLE_LIST,
                                             self.config.mesh_alpha))
                 points.append(triangles[index].reshape(-1, 3))

@@ -73,7 +73,7 @@ PARAMETERS = (
                   1, 64),
     ParameterSpec("tracking.min_iou", float, "box overlap that continues a track", 0.001, 1.0),
     ParameterSpec("tracking.max_gap", float, "seconds a track may go unseen before it ends", 0.0, 60.0),
-    ParameterSpec("markers.mesh_rate", float, "meshes per second in ~/markers (by image stamps); 0 = never",
+    ParameterSpec("markers.mesh_rate", float, "meshes per second per track in ~/markers (by image stamps); 0 = never",
                   0.0, 1000.0),
     ParameterSpec("markers.line_width", float, "skeleton line width (m)", 0.001, 1.0),
     ParameterSpec("markers.mesh_alpha", float, "mesh opacity", 0.0, 1.0),

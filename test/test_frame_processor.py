@@ -81,17 +81,22 @@ def test_markers_draw_skeletons_every_frame_and_meshes_at_the_mesh_rate(processo
     image, mask = frame()
     faces = pipeline.body_model.faces
     kinds = []
-    for stamp in (1.0, 1.2, 1.4, 1.5, 1.6):  # mesh_rate 2 Hz: meshes at 1.0 and 1.5
+    # mesh_rate 2 Hz per track, one due mesh per frame: track 1 at 1.0 and 1.5, track 2 at 1.2 and 1.7.
+    for stamp in (1.0, 1.2, 1.4, 1.5, 1.6, 1.7):
         outputs = processor.process(*messages(image, mask, stamp), K, markers_wanted=True)
         markers = markers_of(outputs)
         kinds.append([(marker.ns, marker.id) for marker in markers])
         assert all(marker.header.stamp.sec == 1 for marker in markers)
     skeletons = [(SKELETON_NAMESPACE, 1), (SKELETON_NAMESPACE, 2)]
-    meshes = [(MESH_NAMESPACE, 1), (MESH_NAMESPACE, 2)]
-    assert kinds == [skeletons + meshes, skeletons, skeletons, skeletons + meshes, skeletons]
+    mesh_1, mesh_2 = [(MESH_NAMESPACE, 1)], [(MESH_NAMESPACE, 2)]
+    assert kinds == [skeletons + mesh_1, skeletons + mesh_2, skeletons, skeletons + mesh_1, skeletons,
+                     skeletons + mesh_2]
+    # Meshes two periods old are all drawn at once.
+    late = markers_of(processor.process(*messages(image, mask, 2.8), K, markers_wanted=True))
+    assert [(marker.ns, marker.id) for marker in late] == skeletons + mesh_1 + mesh_2
 
     expected = pipeline.process(image, mask, K)
-    skeleton, mesh = markers[0], markers_of(processor.process(*messages(image, mask, 3.0), K, True))[2]
+    skeleton, mesh = markers[0], late[2]
     assert skeleton.type == Marker.LINE_LIST and mesh.type == Marker.TRIANGLE_LIST
     lines = np.array([[p.x, p.y, p.z] for p in skeleton.points]).reshape(-1, 2, 3)
     parents = pipeline.body_model.parents
