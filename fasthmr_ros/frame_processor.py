@@ -214,8 +214,8 @@ class FrameProcessor:
         rotmats[temporal] = decoded.rotmats[temporal]
         _, joints = self.pipeline.body_model.forward(result.betas, rotmats, result.translation, with_vertices=False)
         pose_source[temporal] = SmplBody.POSE_TEMPORAL
-        return dataclasses.replace(result, rotmats=rotmats, axis_angle=matrix_to_axis_angle(rotmats), joints=joints,
-                                   vertices=None), pose_source
+        return dataclasses.replace(result, rotmats=rotmats, axis_angle=matrix_to_axis_angle(rotmats),
+                                   joints=joints), pose_source
 
     def clear_markers(self) -> bytes | None:
         """A serialised DELETEALL (in the frame the markers were drawn in) when markers are shown, else None.
