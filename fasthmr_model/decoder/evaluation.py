@@ -22,6 +22,7 @@ from fasthmr_model.body.rotations import rot6d_to_matrix
 from fasthmr_model.bundle import Bundle
 from fasthmr_model.data.crop import normalise_windows
 from fasthmr_model.data.world import CropSet
+from fasthmr_model.decoder.pose import body_rest_points
 from fasthmr_model.decoder.runtime import (
     DecoderSession, decode_causal, decode_offline, frame_inputs, poses_to_rotmats,
 )
@@ -42,10 +43,11 @@ def predicted_rotmats(bundle: Bundle, crops: CropSet, runtime: RuntimeConfig = R
     count = len(crops)
     betas = encoded["betas"].astype(np.float64)
     rotmats = {"per_frame": rot6d_to_matrix(encoded["pose_6d"].reshape(count, 24, 6))}
-    frames = frame_inputs(body, encoded["feature"], rotmats["per_frame"], betas)
+    rest = body_rest_points(body, betas)
+    frames = frame_inputs(rest, encoded["feature"], rotmats["per_frame"])
     for method, decode in (("offline", decode_offline), ("causal", decode_causal)):
         representations = np.concatenate([decode(session, frames[rows]) for rows in sequence_ranges(crops)])
-        rotmats[method] = poses_to_rotmats(body, representations, betas)
+        rotmats[method] = poses_to_rotmats(rest, representations)
     return rotmats, betas
 
 
@@ -74,11 +76,12 @@ def latency_ms(bundle: Bundle, crops: CropSet, runtime: RuntimeConfig = RuntimeC
         start = time.perf_counter()
         encoded = encoder.run(image, tokens)
         encoded_at = time.perf_counter()
-        frame = frame_inputs(body, encoded.feature, rot6d_to_matrix(encoded.pose_6d.reshape(1, 24, 6)), encoded.betas)
+        rest = body_rest_points(body, encoded.betas.astype(np.float64))  # as StreamingDecoder.step: once for both
+        frame = frame_inputs(rest, encoded.feature, rot6d_to_matrix(encoded.pose_6d.reshape(1, 24, 6)))
         framed_at = time.perf_counter()
         newest = decoder.run_frames(np.repeat(frame[:, None], decoder.window, axis=1))[:, -1]
         decoded_at = time.perf_counter()
-        poses_to_rotmats(body, newest, encoded.betas)
+        poses_to_rotmats(rest, newest)
         end = time.perf_counter()
         if run >= 5:  # warm-up calls discarded
             timings["encoder"].append(encoded_at - start)

@@ -84,15 +84,17 @@ class DecodedPoses(NamedTuple):
     reset: np.ndarray
 
 
-def poses_to_rotmats(body_model: BodyModel, representations: np.ndarray, betas: np.ndarray) -> np.ndarray:
-    """Representations (B, 131) and the encoder's betas (B, 10) -> rotations (B, 24, 3, 3) by the IK."""
-    return inverse_kinematics(body_rest_points(body_model, betas), representations.astype(np.float64))
+def poses_to_rotmats(rest: np.ndarray, representations: np.ndarray) -> np.ndarray:
+    """Rest points of the encoder's betas (B, 29, 3) (decoder.pose.body_rest_points) and decoded representations
+    (B, 131) -> rotations (B, 24, 3, 3) by the IK."""
+    return inverse_kinematics(rest, representations.astype(np.float64))
 
 
-def frame_inputs(body_model: BodyModel, features: np.ndarray, rotmats: np.ndarray, betas: np.ndarray) -> np.ndarray:
-    """The decoder's input of B person-frames: the encoder's features (B, D), rotations (B, 24, 3, 3) and betas
-    (B, 10) -> (B, D + 131) float32, the feature then the encoder's pose in the decoder's representation."""
-    poses = encode_pose(body_rest_points(body_model, np.asarray(betas, np.float64)), np.asarray(rotmats, np.float64))
+def frame_inputs(rest: np.ndarray, features: np.ndarray, rotmats: np.ndarray) -> np.ndarray:
+    """The decoder's input of B person-frames: rest points of the encoder's betas (B, 29, 3), its features
+    (B, D) and rotations (B, 24, 3, 3) -> (B, D + 131) float32, the feature then the encoder's pose in the
+    decoder's representation."""
+    poses = encode_pose(rest, np.asarray(rotmats, np.float64))
     return np.concatenate([np.asarray(features, np.float32), poses.astype(np.float32)], axis=1)
 
 
@@ -118,14 +120,13 @@ class StreamingDecoder:
         if features.shape != (count, self.session.config.feature_size):
             raise InputError(f"features must be ({count}, {self.session.config.feature_size}) for {count} tracks, "
                              f"got {features.shape}")
-        frames = (frame_inputs(self.body_model, features, rotmats, betas) if count
-                  else np.zeros((0, self.windows.feature_size), np.float32))
-        windows = self.windows.push(track_ids, frames, stamp)
         if count == 0:
+            windows = self.windows.push(track_ids, np.zeros((0, self.windows.feature_size), np.float32), stamp)
             return DecodedPoses(np.zeros((0, 24, 3, 3)), windows.frames, windows.warm_up, windows.reset)
+        rest = body_rest_points(self.body_model, np.asarray(betas, np.float64))  # for the pose in and the IK out
+        windows = self.windows.push(track_ids, frame_inputs(rest, features, rotmats), stamp)
         newest = self.session.run_frames(windows.features)[:, -1]
-        return DecodedPoses(poses_to_rotmats(self.body_model, newest, betas), windows.frames, windows.warm_up,
-                            windows.reset)
+        return DecodedPoses(poses_to_rotmats(rest, newest), windows.frames, windows.warm_up, windows.reset)
 
 
 def decode_causal(session: DecoderSession, frames: np.ndarray, batch_size: int = 64) -> np.ndarray:

@@ -58,7 +58,6 @@ class WindowAugmentation:
     reverse_probability: float = 0.5
     speed_range: tuple = (0.75, 1.33)
     warm_up_probability: float = 0.15
-    turn_probability: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -386,7 +385,7 @@ def train_denoiser(run: Path, vae: MotionVAE, series: list, config: TrainingConf
     vae = vae.to(device).eval()
     for parameter in vae.parameters():
         parameter.requires_grad_(False)
-    augmentation = WindowAugmentation(turn_probability=config.turn_probability)
+    augmentation = WindowAugmentation()
     # Latent scale: the standard deviation of the VAE's latent means over training windows (Stable
     # Diffusion's scale factor), so that the denoiser works on unit-variance latents as the schedule assumes.
     checkpoint = run / CHECKPOINT_NAME
@@ -411,7 +410,7 @@ def train_denoiser(run: Path, vae: MotionVAE, series: list, config: TrainingConf
     def loss_of_step(step: int) -> dict[str, torch.Tensor]:
         rng = np.random.default_rng([config.seed, step])
         features, frame_poses, poses = cut_windows(series, decoder_config.window, config.batch_size, rng, augmentation)
-        frame_poses, poses = turn_windows(rng, augmentation.turn_probability, frame_poses, poses)
+        frame_poses, poses = turn_windows(rng, config.turn_probability, frame_poses, poses)
         features, frame_poses, poses = (torch.from_numpy(member).to(device) for member in (features, frame_poses, poses))
         features = features + config.feature_noise * feature_spread * torch.randn_like(features)
         with torch.no_grad():
