@@ -14,7 +14,7 @@ import pytest
 
 from fasthmr_model.body import BodyModel, load_body_model_file, load_smplx_layer
 from fasthmr_model.body.rotations import axis_angle_to_matrix
-from fasthmr_model.body.skeleton import JOINT_INDEX, JOINT_NAMES, NUM_JOINTS, PARENTS
+from fasthmr_model.body.skeleton import JOINT_INDEX, JOINT_NAMES, NUM_JOINTS, PARENTS, KinematicTree
 from fasthmr_model.body.synthetic import (
     MODEL_NAME,
     SHAPE_COMPONENTS,
@@ -456,3 +456,25 @@ def test_joints_only_forward_matches_the_full_one(body_path):
     none, joints_only = body.forward(betas, rotmats, transl, with_vertices=False)
     assert none is None and vertices.shape == (2, body.num_vertices, 3)
     np.testing.assert_array_equal(joints_only, joints)
+
+
+def test_kinematic_tree_matches_a_joint_by_joint_walk():
+    """Pointer jumping and the path matrix give what a walk down the tree gives, on SMPL's tree and on a
+    deeper chain with branches (depth 11: four jumps)."""
+    rng = np.random.default_rng(0)
+    for parents in (PARENTS, (-1, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 2, 12, 0)):
+        count = len(parents)
+        local = axis_angle_to_matrix(rng.normal(0.0, 0.8, (3, count, 3)))
+        rest = rng.normal(0.0, 0.3, (3, count, 3))
+        world = np.empty_like(local)
+        positions = np.zeros_like(rest)
+        for node, parent in enumerate(parents):
+            world[:, node] = local[:, node] if parent < 0 else world[:, parent] @ local[:, node]
+            if parent >= 0:
+                positions[:, node] = positions[:, parent] + np.einsum("bij,bj->bi", world[:, parent],
+                                                                      rest[:, node] - rest[:, parent])
+        tree = KinematicTree(parents)
+        np.testing.assert_allclose(tree.world_rotations(local), world, atol=1e-12)
+        np.testing.assert_allclose(tree.root_offsets(world, rest), positions, atol=1e-12)
+    with pytest.raises(ValueError, match="parents"):
+        KinematicTree((-1, 2, 0))

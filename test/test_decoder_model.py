@@ -18,7 +18,8 @@ from fasthmr_model.decoder.model import Denoiser, MotionVAE, OneStepDecoder
 from fasthmr_model.decoder.pose import FEATURE_SIZE
 from fasthmr_model.decoder.runtime import DecoderSession, StreamingDecoder, decode_causal, decode_offline
 from fasthmr_model.decoder.train import (
-    TrainingConfig, WindowAugmentation, cut_windows, train_denoiser, train_vae, turn_windows,
+    EncoderErrors, TrainingConfig, WindowAugmentation, cut_windows, encoder_like_windows, measure_encoder_errors,
+    train_denoiser, train_vae, turn_windows,
 )
 from fasthmr_model.encoder.config import PRESETS
 from fasthmr_model.encoder.model import build_encoder
@@ -70,9 +71,12 @@ def test_vae_and_denoiser_train(tmp_path):
 
     body_path = write_synthetic_body(tmp_path / "body.npz")
     config = TrainingConfig(steps=3, batch_size=4, motion_sequences=2, log_every=1, checkpoint_every=2, threads=1)
-    vae = train_vae(tmp_path / "vae", body_path, TINY, config, progress=False)
+    errors = EncoderErrors(np.full(24, 0.1), np.full(24, 0.03))
+    vae = train_vae(tmp_path / "vae", body_path, TINY, config, progress=False, errors=errors)
     logs = [json.loads(line) for line in (tmp_path / "vae" / "log.jsonl").read_text().splitlines()]
     assert [record["step"] for record in logs] == [1, 2, 3] and all(np.isfinite(r["total"]) for r in logs)
+    stored = torch.load(tmp_path / "vae" / "checkpoint.pt", weights_only=False)["encoder_errors"]
+    np.testing.assert_allclose(EncoderErrors.from_dict(stored).mean, errors.mean, atol=1e-4)  # kept in degrees, 3 decimals
     rng = np.random.default_rng(0)
     series = [(rng.standard_normal((30, TINY.feature_size)).astype(np.float32),
                rng.standard_normal((30, FEATURE_SIZE)).astype(np.float32),
@@ -190,3 +194,59 @@ def test_turned_windows_keep_the_local_pose():
     assert abs(turn[0, 1, 1] - 1.0) < 1e-9 and abs(turn[0, 0, 0]) < 1.0 - 1e-6  # about y, by some angle
     (kept,) = turn_windows(np.random.default_rng(1), 0.0, window)
     np.testing.assert_array_equal(kept, window)
+
+
+def test_encoder_errors_are_measured_per_joint():
+    """A constant error on one joint is all slow; a per-frame one is all change."""
+    from fasthmr_model.body.rotations import axis_angle_to_matrix
+
+    rng = np.random.default_rng(0)
+    truth = axis_angle_to_matrix(rng.normal(0.0, 0.5, (40, 24, 3)))
+    error = np.broadcast_to(np.eye(3), (40, 24, 3, 3)).copy()
+    error[:, 3] = axis_angle_to_matrix(np.array([0.2, 0.0, 0.0]))  # spine1: constant 0.2 rad
+    error[:, 5] = axis_angle_to_matrix(np.array([[0.0, 0.1 * (-1) ** frame, 0.0] for frame in range(40)]))  # flips
+    measured = measure_encoder_errors(truth, truth @ error, [slice(0, 20), slice(20, 40)])
+    np.testing.assert_allclose(measured.mean[[3, 5]], [0.2, 0.1], atol=1e-9)
+    np.testing.assert_allclose(measured.change[[3, 5]], [0.0, 0.2], atol=1e-9)
+    assert measured.mean[[0, 1, 4]].max() < 1e-7
+    assert measured.slow_sigma[5] < measured.slow_sigma[3] and measured.jitter_sigma[3] < 1e-9
+
+
+def test_encoder_like_windows_keep_twists_and_jitter_a_share():
+    from fasthmr_model.body.rotations import axis_angle_to_matrix
+    from fasthmr_model.decoder.pose import NUM_POINTS, body_rest_points
+
+    body = synthetic_body_model()
+    rng = np.random.default_rng(1)
+    rotmats = axis_angle_to_matrix(rng.normal(0.0, 0.3, (6, 5, 24, 3)))
+    rest = np.broadcast_to(body_rest_points(body, np.zeros((1, 10))), (6, 5, 29, 3))
+    config = TrainingConfig(jitter_share=0.5)
+    plain_inputs, plain_targets = encoder_like_windows(rng, rotmats, rest, None, config)
+    np.testing.assert_array_equal(plain_inputs, plain_targets)
+    errors = EncoderErrors(np.full(24, 0.2), np.full(24, 0.05))
+    inputs, targets = encoder_like_windows(np.random.default_rng(2), rotmats, rest, errors, config)
+    # Targets carry slow errors in the points, never in the twists.
+    assert np.abs(targets[..., :3 * NUM_POINTS] - plain_targets[..., :3 * NUM_POINTS]).max() > 1e-3
+    np.testing.assert_allclose(targets[..., 3 * NUM_POINTS:], plain_targets[..., 3 * NUM_POINTS:], atol=1e-6)
+    jittered = np.abs(inputs - targets).max(axis=(1, 2)) > 1e-4
+    assert jittered.any() and not jittered.all()
+
+
+def test_the_denoiser_starts_as_the_vae_encoder():
+    """Before training, x0 = -v at t = T - 1 is the VAE's latent mean of the frame poses but for the timestep
+    token's pull (the VAE has no such token: 2% with the trained 8 x 32 VAE, more in this tiny random one),
+    whatever the features and the noise."""
+    torch.manual_seed(0)
+    vae = MotionVAE(TINY).eval()
+    denoiser = Denoiser(TINY).eval()
+    denoiser.start_from_vae_encoder(vae, latent_scale=2.0)
+    poses = torch.randn(3, TINY.window, FEATURE_SIZE)
+    last = torch.full((3,), TINY.timesteps - 1)
+    with torch.no_grad():
+        expected = vae.encode(poses)[0] / 2.0
+        first = -denoiser(torch.randn(3, TINY.latent_tokens, TINY.latent_size), last,
+                          torch.randn(3, TINY.window, TINY.feature_size), poses)
+        second = -denoiser(torch.randn(3, TINY.latent_tokens, TINY.latent_size), last,
+                           torch.randn(3, TINY.window, TINY.feature_size), poses)
+    torch.testing.assert_close(first, second)
+    assert float((first - expected).abs().mean()) < 0.5 * float(expected.abs().mean())

@@ -134,3 +134,22 @@ def test_round_trip_with_a_bone_turned_exactly_around(body):
     rotmats[1, 4] = rotmats[1, 4] @ axis_angle_to_matrix(0.3 * shank)  # and twisted
     np.testing.assert_allclose(rotmats[:, 4] @ shank, -np.stack([shank, shank]), atol=1e-12)
     assert geodesic(rotmats, round_trip(body, rotmats, betas)).max() < 1e-4
+
+
+def test_closed_form_twists_match_the_swing_twist_split():
+    """twist_cos_sin's closed form against twist_angles (swing^T R, then the angle), and at a half turn
+    about an axis across the bone, where only the swing's choice of axis defines the twist."""
+    from fasthmr_model.decoder.pose import twist_angles, twist_cos_sin
+
+    rng = np.random.default_rng(5)
+    rotations = axis_angle_to_matrix(rng.normal(0.0, 1.2, (500, 3)))
+    axes = rng.normal(size=(500, 3))
+    axes /= np.linalg.norm(axes, axis=1, keepdims=True)
+    angles = twist_angles(rotations, axes)
+    np.testing.assert_allclose(twist_cos_sin(rotations, axes), np.stack([np.cos(angles), np.sin(angles)], -1),
+                               atol=1e-10)
+    across = np.cross(axes[:2], [1.0, 0.0, 0.0])
+    half_turns = axis_angle_to_matrix(np.pi * across / np.linalg.norm(across, axis=1, keepdims=True))
+    angles = twist_angles(half_turns, axes[:2])
+    np.testing.assert_allclose(twist_cos_sin(half_turns, axes[:2]), np.stack([np.cos(angles), np.sin(angles)], -1),
+                               atol=1e-10)

@@ -9,7 +9,7 @@ is computed once at load time.
 import numpy as np
 
 from fasthmr_model.body.model_file import load_body_model_file
-from fasthmr_model.body.skeleton import NUM_BETAS, NUM_JOINTS, depth_levels
+from fasthmr_model.body.skeleton import NUM_BETAS, NUM_JOINTS, KinematicTree
 from fasthmr_model.errors import InputError
 
 
@@ -37,7 +37,7 @@ class BodyModel:
         posedirs = arrays.posedirs.reshape(vertex_count * 3, -1).T
         self._posedirs = np.ascontiguousarray(posedirs) if np.any(posedirs) else None
         self._weights = arrays.weights
-        self._levels = depth_levels(tuple(int(parent) for parent in arrays.parents))
+        self._tree = KinematicTree(arrays.parents)
 
     @classmethod
     def from_file(cls, path):
@@ -91,15 +91,8 @@ class BodyModel:
 
         rest_joints = self.rest_joints(betas)
 
-        # Forward kinematics: each joint's world rotation and position from its parent's, a tree level at a time.
-        world_rotations = np.empty_like(rotmats)
-        joints = np.empty_like(rest_joints)
-        world_rotations[:, 0] = rotmats[:, 0]
-        joints[:, 0] = rest_joints[:, 0]
-        for level, parents in self._levels:
-            bones = (rest_joints[:, level] - rest_joints[:, parents])[..., None]
-            world_rotations[:, level] = world_rotations[:, parents] @ rotmats[:, level]
-            joints[:, level] = joints[:, parents] + (world_rotations[:, parents] @ bones)[..., 0]
+        world_rotations = self._tree.world_rotations(rotmats)
+        joints = rest_joints[:, :1] + self._tree.root_offsets(world_rotations, rest_joints)
 
         translation = np.zeros((1, 1, 3)) if transl is None else transl[:, None, :]
         if not with_vertices:

@@ -32,6 +32,7 @@ from torch import nn
 
 from fasthmr_model.decoder.config import DecoderConfig
 from fasthmr_model.decoder.diffusion import diffusion_schedule
+from fasthmr_model.errors import FastHMRError
 
 
 class Attention(nn.Module):
@@ -154,6 +155,30 @@ class Denoiser(nn.Module):
             0.02 * torch.randn(1, config.latent_tokens + 1 + config.window, config.width))
         self.body = SkipTransformer(config, config.denoiser_layers, config.dropout)
         self.latent_out = nn.Linear(config.width, config.latent_size)
+
+    @torch.no_grad()
+    def start_from_vae_encoder(self, vae: MotionVAE, latent_scale: float) -> None:
+        """Initialise as the VAE's encoder reading the frame poses: at t = T - 1, x0 = -v is then (but for the
+        timestep token, which the VAE has not) the latent mean of the encoder's own pose window, in the
+        denoiser's unit-variance units. The features' projection and the noisy latents' start at zero, so
+        what they add is learnt from the rendered sequences on top of a prior that is already a smoother."""
+        if vae.config.width != self.config.width or vae.config.vae_layers != self.config.denoiser_layers:
+            raise FastHMRError(f"the denoiser (width {self.config.width}, {self.config.denoiser_layers} layers) "
+                               f"cannot start from a VAE encoder of width {vae.config.width} with "
+                               f"{vae.config.vae_layers} layers")
+        latents = self.config.latent_tokens
+        self.body.load_state_dict(vae.encoder.state_dict())
+        self.pose_in.load_state_dict(vae.pose_in.state_dict())
+        self.pose_mean.copy_(vae.pose_mean)
+        self.pose_std.copy_(vae.pose_std)
+        for layer in (self.latent_in, self.feature_in[1]):
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
+        self.positions[:, :latents] = vae.encoder_positions[:, :latents] + vae.distribution_tokens
+        self.positions[:, latents + 1:] = vae.encoder_positions[:, latents:]
+        size = self.config.latent_size
+        self.latent_out.weight.copy_(-vae.to_distribution.weight[:size] / latent_scale)
+        self.latent_out.bias.copy_(-vae.to_distribution.bias[:size] / latent_scale)
 
     def forward(self, noisy: torch.Tensor, timesteps: torch.Tensor, features: torch.Tensor,
                 frame_poses: torch.Tensor) -> torch.Tensor:

@@ -26,7 +26,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from fasthmr_model.body.skeleton import NUM_JOINTS, PARENTS, depth_levels
+from fasthmr_model.body.skeleton import NUM_JOINTS, PARENTS, KinematicTree
 from fasthmr_model.errors import InputError
 
 # Leaf joint -> its end point's name. The end sits END_LENGTH along the leaf's parent bone (rest pose).
@@ -125,24 +125,36 @@ def kabsch(rest_vectors: np.ndarray, vectors: np.ndarray) -> np.ndarray:
     return (np.swapaxes(vt, -1, -2) * fix[..., None, :]) @ np.swapaxes(u, -1, -2)
 
 
-_JOINT_LEVELS = depth_levels(PARENTS)
-_POINT_LEVELS = depth_levels(POINT_PARENTS)
+_JOINT_TREE = KinematicTree(PARENTS)
+_POINT_TREE = KinematicTree(POINT_PARENTS)
+_TWIST_JOINT_ARRAY = np.array(TWIST_JOINTS, np.intp)
+_TWIST_CHILD_ARRAY = np.array([CHILDREN[joint][0] for joint in TWIST_JOINTS], np.intp)
 
 
 def forward_points(rest: np.ndarray, rotmats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Forward kinematics: rest points (B, 29, 3), local rotations (B, 24, 3, 3) ->
-    (posed points relative to the pelvis (B, 29, 3), world rotations (B, 24, 3, 3)).
+    (posed points relative to the pelvis (B, 29, 3), world rotations (B, 24, 3, 3))."""
+    world = _JOINT_TREE.world_rotations(rotmats)
+    return _POINT_TREE.root_offsets(world, rest), world
 
-    A depth level of the tree at a time (skeleton.depth_levels)."""
-    world = np.empty_like(rotmats)
-    world[:, 0] = rotmats[:, 0]
-    for joints, parents in _JOINT_LEVELS:
-        world[:, joints] = world[:, parents] @ rotmats[:, joints]
-    points = np.zeros_like(rest)
-    for nodes, parents in _POINT_LEVELS:
-        bones = (rest[:, nodes] - rest[:, parents])[..., None]
-        points[:, nodes] = points[:, parents] + (world[:, parents] @ bones)[..., 0]
-    return points, world
+
+def twist_cos_sin(rotations: np.ndarray, rest_directions: np.ndarray) -> np.ndarray:
+    """(cos, sin) (..., 2) of the twist angles of rotations R (..., 3, 3) about unit rest directions t (..., 3).
+
+    Closed form: with R's quaternion (w, v), the twist about t is the quaternion (w, (v . t) t) normalised, so
+    tan(phi / 2) = (v . t) / w = a / b with a = axial(R) . t and b = 1 + trace(R) (both 4 w^2 times the
+    former). Where a and b both vanish (a half turn about an axis across t) the twist depends on the swing's
+    choice of axis: twist_angles, with swing's own choice, decides there.
+    """
+    axial = np.stack([rotations[..., 2, 1] - rotations[..., 1, 2], rotations[..., 0, 2] - rotations[..., 2, 0],
+                      rotations[..., 1, 0] - rotations[..., 0, 1]], axis=-1)
+    a = np.sum(axial * rest_directions, axis=-1)
+    b = 1.0 + np.trace(rotations, axis1=-2, axis2=-1)
+    norm = a * a + b * b
+    if np.any(norm < 1e-12):
+        angles = twist_angles(rotations, rest_directions)
+        return np.stack([np.cos(angles), np.sin(angles)], axis=-1)
+    return np.stack([(b * b - a * a) / norm, 2.0 * a * b / norm], axis=-1)
 
 
 def encode_pose(rest: np.ndarray, rotmats: np.ndarray) -> np.ndarray:
@@ -150,10 +162,8 @@ def encode_pose(rest: np.ndarray, rotmats: np.ndarray) -> np.ndarray:
     rest = _check(rest, (NUM_POINTS, 3), "rest points")
     rotmats = _check(rotmats, (NUM_JOINTS, 3, 3), "rotmats")
     points, _ = forward_points(rest, rotmats)
-    twist_children = [CHILDREN[joint][0] for joint in TWIST_JOINTS]
-    bones = _unit(rest[:, twist_children] - rest[:, list(TWIST_JOINTS)])
-    angles = twist_angles(rotmats[:, list(TWIST_JOINTS)], bones)
-    twists = np.stack([np.cos(angles), np.sin(angles)], axis=-1)
+    bones = _unit(rest[:, _TWIST_CHILD_ARRAY] - rest[:, _TWIST_JOINT_ARRAY])
+    twists = twist_cos_sin(rotmats[:, _TWIST_JOINT_ARRAY], bones)
     return np.concatenate([points.reshape(len(points), -1), twists.reshape(len(points), -1)], axis=1)
 
 
@@ -163,6 +173,17 @@ def split_representation(representation: np.ndarray) -> tuple[np.ndarray, np.nda
     count = len(representation)
     return (representation[:, :3 * NUM_POINTS].reshape(count, NUM_POINTS, 3),
             representation[:, 3 * NUM_POINTS:].reshape(count, NUM_TWISTS, 2))
+
+
+def _twist_matrices(axes: np.ndarray, cos_sin: np.ndarray) -> np.ndarray:
+    """Rotations (..., 3, 3) about unit axes (..., 3) by the angles of (cos, sin) pairs (..., 2), which need not
+    be unit (their angle is atan2(sin, cos); a zero pair is no twist)."""
+    norm = np.sqrt(np.sum(cos_sin * cos_sin, axis=-1, keepdims=True))
+    unit = np.where(norm > _TINY, cos_sin / np.maximum(norm, _TINY), [1.0, 0.0])[..., None, None]
+    cos, sin = unit[..., 0, :, :], unit[..., 1, :, :]
+    outer = axes[..., :, None] * axes[..., None, :]
+    cross = (axes @ _CROSS_MATRIX).reshape(axes.shape + (3,))
+    return cos * np.eye(3) + sin * cross + (1.0 - cos) * outer
 
 
 def _cross_matrix_table() -> np.ndarray:
@@ -176,52 +197,48 @@ def _cross_matrix_table() -> np.ndarray:
 _CROSS_MATRIX = _cross_matrix_table()
 
 
-def _swing_twist_matrix(axes: np.ndarray, directions: np.ndarray, angles: np.ndarray) -> np.ndarray:
-    """swing(axes -> directions) @ twist(about axes by angles) as matrices (..., 3, 3).
-
-    The same rotation as swing(...) @ _axis_rotation(...) in a handful of whole-array operations: the IK
-    runs on every frame of every person, and at batch 1 numpy's per-call overhead is its cost.
-    """
-    axis_cross = (axes @ _CROSS_MATRIX).reshape(axes.shape + (3,))
-    cos_swing = np.sum(axes * directions, axis=-1)
-    if np.any(cos_swing < -1.0 + 1e-9):  # a bone turned exactly around: the general form
-        return swing(axes, directions) @ _axis_rotation(axes, np.cos(angles), np.sin(angles))
-    swing_cross = ((axis_cross @ directions[..., None])[..., 0] @ _CROSS_MATRIX).reshape(axis_cross.shape)
-    swing_matrix = np.eye(3) + swing_cross + (swing_cross @ swing_cross) / (1.0 + cos_swing)[..., None, None]
-    cos, sin = np.cos(angles)[..., None, None], np.sin(angles)[..., None, None]
-    twist = cos * np.eye(3) + sin * axis_cross + (1.0 - cos) * (axes[..., :, None] * axes[..., None, :])
-    return swing_matrix @ twist
+def _swing_rows(rest_directions: np.ndarray, directions: np.ndarray, doubled_rest_rows: np.ndarray) -> np.ndarray:
+    """swing(rest_directions, directions) for unit t and p, as I - (t + p)(t + p)^T / (1 + c) + 2 p t^T (two
+    reflections) in a few whole-array operations; doubled_rest_rows is 2 t^T as (..., 1, 3). Falls back to
+    swing() where a bone is turned exactly around."""
+    cos = (rest_directions * directions).sum(axis=-1)
+    if (cos < -1.0 + 1e-9).any():
+        return swing(rest_directions, directions)
+    both = rest_directions + directions
+    return (np.eye(3) - both[..., :, None] * (both / (1.0 + cos)[..., None])[..., None, :]
+            + directions[..., :, None] * doubled_rest_rows)
 
 
 class _Level(NamedTuple):
-    """One depth level of the tree for the IK: its one-child joints (as positions in TWIST_JOINTS, their
-    parents) and its several-children joints."""
+    """One depth level of the tree for the IK: its one-child joints (a slice of the twist joints in
+    LEVEL_ORDER, the joints, their parents) and its several-children joints."""
 
-    twist_rows: np.ndarray
+    rows: slice
     joints: np.ndarray
     parents: np.ndarray
     several: tuple
 
 
-def _tree_levels() -> tuple[_Level, ...]:
-    """Joints grouped by depth in the tree: the IK handles a level at once, since its joints' parents all
-    belong to earlier levels."""
+def _tree_levels() -> tuple[tuple[_Level, ...], np.ndarray]:
+    """Joints grouped by depth in the tree (the IK handles a level at once, since its joints' parents all
+    belong to earlier levels), and the order of TWIST_JOINTS by depth that makes each level's rows a slice."""
     depth = [0] * NUM_JOINTS
     for joint in range(1, NUM_JOINTS):
         depth[joint] = depth[PARENTS[joint]] + 1
-    levels = []
+    levels, order = [], []
     for level in range(max(depth) + 1):
         single = [joint for joint in TWIST_JOINTS if depth[joint] == level]
         levels.append(_Level(
-            twist_rows=np.array([TWIST_JOINTS.index(joint) for joint in single], np.intp),
+            rows=slice(len(order), len(order) + len(single)),
             joints=np.array(single, np.intp), parents=np.array([PARENTS[joint] for joint in single], np.intp),
             several=tuple(joint for joint in range(NUM_JOINTS) if depth[joint] == level and len(CHILDREN[joint]) > 1)))
-    return tuple(levels)
+        order.extend(TWIST_JOINTS.index(joint) for joint in single)
+    return tuple(levels), np.array(order, np.intp)
 
 
-TREE_LEVELS = _tree_levels()
-_TWIST_JOINT_ARRAY = np.array(TWIST_JOINTS, np.intp)
-_TWIST_CHILD_ARRAY = np.array([CHILDREN[joint][0] for joint in TWIST_JOINTS], np.intp)
+TREE_LEVELS, LEVEL_ORDER = _tree_levels()
+_LEVEL_JOINTS = _TWIST_JOINT_ARRAY[LEVEL_ORDER]
+_LEVEL_CHILDREN = _TWIST_CHILD_ARRAY[LEVEL_ORDER]
 
 
 def inverse_kinematics(rest: np.ndarray, representation: np.ndarray) -> np.ndarray:
@@ -231,17 +248,21 @@ def inverse_kinematics(rest: np.ndarray, representation: np.ndarray) -> np.ndarr
     Walks the tree from the pelvis, one depth level at a time (a level's parents are known by then): a
     joint's posed child directions are brought into its parent's frame; one child gives swing @ twist,
     several a Kabsch fit of all child directions. Twists need not be unit (cos, sin) pairs: their angle
-    is atan2(sin, cos).
+    is atan2(sin, cos). Everything that does not wait for a parent's rotation (rest axes, posed
+    directions, twist rotations) is computed for all joints at once, in the levels' order, before the walk.
     """
     rest = _check(rest, (NUM_POINTS, 3), "rest points")
     points, twists = split_representation(representation)
     count = len(points)
     if len(rest) != count:
         raise InputError(f"rest points ({len(rest)}) and representations ({count}) must have the same batch size")
-    angles = np.arctan2(twists[..., 1], twists[..., 0])
-    # Everything that does not wait for a parent's rotation, for all one-child joints at once.
-    axes = _unit(rest[:, _TWIST_CHILD_ARRAY] - rest[:, _TWIST_JOINT_ARRAY])
-    world_directions = _unit(points[:, _TWIST_CHILD_ARRAY] - points[:, _TWIST_JOINT_ARRAY])
+    axes = _unit(rest[:, _LEVEL_CHILDREN] - rest[:, _LEVEL_JOINTS])
+    bones = points[:, _LEVEL_CHILDREN] - points[:, _LEVEL_JOINTS]
+    lengths = np.sqrt((bones * bones).sum(axis=-1, keepdims=True))
+    # A zero bone (a degenerate prediction) gives no direction: take any, here the rest axis.
+    world_directions = np.where(lengths > _TINY, bones / np.maximum(lengths, _TINY), axes)[:, :, None, :]
+    doubled_rest_rows = 2.0 * axes[:, :, None, :]
+    twist = _twist_matrices(axes, twists[:, LEVEL_ORDER])
     rotmats = np.empty((count, NUM_JOINTS, 3, 3))
     world = np.empty_like(rotmats)
     for level in TREE_LEVELS:
@@ -257,8 +278,8 @@ def inverse_kinematics(rest: np.ndarray, representation: np.ndarray) -> np.ndarr
         if not len(level.joints):
             continue
         parent_world = world[:, level.parents]
-        directions = (world_directions[:, level.twist_rows, None, :] @ parent_world)[..., 0, :]
-        local = _swing_twist_matrix(axes[:, level.twist_rows], directions, angles[:, level.twist_rows])
+        directions = (world_directions[:, level.rows] @ parent_world)[..., 0, :]
+        local = _swing_rows(axes[:, level.rows], directions, doubled_rest_rows[:, level.rows]) @ twist[:, level.rows]
         rotmats[:, level.joints] = local
         world[:, level.joints] = parent_world @ local
     return rotmats

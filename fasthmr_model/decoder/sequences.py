@@ -45,7 +45,7 @@ class SequenceSplit:
 # 4-5 s per sequence; train: 24k frames (about 12 min to render with 2 processes here).
 SEQUENCE_SPLITS = {
     "train": SequenceSplit("sequence-train", seed=11_000, sequences=200, frames=120),
-    "val": SequenceSplit("sequence-val", seed=12_000, sequences=12, frames=120),
+    "val": SequenceSplit("sequence-val", seed=12_000, sequences=48, frames=120),
     "test": SequenceSplit("sequence-test", seed=13_000, sequences=24, frames=150),
 }
 

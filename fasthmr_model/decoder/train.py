@@ -77,6 +77,10 @@ class TrainingConfig:
             about half of one, on the val sequences) and joint positions do not depend on it; at weight 1 the
             twists were most of the loss.
         motion_sequences: generated motion sequences for the VAE (MOTION_FRAMES frames each).
+        error_scale, error_drift, jitter_scale, jitter_share: the VAE's encoder-like windows (EncoderErrors):
+            the slow errors' size and their drift across a window, in units of the encoder's measured ones;
+            the per-frame jitter's size in units of its measured one, and the share of windows that carry it
+            (the others are read as they are to be reconstructed).
         checkpoint_every, log_every: in steps. seed: data order and initialisation. threads: torch threads
         (0 = torch's default). device: cpu or cuda.
     """
@@ -94,6 +98,10 @@ class TrainingConfig:
     pose_loss_weight: float = 1.0
     twist_loss_weight: float = 0.1
     motion_sequences: int = 600
+    error_scale: float = 1.0
+    error_drift: float = 1.0
+    jitter_scale: float = 1.5
+    jitter_share: float = 0.9
     checkpoint_every: int = 250
     log_every: int = 50
     seed: int = 0
@@ -121,8 +129,10 @@ def sequence_representation(body_model: BodyModel, betas: np.ndarray, rotmats: n
     return encode_pose(body_rest_points(body_model, betas), rotmats).astype(np.float32)
 
 
-def motion_dataset(body_model: BodyModel, sequences: int, seed: int, amass_files=()) -> list[np.ndarray]:
-    """Representation series (T, 131) of generated motions (and AMASS files) seen by random robot cameras."""
+def motion_dataset(body_model: BodyModel, sequences: int, seed: int, amass_files=()
+                   ) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Generated motions (and AMASS files) seen by random robot cameras: per motion its local rotations
+    (T, 24, 3, 3) and its rest points (T, 29, 3) (one shape, repeated without copies), float32."""
     from fasthmr_model.data.motion import generate_sequence
 
     motions = [generate_sequence([seed, k], MOTION_FRAMES, 30.0, body_model=body_model) for k in range(sequences)]
@@ -133,10 +143,102 @@ def motion_dataset(body_model: BodyModel, sequences: int, seed: int, amass_files
     cameras = random_camera_rotations(np.random.default_rng([seed, 1]), len(motions))
     series = []
     for motion, camera in zip(motions, cameras):
-        rotmats = np.array(motion.rotmats, np.float64)
+        rotmats = np.array(motion.rotmats, np.float32)
         rotmats[:, 0] = camera @ rotmats[:, 0]
-        series.append(sequence_representation(body_model, motion.betas, rotmats))
+        rest = body_rest_points(body_model, np.asarray(motion.betas, np.float64).reshape(1, 10)).astype(np.float32)
+        series.append((rotmats, np.broadcast_to(rest, (len(rotmats),) + rest.shape[1:])))
     return series
+
+
+def motion_representations(series: list[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray]:
+    """motion_dataset's series -> their representations (T, 131) float32."""
+    return [encode_pose(rest, rotmats).astype(np.float32) for rotmats, rest in series]
+
+
+@dataclass(frozen=True)
+class EncoderErrors:
+    """How an encoder's per-frame poses err, per joint (24,), in radians (measure_encoder_errors).
+
+    mean: the mean angle of its error rotations (true^T predicted, in the joint's parent frame).
+    change: the mean angle between consecutive frames' error rotations: its frame-to-frame jitter.
+    """
+
+    mean: np.ndarray
+    change: np.ndarray
+
+    # A rotation vector with independent N(0, s^2) axes turns by s * 2 sqrt(2 / pi) = 1.596 s on average.
+    _MEAN_ANGLE_PER_SIGMA = 2.0 * np.sqrt(2.0 / np.pi)
+
+    @property
+    def jitter_sigma(self) -> np.ndarray:
+        """Per-axis spread (24,) of independent per-frame noise that changes between frames as the errors do
+        (the difference of two such draws spreads by sqrt(2) times)."""
+        return self.change / (self._MEAN_ANGLE_PER_SIGMA * np.sqrt(2.0))
+
+    @property
+    def slow_sigma(self) -> np.ndarray:
+        """Per-axis spread (24,) of the rest of the error: what stays from frame to frame."""
+        total = self.mean / self._MEAN_ANGLE_PER_SIGMA
+        return np.sqrt(np.maximum(total ** 2 - self.jitter_sigma ** 2, 0.0))
+
+    def to_dict(self) -> dict:
+        return {"mean_deg": np.degrees(self.mean).round(3).tolist(), "change_deg": np.degrees(self.change).round(3).tolist()}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "EncoderErrors":
+        return cls(np.radians(np.asarray(values["mean_deg"], np.float64)),
+                   np.radians(np.asarray(values["change_deg"], np.float64)))
+
+
+def measure_encoder_errors(true_rotmats: np.ndarray, rotmats: np.ndarray, ranges: list[slice]) -> EncoderErrors:
+    """An encoder's errors from its rotations (N, 24, 3, 3) against the true ones (N, 24, 3, 3) over
+    sequences given as row ranges (consecutive frames of one person each)."""
+    from fasthmr_model.body.rotations import matrix_to_axis_angle
+
+    def matrix_angle(matrices: np.ndarray) -> np.ndarray:
+        return np.linalg.norm(matrix_to_axis_angle(matrices), axis=-1)
+
+    errors = np.swapaxes(true_rotmats, -1, -2) @ rotmats
+    following = np.concatenate([np.arange(rows.start, rows.stop - 1) for rows in ranges])
+    if not len(following):
+        raise FastHMRError("measuring the encoder's errors needs sequences of at least two frames")
+    changes = np.swapaxes(errors[following], -1, -2) @ errors[following + 1]
+    return EncoderErrors(matrix_angle(errors).mean(axis=0), matrix_angle(changes).mean(axis=0))
+
+
+def encoder_like_windows(rng: np.random.Generator, rotmats: np.ndarray, rest: np.ndarray, errors: EncoderErrors | None,
+                         config: TrainingConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Motion windows, rotations (B, W, 24, 3, 3) and rest points (B, W, 29, 3) -> the VAE's (inputs, targets)
+    as representations (B, W, 131) float32.
+
+    With errors, the windows look like the encoder's poses: targets carry slow errors (a per-window offset
+    per joint plus a linear drift across the window: no smoother can tell them from motion, so the prior
+    must reconstruct them), but the motion's own twists (the encoder's twist errors are noise to remove);
+    inputs add independent per-frame jitter on top, in a share of the windows. Without errors both are
+    the motion itself.
+    """
+    count, window = rotmats.shape[:2]
+    rotmats = rotmats.reshape(-1, 24, 3, 3).astype(np.float64)
+    rest = rest.reshape(-1, rest.shape[-2], 3).astype(np.float64)
+    # Windows time-warped by interpolation hold blends of rotations: back to the nearest rotations.
+    left, _, right = np.linalg.svd(rotmats)
+    rotmats = left @ right
+    clean = encode_pose(rest, rotmats).reshape(count, window, -1)
+    if errors is None:
+        clean = clean.astype(np.float32)
+        return clean, clean
+    from fasthmr_model.body.rotations import axis_angle_to_matrix
+
+    across = np.linspace(-0.5, 0.5, window)[None, :, None, None]
+    slow = (rng.standard_normal((count, 1, 24, 3)) + config.error_drift * across * rng.standard_normal((count, 1, 24, 3)))
+    slow = slow * (config.error_scale * errors.slow_sigma)[:, None]
+    slowed = rotmats @ axis_angle_to_matrix(slow.reshape(-1, 24, 3))
+    targets = encode_pose(rest, slowed).reshape(count, window, -1)
+    targets[..., 3 * NUM_POINTS:] = clean[..., 3 * NUM_POINTS:]
+    jitter = rng.standard_normal((count * window, 24, 3)) * (config.jitter_scale * errors.jitter_sigma)[:, None]
+    jittered = encode_pose(rest, slowed @ axis_angle_to_matrix(jitter)).reshape(count, window, -1)
+    chosen = (rng.random(count) < config.jitter_share)[:, None, None]
+    return np.where(chosen, jittered, targets).astype(np.float32), targets.astype(np.float32)
 
 
 def cut_windows(series: list[tuple[np.ndarray, ...]], window: int, count: int, rng: np.random.Generator,
@@ -280,13 +382,14 @@ def newest_frame_weights(window: int, newest_weight: float, device) -> torch.Ten
 
 
 def train_vae(run: Path, body_model_path: Path, decoder_config: DecoderConfig, config: TrainingConfig,
-              amass_files=(), progress: bool = True) -> MotionVAE:
-    """Train (or resume) the motion VAE in `run`; returns it (eval mode, on the CPU)."""
+              amass_files=(), progress: bool = True, errors: EncoderErrors | None = None) -> MotionVAE:
+    """Train (or resume) the motion VAE in `run`; returns it (eval mode, on the CPU). With an encoder's errors
+    (measure_encoder_errors), it learns to read windows as that encoder gives them (encoder_like_windows)."""
     device = _device(config)
     body = BodyModel.from_file(body_model_path)
-    series = [(poses,) for poses in motion_dataset(body, config.motion_sequences, MOTION_SEED, amass_files)]
+    series = motion_dataset(body, config.motion_sequences, MOTION_SEED, amass_files)
     vae = MotionVAE(decoder_config)
-    stacked = np.concatenate([poses for (poses,) in series])
+    stacked = np.concatenate(motion_representations(series))
     with torch.no_grad():
         vae.pose_mean.copy_(torch.from_numpy(stacked.mean(axis=0)))
         # A floor on the scale keeps near-constant numbers (the pelvis point is always 0) from blowing up.
@@ -297,16 +400,18 @@ def train_vae(run: Path, body_model_path: Path, decoder_config: DecoderConfig, c
 
     def loss_of_step(step: int) -> dict[str, torch.Tensor]:
         rng = np.random.default_rng([config.seed, step])
-        (poses,) = cut_windows(series, decoder_config.window, config.batch_size, rng, augmentation)
-        poses = torch.from_numpy(poses).to(device)
-        mean, log_variance = vae.encode(poses)
+        rotmats, rest = cut_windows(series, decoder_config.window, config.batch_size, rng, augmentation)
+        inputs, targets = (torch.from_numpy(member).to(device)
+                           for member in encoder_like_windows(rng, rotmats, rest, errors, config))
+        mean, log_variance = vae.encode(inputs)
         latents = mean + torch.randn_like(mean) * torch.exp(0.5 * log_variance)
-        reconstruction = (((vae.decode(latents) - poses) / vae.pose_std).square().mean(dim=2) * frame_weights).mean()
+        reconstruction = (((vae.decode(latents) - targets) / vae.pose_std).square().mean(dim=2) * frame_weights).mean()
         kl = 0.5 * (mean.square() + log_variance.exp() - 1.0 - log_variance).sum(dim=(1, 2)).mean()
         return {"total": reconstruction + config.kl_weight * kl, "reconstruction": reconstruction, "kl": kl}
 
     _loop("vae", run, vae, config, loss_of_step, {"decoder_config": decoder_config.to_dict(),
-                                                   "amass_files": [str(path) for path in amass_files]}, progress)
+                                                   "amass_files": [str(path) for path in amass_files],
+                                                   "encoder_errors": errors.to_dict() if errors else None}, progress)
     return vae.cpu()
 
 
@@ -331,7 +436,7 @@ def vae_reconstruction_mm(vae: MotionVAE, body_model_path: Path, sequences: int 
 
     body = BodyModel.from_file(body_model_path)
     config = vae.config
-    held_out = motion_dataset(body, sequences, MOTION_SEED + 1)
+    held_out = motion_representations(motion_dataset(body, sequences, MOTION_SEED + 1))
     windows = []
     for poses in held_out:  # non-overlapping windows, no augmentation
         windows += [poses[start:start + config.window] for start in range(0, len(poses) - config.window + 1, config.window)]
@@ -399,11 +504,8 @@ def train_denoiser(run: Path, vae: MotionVAE, series: list, config: TrainingConf
     schedule = diffusion_schedule(decoder_config)
     signal = torch.from_numpy(np.sqrt(schedule.alpha_bar)).float().to(device)
     noise_level = torch.from_numpy(np.sqrt(1.0 - schedule.alpha_bar)).float().to(device)
-    denoiser = Denoiser(decoder_config)
-    with torch.no_grad():  # the frame poses are normalised as the VAE normalises its input
-        denoiser.pose_mean.copy_(vae.pose_mean)
-        denoiser.pose_std.copy_(vae.pose_std)
-    denoiser.to(device)
+    denoiser = Denoiser(decoder_config).to(device)
+    denoiser.start_from_vae_encoder(vae, latent_scale)
     # 200 rendered sequences are few: without noise on its input the denoiser learns them by heart.
     feature_spread = torch.from_numpy(np.concatenate([features for features, _, _ in series]).std(axis=0)).to(device)
 
