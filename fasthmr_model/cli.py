@@ -100,8 +100,13 @@ def _train_vae(args: argparse.Namespace) -> None:
 
     body_model = _world_body_model(args.cache, args.body_model)
     sizes = DecoderConfig(window=args.window, latent_tokens=args.latent_tokens, latent_size=args.latent_size)
+    errors = None
+    if not args.plain:
+        from fasthmr_model.decoder.export import bundle_encoder_errors
+
+        errors = bundle_encoder_errors(args.bundle, args.cache, progress=not args.quiet)
     vae = train_vae(Path(args.run), body_model, sizes, _decoder_training_config(args),
-                    args.amass, progress=not args.quiet)
+                    args.amass, progress=not args.quiet, errors=errors)
     print(f"VAE in {args.run}; held-out reconstruction: {vae_reconstruction_mm(vae, body_model)}")
 
 
@@ -285,12 +290,16 @@ def build_parser(extensions=()) -> argparse.ArgumentParser:
         return parser
 
     vae = decoder_training(train.add_parser("vae", help="train the decoder's motion VAE on generated motions"), 12000)
-    vae.add_argument("--window", type=int, default=16, help="frames per window W")
+    vae.add_argument("--window", type=int, default=8, help="frames per window W")
     vae.add_argument("--latent-tokens", type=int, default=8, help="latent tokens L")
     vae.add_argument("--latent-size", type=int, default=32, help="numbers per latent token C")
     vae.add_argument("--sequences", type=int, help="generated motion sequences (default 600 x 300 frames)")
     vae.add_argument("--amass", nargs="*", default=(), help="AMASS-format .npz files to train on as well")
     vae.add_argument("--body-model", help="SMPL .pkl/.npz instead of the synthetic body")
+    vae.add_argument("--bundle", help="the encoder bundle whose errors on the rendered training sequences shape the "
+                                      "VAE's windows (default: the shipped default bundle)")
+    vae.add_argument("--plain", action="store_true",
+                     help="train on the motions as they are, not read as an encoder's poses")
     vae.set_defaults(handler=_train_vae)
 
     decoder = decoder_training(train.add_parser(

@@ -233,9 +233,8 @@ def test_encoder_like_windows_keep_twists_and_jitter_a_share():
 
 
 def test_the_denoiser_starts_as_the_vae_encoder():
-    """Before training, x0 = -v at t = T - 1 is the VAE's latent mean of the frame poses but for the timestep
-    token's pull (the VAE has no such token: 2% with the trained 8 x 32 VAE, more in this tiny random one),
-    whatever the features and the noise."""
+    """Before training, x0 = -v at t = T - 1 is the VAE's latent mean of the frame poses (its timestep token
+    all but unseen), whatever the features and the noise."""
     torch.manual_seed(0)
     vae = MotionVAE(TINY).eval()
     denoiser = Denoiser(TINY).eval()
@@ -249,4 +248,4 @@ def test_the_denoiser_starts_as_the_vae_encoder():
         second = -denoiser(torch.randn(3, TINY.latent_tokens, TINY.latent_size), last,
                            torch.randn(3, TINY.window, TINY.feature_size), poses)
     torch.testing.assert_close(first, second)
-    assert float((first - expected).abs().mean()) < 0.5 * float(expected.abs().mean())
+    torch.testing.assert_close(first, expected, atol=1e-3, rtol=1e-3)

@@ -104,6 +104,21 @@ def decoder_parity(model: torch.nn.Module, bundle: Bundle, batch: int = 3, seed:
     return float(np.abs(session.run(features, frame_poses) - reference).max())
 
 
+def bundle_encoder_errors(encoder_bundle_path, cache: Path, progress: bool = True):
+    """The errors of a bundle's encoder (decoder.train.EncoderErrors) over the rendered training sequences
+    (rendered first if they are not in `cache`), which `fasthmr train vae` shapes its windows after."""
+    from fasthmr_model.body.rotations import rot6d_to_matrix
+    from fasthmr_model.data.world import load_crop_set
+    from fasthmr_model.decoder.sequences import build_sequence_split, encoder_outputs, sequence_ranges
+    from fasthmr_model.decoder.train import measure_encoder_errors
+
+    encoder_bundle = load_bundle(encoder_bundle_path)
+    crops = load_crop_set(build_sequence_split("train", cache, encoder_bundle.body_model_path, progress=progress))
+    encoded = encoder_outputs(encoder_bundle, crops, progress=progress)
+    rotmats = rot6d_to_matrix(encoded["pose_6d"].reshape(-1, 24, 6).astype(np.float64))
+    return measure_encoder_errors(np.asarray(crops.rotmats, np.float64), rotmats, sequence_ranges(crops))
+
+
 def train_and_bundle_decoder(run: Path, vae_run: Path, encoder_bundle_path, out: Path, cache: Path, config,
                              progress: bool = True) -> Bundle:
     """`fasthmr train decoder`: features of the encoder bundle over the rendered training sequences, the
@@ -125,10 +140,12 @@ def train_and_bundle_decoder(run: Path, vae_run: Path, encoder_bundle_path, out:
     state = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=False)
     provenance = {
         "source": "synthetic-trained",
-        "description": "VAE on generated motions, denoiser on the encoder's features and poses of rendered synthetic "
-                       "sequences",
+        "description": "VAE on generated motions (read as the encoder's poses: with its measured slow errors and "
+                       "jitter), denoiser started from the VAE's encoder and trained on the encoder's features and "
+                       "poses of rendered synthetic sequences",
         "vae": {"run": str(vae_run), "steps": vae_state["step"], "train_wall_s": round(vae_state["wall_s"]),
-                "config": vae_state["config"], "amass_files": vae_state.get("amass_files", [])},
+                "config": vae_state["config"], "amass_files": vae_state.get("amass_files", []),
+                "encoder_errors": vae_state.get("encoder_errors")},
         "denoiser": {"run": str(run), "steps": state["step"], "train_wall_s": round(state["wall_s"]),
                      "kept_step": (state.get("best") or {}).get("step", state["step"]),
                      "config": state["config"], "data": str(crops.folder), "frames": len(crops),

@@ -35,6 +35,9 @@ from fasthmr_model.decoder.diffusion import diffusion_schedule
 from fasthmr_model.errors import FastHMRError
 
 
+START_TIME_KEY_BIAS = -10.0
+
+
 class Attention(nn.Module):
     """Multi-head self-attention over (B, N, C) tokens."""
 
@@ -44,11 +47,13 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(width, 3 * width)
         self.proj = nn.Linear(width, width)
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+    def forward(self, tokens: torch.Tensor, key_bias: torch.Tensor | None = None) -> torch.Tensor:
+        """tokens (B, N, C); key_bias (N,) added to every query's logit of each key (None: none)."""
         batch, count, width = tokens.shape
         head_width = width // self.num_heads
         query, key, value = self.qkv(tokens).reshape(batch, count, 3, self.num_heads, head_width).permute(2, 0, 3, 1, 4)
-        weights = ((query * head_width ** -0.5) @ key.transpose(-2, -1)).softmax(dim=-1)
+        logits = (query * head_width ** -0.5) @ key.transpose(-2, -1)
+        weights = (logits if key_bias is None else logits + key_bias).softmax(dim=-1)
         return self.proj((weights @ value).transpose(1, 2).reshape(batch, count, width))
 
 
@@ -64,8 +69,8 @@ class Layer(nn.Module):
                                  nn.Linear(config.mlp_width, config.width))
         self.dropout = nn.Dropout(dropout)  # training only; the exported graph runs in eval mode
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        tokens = tokens + self.dropout(self.attention(self.norm1(tokens)))
+    def forward(self, tokens: torch.Tensor, key_bias: torch.Tensor | None = None) -> torch.Tensor:
+        tokens = tokens + self.dropout(self.attention(self.norm1(tokens), key_bias))
         return tokens + self.dropout(self.mlp(self.norm2(tokens)))
 
 
@@ -81,14 +86,14 @@ class SkipTransformer(nn.Module):
         self.merges = nn.ModuleList(nn.Linear(2 * config.width, config.width) for _ in range(half))
         self.norm = nn.LayerNorm(config.width)
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+    def forward(self, tokens: torch.Tensor, key_bias: torch.Tensor | None = None) -> torch.Tensor:
         skips = []
         for layer in self.inputs:
-            tokens = layer(tokens)
+            tokens = layer(tokens, key_bias)
             skips.append(tokens)
-        tokens = self.middle(tokens)
+        tokens = self.middle(tokens, key_bias)
         for layer, merge in zip(self.outputs, self.merges):
-            tokens = layer(merge(torch.cat([tokens, skips.pop()], dim=-1)))
+            tokens = layer(merge(torch.cat([tokens, skips.pop()], dim=-1)), key_bias)
         return self.norm(tokens)
 
 
@@ -154,14 +159,18 @@ class Denoiser(nn.Module):
         self.positions = nn.Parameter(
             0.02 * torch.randn(1, config.latent_tokens + 1 + config.window, config.width))
         self.body = SkipTransformer(config, config.denoiser_layers, config.dropout)
+        # Added to every attention logit of the timestep token (0: an ordinary token). start_from_vae_encoder
+        # sets it very negative, so that the token is all but unseen at the start and its weight is learnt.
+        self.time_key_bias = nn.Parameter(torch.zeros(1))
         self.latent_out = nn.Linear(config.width, config.latent_size)
 
     @torch.no_grad()
     def start_from_vae_encoder(self, vae: MotionVAE, latent_scale: float) -> None:
-        """Initialise as the VAE's encoder reading the frame poses: at t = T - 1, x0 = -v is then (but for the
-        timestep token, which the VAE has not) the latent mean of the encoder's own pose window, in the
-        denoiser's unit-variance units. The features' projection and the noisy latents' start at zero, so
-        what they add is learnt from the rendered sequences on top of a prior that is already a smoother."""
+        """Initialise as the VAE's encoder reading the frame poses: at t = T - 1, x0 = -v is then the latent
+        mean of the encoder's own pose window, in the denoiser's unit-variance units. The VAE has no timestep
+        token: its key bias starts at START_TIME_KEY_BIAS (attention weight e^-10 of an ordinary token's). The
+        features' projection and the noisy latents' start at zero, so what they add is learnt from the
+        rendered sequences on top of a prior that is already a smoother."""
         if vae.config.width != self.config.width or vae.config.vae_layers != self.config.denoiser_layers:
             raise FastHMRError(f"the denoiser (width {self.config.width}, {self.config.denoiser_layers} layers) "
                                f"cannot start from a VAE encoder of width {vae.config.width} with "
@@ -179,13 +188,16 @@ class Denoiser(nn.Module):
         size = self.config.latent_size
         self.latent_out.weight.copy_(-vae.to_distribution.weight[:size] / latent_scale)
         self.latent_out.bias.copy_(-vae.to_distribution.bias[:size] / latent_scale)
+        self.time_key_bias.fill_(START_TIME_KEY_BIAS)
 
     def forward(self, noisy: torch.Tensor, timesteps: torch.Tensor, features: torch.Tensor,
                 frame_poses: torch.Tensor) -> torch.Tensor:
         time_token = self.time_mlp(timestep_embedding(timesteps, self.config.width))[:, None]
         frames = self.feature_in(features) + self.pose_in((frame_poses - self.pose_mean) / self.pose_std)
         tokens = torch.cat([self.latent_in(noisy), time_token, frames], dim=1)
-        return self.latent_out(self.body(tokens + self.positions)[:, :self.config.latent_tokens])
+        zeros = self.time_key_bias.new_zeros
+        key_bias = torch.cat([zeros(self.config.latent_tokens), self.time_key_bias, zeros(self.config.window)])
+        return self.latent_out(self.body(tokens + self.positions, key_bias)[:, :self.config.latent_tokens])
 
 
 class OneStepDecoder(nn.Module):

@@ -43,6 +43,7 @@ NUM_TWISTS = len(TWIST_JOINTS)
 FEATURE_SIZE = 3 * NUM_POINTS + 2 * NUM_TWISTS
 # Below this, a bone direction counts as zero (a degenerate prediction) and the swing as the identity.
 _TINY = 1e-12
+_EYE = np.eye(3)
 
 
 def _unit(vectors: np.ndarray) -> np.ndarray:
@@ -183,7 +184,7 @@ def _twist_matrices(axes: np.ndarray, cos_sin: np.ndarray) -> np.ndarray:
     cos, sin = unit[..., 0, :, :], unit[..., 1, :, :]
     outer = axes[..., :, None] * axes[..., None, :]
     cross = (axes @ _CROSS_MATRIX).reshape(axes.shape + (3,))
-    return cos * np.eye(3) + sin * cross + (1.0 - cos) * outer
+    return cos * _EYE + sin * cross + (1.0 - cos) * outer
 
 
 def _cross_matrix_table() -> np.ndarray:
@@ -202,10 +203,10 @@ def _swing_rows(rest_directions: np.ndarray, directions: np.ndarray, doubled_res
     reflections) in a few whole-array operations; doubled_rest_rows is 2 t^T as (..., 1, 3). Falls back to
     swing() where a bone is turned exactly around."""
     cos = (rest_directions * directions).sum(axis=-1)
-    if (cos < -1.0 + 1e-9).any():
+    if cos.min() < -1.0 + 1e-9:
         return swing(rest_directions, directions)
     both = rest_directions + directions
-    return (np.eye(3) - both[..., :, None] * (both / (1.0 + cos)[..., None])[..., None, :]
+    return (_EYE - both[..., :, None] * (both / (1.0 + cos)[..., None])[..., None, :]
             + directions[..., :, None] * doubled_rest_rows)
 
 
@@ -239,6 +240,10 @@ def _tree_levels() -> tuple[tuple[_Level, ...], np.ndarray]:
 TREE_LEVELS, LEVEL_ORDER = _tree_levels()
 _LEVEL_JOINTS = _TWIST_JOINT_ARRAY[LEVEL_ORDER]
 _LEVEL_CHILDREN = _TWIST_CHILD_ARRAY[LEVEL_ORDER]
+# The several-children joints (the pelvis and spine3), each with its three children.
+_SEVERAL = tuple(joint for joint in range(NUM_JOINTS) if len(CHILDREN[joint]) > 1)
+_SEVERAL_JOINTS = np.repeat(np.array(_SEVERAL, np.intp), 3)
+_SEVERAL_CHILDREN = np.array([child for joint in _SEVERAL for child in CHILDREN[joint]], np.intp)
 
 
 def inverse_kinematics(rest: np.ndarray, representation: np.ndarray) -> np.ndarray:
@@ -248,8 +253,9 @@ def inverse_kinematics(rest: np.ndarray, representation: np.ndarray) -> np.ndarr
     Walks the tree from the pelvis, one depth level at a time (a level's parents are known by then): a
     joint's posed child directions are brought into its parent's frame; one child gives swing @ twist,
     several a Kabsch fit of all child directions. Twists need not be unit (cos, sin) pairs: their angle
-    is atan2(sin, cos). Everything that does not wait for a parent's rotation (rest axes, posed
-    directions, twist rotations) is computed for all joints at once, in the levels' order, before the walk.
+    is atan2(sin, cos). Everything that does not wait for a parent's rotation is computed for all joints
+    at once before the walk: rest axes, posed directions, twist rotations, and the Kabsch fits, in the
+    world frame (a fit turns with its data, so the local one is the parent's world rotation^T times it).
     """
     rest = _check(rest, (NUM_POINTS, 3), "rest points")
     points, twists = split_representation(representation)
@@ -263,18 +269,19 @@ def inverse_kinematics(rest: np.ndarray, representation: np.ndarray) -> np.ndarr
     world_directions = np.where(lengths > _TINY, bones / np.maximum(lengths, _TINY), axes)[:, :, None, :]
     doubled_rest_rows = 2.0 * axes[:, :, None, :]
     twist = _twist_matrices(axes, twists[:, LEVEL_ORDER])
+    several_rest = _unit(rest[:, _SEVERAL_CHILDREN] - rest[:, _SEVERAL_JOINTS]).reshape(count * len(_SEVERAL), 3, 3)
+    several = _unit(points[:, _SEVERAL_CHILDREN] - points[:, _SEVERAL_JOINTS]).reshape(count * len(_SEVERAL), 3, 3)
+    fitted = kabsch(several_rest, several).reshape(count, len(_SEVERAL), 3, 3)
     rotmats = np.empty((count, NUM_JOINTS, 3, 3))
     world = np.empty_like(rotmats)
     for level in TREE_LEVELS:
         for joint in level.several:
-            children = list(CHILDREN[joint])
-            rest_directions = _unit(rest[:, children] - rest[:, joint:joint + 1])
-            directions = _unit(points[:, children] - points[:, joint:joint + 1])
+            world[:, joint] = fitted[:, _SEVERAL.index(joint)]
             parent = PARENTS[joint]
-            if parent >= 0:  # into the parent's frame: local = parent_world^T world
-                directions = directions @ world[:, parent]
-            rotmats[:, joint] = kabsch(rest_directions, directions)
-            world[:, joint] = rotmats[:, joint] if parent < 0 else world[:, parent] @ rotmats[:, joint]
+            if parent < 0:
+                rotmats[:, joint] = world[:, joint]
+            else:  # local = parent_world^T world
+                rotmats[:, joint] = np.swapaxes(world[:, parent], -1, -2) @ world[:, joint]
         if not len(level.joints):
             continue
         parent_world = world[:, level.parents]

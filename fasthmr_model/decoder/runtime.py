@@ -12,6 +12,7 @@ Run-time module: numpy and onnxruntime only.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import NamedTuple
 
 import numpy as np
@@ -30,7 +31,11 @@ def has_decoder(bundle: Bundle) -> bool:
 
 
 class DecoderSession:
-    """The bundle's decoder.onnx in ONNX Runtime with its fixed noise sample, warmed up at construction."""
+    """The bundle's decoder.onnx in ONNX Runtime with its fixed noise sample, warmed up at construction.
+
+    With threads left to ONNX Runtime (0), the graph runs on one thread: its operators are too small to
+    split (0.30 ms per person-frame on one thread, 0.51 on two, on the 2-core CI machine).
+    """
 
     def __init__(self, bundle: Bundle, config: RuntimeConfig = RuntimeConfig()) -> None:
         if not has_decoder(bundle):
@@ -42,7 +47,8 @@ class DecoderSession:
             raise BundleError(f"{bundle.path}: the decoder reads {self.config.feature_size}-d features, the encoder "
                               f"gives {bundle.feature_size}; retrain the decoder on this encoder")
         self.noise = np.asarray(section["noise"], np.float32).reshape(self.config.latent_tokens, self.config.latent_size)
-        self.session = create_session(bundle.path / section["file"], config)
+        single = config if config.threads else replace(config, threads=1)
+        self.session = create_session(bundle.path / section["file"], single)
         names = ([node.name for node in self.session.get_inputs()], [node.name for node in self.session.get_outputs()])
         if names != (["features", "frame_poses", "noise"], ["poses"]):
             raise BundleError(f"{bundle.path / section['file']} has inputs/outputs {names}, not the decoder contract "

@@ -308,8 +308,8 @@ def _device(config: TrainingConfig) -> torch.device:
 def _loop(name: str, run: Path, model: torch.nn.Module, config: TrainingConfig, loss_of_step, extra_state: dict,
           progress: bool, validation_loss=None) -> None:
     """The shared optimisation loop: resumes from run/checkpoint.pt, logs, checkpoints. With validation_loss (a
-    function of the model, in eval mode, returning a float), every checkpoint logs it and the model ends as
-    the checkpointed weights that scored lowest (early stopping)."""
+    function of the model, in eval mode, returning a float), the start and every checkpoint log it and the
+    model ends as the weights that scored lowest (early stopping; the start included)."""
     run.mkdir(parents=True, exist_ok=True)
     optimiser = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     checkpoint = run / CHECKPOINT_NAME
@@ -329,6 +329,20 @@ def _loop(name: str, run: Path, model: torch.nn.Module, config: TrainingConfig, 
     sums: dict[str, float] = {}
     started = time.perf_counter()
     with open(run / LOG_NAME, "a") as log:
+
+        def validate() -> None:
+            nonlocal best
+            model.eval()
+            with torch.no_grad():
+                loss = float(validation_loss(model))
+            model.train()
+            log.write(json.dumps({"step": step, "validation": round(loss, 6)}) + "\n")
+            if best is None or loss < best["validation"]:
+                best = {"step": step, "validation": loss,
+                        "model": {key: value.detach().cpu().clone() for key, value in model.state_dict().items()}}
+
+        if validation_loss is not None and step == 0:
+            validate()  # the start is a candidate too: training must beat it on the validation data
         while step < config.steps:
             for group in optimiser.param_groups:
                 group["lr"] = learning_rate_at(step, config)
@@ -352,14 +366,7 @@ def _loop(name: str, run: Path, model: torch.nn.Module, config: TrainingConfig, 
                 sums, started = {}, time.perf_counter()
             if step % config.checkpoint_every == 0 or step == config.steps:
                 if validation_loss is not None:
-                    model.eval()
-                    with torch.no_grad():
-                        loss = float(validation_loss(model))
-                    model.train()
-                    log.write(json.dumps({"step": step, "validation": round(loss, 6)}) + "\n")
-                    if best is None or loss < best["validation"]:
-                        best = {"step": step, "validation": loss,
-                                "model": {key: value.detach().cpu().clone() for key, value in model.state_dict().items()}}
+                    validate()
                 _save(checkpoint, {"kind": name, "model": model.state_dict(), "optimiser": optimiser.state_dict(),
                                    "step": step, "wall_s": wall_s, "config": asdict(config), "best": best,
                                    **extra_state})
