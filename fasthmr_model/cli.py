@@ -277,11 +277,11 @@ def build_parser(extensions=()) -> argparse.ArgumentParser:
     encoder.add_argument("--quiet", action="store_true", help="no progress bar")
     encoder.set_defaults(handler=_train_encoder)
 
-    def decoder_training(parser: argparse.ArgumentParser, steps: int) -> argparse.ArgumentParser:
+    def decoder_training(parser: argparse.ArgumentParser, steps: int, learning_rate: float) -> argparse.ArgumentParser:
         parser.add_argument("--run", required=True, help="run folder: checkpoint and loss log; resumes if present")
         parser.add_argument("--steps", type=int, default=steps)
         parser.add_argument("--batch-size", type=int, default=64)
-        parser.add_argument("--learning-rate", type=float, default=5e-4)
+        parser.add_argument("--learning-rate", type=float, default=learning_rate)
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
         parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
@@ -289,7 +289,8 @@ def build_parser(extensions=()) -> argparse.ArgumentParser:
         parser.add_argument("--quiet", action="store_true", help="no progress bar")
         return parser
 
-    vae = decoder_training(train.add_parser("vae", help="train the decoder's motion VAE on generated motions"), 12000)
+    vae = decoder_training(train.add_parser("vae", help="train the decoder's motion VAE on generated motions"), 12000,
+                           5e-4)
     vae.add_argument("--window", type=int, default=8, help="frames per window W")
     vae.add_argument("--latent-tokens", type=int, default=8, help="latent tokens L")
     vae.add_argument("--latent-size", type=int, default=32, help="numbers per latent token C")
@@ -304,7 +305,7 @@ def build_parser(extensions=()) -> argparse.ArgumentParser:
 
     decoder = decoder_training(train.add_parser(
         "decoder", help="train the latent denoiser on a bundle's features of the rendered sequences; "
-                        "write the bundle with its decoder"), 3000)
+                        "write the bundle with its decoder"), 3000, 5e-5)  # it starts from the VAE's encoder
     decoder.add_argument("--vae-run", required=True, help="the VAE's run folder (`fasthmr train vae`)")
     decoder.add_argument("--bundle", help="the encoder bundle whose features condition the decoder "
                                           "(default: the shipped default bundle)")

@@ -138,7 +138,7 @@ class StreamingDecoder:
 def decode_causal(session: DecoderSession, frames: np.ndarray, batch_size: int = 64) -> np.ndarray:
     """A whole sequence's frame inputs (T, D + 131) -> (T, 131): frame t from the window ending at t, as the
     stream decodes it (warm-up windows padded with the first frame), in batches."""
-    windows = _windows(frames, session.window, np.arange(len(frames)) - session.window + 1)
+    windows = sliding_windows(frames, session.window, np.arange(len(frames)) - session.window + 1)
     return _run_batched(session, windows, batch_size)[:, -1]
 
 
@@ -150,12 +150,13 @@ def decode_offline(session: DecoderSession, frames: np.ndarray, batch_size: int 
     starts = np.clip(np.arange(count) - window // 2, 0, max(0, count - window))
     if count < window:
         starts = np.full(count, count - window)
-    decoded = _run_batched(session, _windows(frames, window, starts), batch_size)
+    decoded = _run_batched(session, sliding_windows(frames, window, starts), batch_size)
     return decoded[np.arange(count), np.arange(count) - starts]
 
 
-def _windows(frames: np.ndarray, window: int, starts: np.ndarray) -> np.ndarray:
-    """(N, window, F) windows of frame inputs (T, F) starting at `starts` (N,); indices before 0 read frame 0."""
+def sliding_windows(frames: np.ndarray, window: int, starts: np.ndarray) -> np.ndarray:
+    """(N, window, F) windows of per-frame rows (T, F) starting at `starts` (N,); indices before 0 read frame 0
+    (a causal window ending at frame t starts at t - window + 1)."""
     indices = np.maximum(starts[:, None] + np.arange(window)[None], 0)
     return np.asarray(frames, np.float32)[indices]
 
