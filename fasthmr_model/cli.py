@@ -91,7 +91,8 @@ def _decoder_training_config(args: argparse.Namespace):
 
     return TrainingConfig(steps=args.steps, batch_size=args.batch_size, learning_rate=args.learning_rate,
                           seed=args.seed, threads=args.threads, device=args.device,
-                          **({"motion_sequences": args.sequences} if getattr(args, "sequences", None) else {}))
+                          **({"motion_sequences": args.sequences} if getattr(args, "sequences", None) else {}),
+                          **({"jitter_scale": args.jitter_scale} if getattr(args, "jitter_scale", None) else {}))
 
 
 def _train_vae(args: argparse.Namespace) -> None:
@@ -299,6 +300,9 @@ def build_parser(extensions=()) -> argparse.ArgumentParser:
     vae.add_argument("--body-model", help="SMPL .pkl/.npz instead of the synthetic body")
     vae.add_argument("--bundle", help="the encoder bundle whose errors on the rendered training sequences shape the "
                                       "VAE's windows (default: the shipped default bundle)")
+    vae.add_argument("--jitter-scale", type=float,
+                     help="the per-frame jitter put on the VAE's input windows, in units of the encoder's measured "
+                          "one (default: decoder.train.TrainingConfig's)")
     vae.add_argument("--plain", action="store_true",
                      help="train on the motions as they are, not read as an encoder's poses")
     vae.set_defaults(handler=_train_vae)

@@ -13,7 +13,9 @@ one-step graph that the bundle ships.
   kinematics), so the condition carries no new information; but a denoiser conditioned on the feature
   alone has to learn that read-out and the kinematics from the few rendered sequences there are here
   (200, against the paper's datasets), and it did not: its causal MPJPE was 106 mm against the encoder's
-  own 85 on the test sequences.
+  own 85 on the test sequences. Its layout is the VAE encoder's plus the timestep token, so it starts as
+  that encoder reading the frame poses (start_from_vae_encoder; the timestep token's attention starts
+  all but shut by a learnt key bias): a smoother of the encoder's poses, to which training adds.
 - OneStepDecoder: frame features (B, W, D), frame poses (B, W, 131) and a noise sample (B, L, C) -> the
   window's pose representations (B, W, 131): one DDIM step from t = T - 1 (zero terminal SNR: x_T is pure
   noise, x0 = -v), then the VAE decoder. This is what decoder.onnx holds.

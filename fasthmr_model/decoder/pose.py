@@ -210,40 +210,44 @@ def _swing_rows(rest_directions: np.ndarray, directions: np.ndarray, doubled_res
             + directions[..., :, None] * doubled_rest_rows)
 
 
+# The IK keeps world rotations by "row": the one-child joints in order of depth (a level's joints are a slice),
+# then the several-children joints (the pelvis and spine3), whose rotations it fits first, in the world frame.
+_SEVERAL = tuple(joint for joint in range(NUM_JOINTS) if len(CHILDREN[joint]) > 1)
+
+
 class _Level(NamedTuple):
-    """One depth level of the tree for the IK: its one-child joints (a slice of the twist joints in
-    LEVEL_ORDER, the joints, their parents) and its several-children joints."""
+    """The one-child joints of one depth level of the tree: their rows (a slice) and their parents' rows."""
 
     rows: slice
-    joints: np.ndarray
-    parents: np.ndarray
-    several: tuple
+    parent_rows: np.ndarray
 
 
 def _tree_levels() -> tuple[tuple[_Level, ...], np.ndarray]:
-    """Joints grouped by depth in the tree (the IK handles a level at once, since its joints' parents all
-    belong to earlier levels), and the order of TWIST_JOINTS by depth that makes each level's rows a slice."""
+    """The depth levels that have one-child joints (the IK handles a level at once, since its joints'
+    parents all sit in earlier levels or are several-children joints), and the order of TWIST_JOINTS by
+    depth (row -> index in TWIST_JOINTS)."""
     depth = [0] * NUM_JOINTS
     for joint in range(1, NUM_JOINTS):
         depth[joint] = depth[PARENTS[joint]] + 1
-    levels, order = [], []
-    for level in range(max(depth) + 1):
-        single = [joint for joint in TWIST_JOINTS if depth[joint] == level]
-        levels.append(_Level(
-            rows=slice(len(order), len(order) + len(single)),
-            joints=np.array(single, np.intp), parents=np.array([PARENTS[joint] for joint in single], np.intp),
-            several=tuple(joint for joint in range(NUM_JOINTS) if depth[joint] == level and len(CHILDREN[joint]) > 1)))
-        order.extend(TWIST_JOINTS.index(joint) for joint in single)
-    return tuple(levels), np.array(order, np.intp)
+    by_depth = [[joint for joint in TWIST_JOINTS if depth[joint] == level] for level in range(max(depth) + 1)]
+    row_joints = [joint for joints in by_depth for joint in joints] + list(_SEVERAL)
+    levels, start = [], 0
+    for joints in by_depth:
+        if joints:
+            levels.append(_Level(slice(start, start + len(joints)),
+                                 np.array([row_joints.index(PARENTS[joint]) for joint in joints], np.intp)))
+            start += len(joints)
+    return tuple(levels), np.array([TWIST_JOINTS.index(joint) for joints in by_depth for joint in joints], np.intp)
 
 
 TREE_LEVELS, LEVEL_ORDER = _tree_levels()
 _LEVEL_JOINTS = _TWIST_JOINT_ARRAY[LEVEL_ORDER]
 _LEVEL_CHILDREN = _TWIST_CHILD_ARRAY[LEVEL_ORDER]
-# The several-children joints (the pelvis and spine3), each with its three children.
-_SEVERAL = tuple(joint for joint in range(NUM_JOINTS) if len(CHILDREN[joint]) > 1)
+_ROW_JOINTS = np.concatenate([_LEVEL_JOINTS, np.array(_SEVERAL, np.intp)])
 _SEVERAL_JOINTS = np.repeat(np.array(_SEVERAL, np.intp), 3)
 _SEVERAL_CHILDREN = np.array([child for joint in _SEVERAL for child in CHILDREN[joint]], np.intp)
+# Rows of the several-children joints' parents (spine3's: spine2), the pelvis (no parent) reads itself.
+_SEVERAL_PARENT_ROWS = np.array([list(_ROW_JOINTS).index(max(PARENTS[joint], 0)) for joint in _SEVERAL], np.intp)
 
 
 def inverse_kinematics(rest: np.ndarray, representation: np.ndarray) -> np.ndarray:
@@ -251,11 +255,12 @@ def inverse_kinematics(rest: np.ndarray, representation: np.ndarray) -> np.ndarr
     rotations (B, 24, 3, 3), global orientation first.
 
     Walks the tree from the pelvis, one depth level at a time (a level's parents are known by then): a
-    joint's posed child directions are brought into its parent's frame; one child gives swing @ twist,
-    several a Kabsch fit of all child directions. Twists need not be unit (cos, sin) pairs: their angle
-    is atan2(sin, cos). Everything that does not wait for a parent's rotation is computed for all joints
-    at once before the walk: rest axes, posed directions, twist rotations, and the Kabsch fits, in the
-    world frame (a fit turns with its data, so the local one is the parent's world rotation^T times it).
+    joint's posed child direction is brought into its parent's frame, and swing @ twist turns the rest
+    bone onto it; joints with several children get a Kabsch fit of all child directions. Twists need not
+    be unit (cos, sin) pairs: their angle is atan2(sin, cos). Everything that does not wait for a parent's
+    rotation is computed for all joints at once before the walk: rest axes, posed directions, twist
+    rotations, and the Kabsch fits, in the world frame (a fit turns with its data, so the local one is the
+    parent's world rotation^T times it).
     """
     rest = _check(rest, (NUM_POINTS, 3), "rest points")
     points, twists = split_representation(representation)
@@ -269,24 +274,21 @@ def inverse_kinematics(rest: np.ndarray, representation: np.ndarray) -> np.ndarr
     world_directions = np.where(lengths > _TINY, bones / np.maximum(lengths, _TINY), axes)[:, :, None, :]
     doubled_rest_rows = 2.0 * axes[:, :, None, :]
     twist = _twist_matrices(axes, twists[:, LEVEL_ORDER])
-    several_rest = _unit(rest[:, _SEVERAL_CHILDREN] - rest[:, _SEVERAL_JOINTS]).reshape(count * len(_SEVERAL), 3, 3)
-    several = _unit(points[:, _SEVERAL_CHILDREN] - points[:, _SEVERAL_JOINTS]).reshape(count * len(_SEVERAL), 3, 3)
-    fitted = kabsch(several_rest, several).reshape(count, len(_SEVERAL), 3, 3)
-    rotmats = np.empty((count, NUM_JOINTS, 3, 3))
-    world = np.empty_like(rotmats)
+    several_rest = _unit(rest[:, _SEVERAL_CHILDREN] - rest[:, _SEVERAL_JOINTS]).reshape(-1, 3, 3)
+    several = _unit(points[:, _SEVERAL_CHILDREN] - points[:, _SEVERAL_JOINTS]).reshape(-1, 3, 3)
+    world = np.empty((count, len(_ROW_JOINTS), 3, 3))
+    local = np.empty_like(world)
+    world[:, len(_LEVEL_JOINTS):] = kabsch(several_rest, several).reshape(count, len(_SEVERAL), 3, 3)
     for level in TREE_LEVELS:
-        for joint in level.several:
-            world[:, joint] = fitted[:, _SEVERAL.index(joint)]
-            parent = PARENTS[joint]
-            if parent < 0:
-                rotmats[:, joint] = world[:, joint]
-            else:  # local = parent_world^T world
-                rotmats[:, joint] = np.swapaxes(world[:, parent], -1, -2) @ world[:, joint]
-        if not len(level.joints):
-            continue
-        parent_world = world[:, level.parents]
+        parent_world = world[:, level.parent_rows]
         directions = (world_directions[:, level.rows] @ parent_world)[..., 0, :]
-        local = _swing_rows(axes[:, level.rows], directions, doubled_rest_rows[:, level.rows]) @ twist[:, level.rows]
-        rotmats[:, level.joints] = local
-        world[:, level.joints] = parent_world @ local
+        local[:, level.rows] = _swing_rows(axes[:, level.rows], directions, doubled_rest_rows[:, level.rows]) \
+            @ twist[:, level.rows]
+        world[:, level.rows] = parent_world @ local[:, level.rows]
+    # Several-children joints: local = parent_world^T world (the pelvis: its world rotation).
+    parents = world[:, _SEVERAL_PARENT_ROWS]
+    parents[:, _SEVERAL.index(0)] = np.eye(3)
+    local[:, len(_LEVEL_JOINTS):] = np.swapaxes(parents, -1, -2) @ world[:, len(_LEVEL_JOINTS):]
+    rotmats = np.empty((count, NUM_JOINTS, 3, 3))
+    rotmats[:, _ROW_JOINTS] = local
     return rotmats

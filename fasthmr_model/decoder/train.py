@@ -105,7 +105,7 @@ class TrainingConfig:
     motion_sequences: int = 600
     error_scale: float = 1.0
     error_drift: float = 1.0
-    jitter_scale: float = 1.5
+    jitter_scale: float = 6.0
     jitter_share: float = 0.9
     checkpoint_every: int = 250
     log_every: int = 50
