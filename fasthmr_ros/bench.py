@@ -26,7 +26,7 @@ import numpy as np
 
 CAMERA_RATE_HZ = 30.0
 IMAGE_WIDTH, IMAGE_HEIGHT = 640, 480
-STAGES = ("deserialise", "pairing", "convert", "preprocess", "body_model", "outputs", "serialise")
+STAGES = ("deserialise", "pairing", "convert", "preprocess", "body_model", "decoder", "outputs", "serialise")
 
 
 def synthetic_frames(body_model, people: int, count: int, seed: int = 0, width: int = IMAGE_WIDTH,

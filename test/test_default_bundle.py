@@ -46,3 +46,53 @@ def test_default_bundle_recovers_people_of_rendered_test_frames():
     assert np.median(errors) < 150
     # Weak-perspective depth is the least certain part: within 15% of the distance.
     assert np.median(np.array(root_errors) / np.array(depths)) < 0.15
+
+
+def test_default_bundle_ships_the_decoder_with_its_provenance():
+    bundle = load_bundle()
+    section = bundle.manifest["decoder"]
+    assert section["window"] == section["config"]["window"] == 8
+    assert section["encoder_file_sha256"] == bundle.manifest["files"][bundle.manifest["encoder"]["file"]]["sha256"]
+    provenance = section["provenance"]
+    assert provenance["source"] == "synthetic-trained"
+    assert provenance["vae"]["steps"] > 0 and provenance["denoiser"]["steps"] > 0
+    assert len(provenance["vae"]["encoder_errors"]["change_deg"]) == 24  # the VAE read the encoder's errors
+
+
+def test_default_decoder_smooths_a_rendered_sequence_without_losing_accuracy():
+    """40 frames of a test-split sequence, rendered here, streamed through the shipped encoder and decoder
+    as the node runs them (batch 1, one step per frame): once the window is full, the decoded poses move far
+    less jerkily than the per-frame ones and are as close to the truth."""
+    from dataclasses import replace
+
+    from fasthmr_model.body.lbs import BodyModel
+    from fasthmr_model.body.rotations import rot6d_to_matrix
+    from fasthmr_model.data.crop import normalise_windows
+    from fasthmr_model.decoder.runtime import StreamingDecoder
+    from fasthmr_model.decoder.sequences import sequence_crops, sequence_split
+    from fasthmr_model.metrics import accel_error
+    from fasthmr_model.runtime import EncoderSession
+
+    bundle = load_bundle()
+    body = BodyModel.from_file(bundle.body_model_path)
+    crops = sequence_crops(replace(sequence_split("test"), frames=40), 3, body)
+    encoded = EncoderSession(bundle).run(normalise_windows(crops["windows"]), crops["person_tokens"].astype(np.float32))
+    per_frame = rot6d_to_matrix(encoded.pose_6d.reshape(-1, 24, 6)).astype(np.float64)
+    betas = encoded.betas.astype(np.float64)
+    decoder = StreamingDecoder(bundle, body)
+    steps = [decoder.step([7], encoded.feature[[frame]], per_frame[[frame]], betas[[frame]], frame / 30.0)
+             for frame in range(len(per_frame))]
+    full = np.array([not step.warm_up[0] for step in steps])
+    assert full.sum() == len(steps) - decoder.session.window + 1
+    decoded = np.concatenate([step.rotmats for step in steps])[full]
+
+    def joints(chosen_betas, rotmats):
+        posed = body.forward(chosen_betas, rotmats, with_vertices=False)[1]
+        return posed - posed[:, list(EMDB_ROOT_JOINTS)].mean(axis=1, keepdims=True)
+
+    truth = joints(crops["betas"][full].astype(np.float64), crops["rotmats"][full].astype(np.float64))
+    frame_joints, decoded_joints = joints(betas[full], per_frame[full]), joints(betas[full], decoded)
+    frame_error = 1000 * np.linalg.norm(frame_joints - truth, axis=-1).mean()
+    decoded_error = 1000 * np.linalg.norm(decoded_joints - truth, axis=-1).mean()
+    assert decoded_error < frame_error + 3.0
+    assert accel_error(decoded_joints, truth).mean() < 0.5 * accel_error(frame_joints, truth).mean()
