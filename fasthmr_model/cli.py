@@ -100,7 +100,8 @@ def _train_vae(args: argparse.Namespace) -> None:
     from fasthmr_model.decoder.train import train_vae, vae_reconstruction_mm
 
     body_model = _world_body_model(args.cache, args.body_model)
-    sizes = DecoderConfig(window=args.window, latent_tokens=args.latent_tokens, latent_size=args.latent_size)
+    sizes = DecoderConfig(window=args.window, latent_tokens=args.latent_tokens, latent_size=args.latent_size,
+                          vae_layers=args.layers, denoiser_layers=args.layers)
     errors = None
     if not args.plain:
         from fasthmr_model.decoder.export import bundle_encoder_errors
@@ -295,6 +296,9 @@ def build_parser(extensions=()) -> argparse.ArgumentParser:
     vae.add_argument("--window", type=int, default=8, help="frames per window W")
     vae.add_argument("--latent-tokens", type=int, default=8, help="latent tokens L")
     vae.add_argument("--latent-size", type=int, default=32, help="numbers per latent token C")
+    vae.add_argument("--layers", type=int, default=3,
+                     help="layers of the VAE's encoder and decoder, odd; the denoiser, which starts as the VAE's "
+                          "encoder, gets as many")
     vae.add_argument("--sequences", type=int, help="generated motion sequences (default 600 x 300 frames)")
     vae.add_argument("--amass", nargs="*", default=(), help="AMASS-format .npz files to train on as well")
     vae.add_argument("--body-model", help="SMPL .pkl/.npz instead of the synthetic body")

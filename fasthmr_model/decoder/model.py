@@ -41,31 +41,35 @@ START_TIME_KEY_BIAS = -10.0
 
 
 class Attention(nn.Module):
-    """Multi-head self-attention over (B, N, C) tokens."""
+    """Multi-head self-attention over (B, N, C) tokens, N = `tokens` (fixed per transformer: the exported
+    graph's shapes are then constants but for the batch, and ONNX Runtime needs no shape arithmetic; at
+    batch 1 the decoder's cost is largely its operator count)."""
 
-    def __init__(self, width: int, num_heads: int) -> None:
+    def __init__(self, width: int, num_heads: int, tokens: int) -> None:
         super().__init__()
         self.num_heads = num_heads
+        self.tokens = tokens
+        self.width = width
         self.qkv = nn.Linear(width, 3 * width)
         self.proj = nn.Linear(width, width)
 
     def forward(self, tokens: torch.Tensor, key_bias: torch.Tensor | None = None) -> torch.Tensor:
         """tokens (B, N, C); key_bias (N,) added to every query's logit of each key (None: none)."""
-        batch, count, width = tokens.shape
+        count, width = self.tokens, self.width
         head_width = width // self.num_heads
-        query, key, value = self.qkv(tokens).reshape(batch, count, 3, self.num_heads, head_width).permute(2, 0, 3, 1, 4)
+        query, key, value = self.qkv(tokens).reshape(-1, count, 3, self.num_heads, head_width).permute(2, 0, 3, 1, 4)
         logits = (query * head_width ** -0.5) @ key.transpose(-2, -1)
         weights = (logits if key_bias is None else logits + key_bias).softmax(dim=-1)
-        return self.proj((weights @ value).transpose(1, 2).reshape(batch, count, width))
+        return self.proj((weights @ value).transpose(1, 2).reshape(-1, count, width))
 
 
 class Layer(nn.Module):
     """Pre-norm transformer layer: x + attention(norm(x)), then x + mlp(norm(x))."""
 
-    def __init__(self, config: DecoderConfig, dropout: float = 0.0) -> None:
+    def __init__(self, config: DecoderConfig, tokens: int, dropout: float = 0.0) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(config.width)
-        self.attention = Attention(config.width, config.num_heads)
+        self.attention = Attention(config.width, config.num_heads, tokens)
         self.norm2 = nn.LayerNorm(config.width)
         self.mlp = nn.Sequential(nn.Linear(config.width, config.mlp_width), nn.GELU(),
                                  nn.Linear(config.mlp_width, config.width))
@@ -77,14 +81,15 @@ class Layer(nn.Module):
 
 
 class SkipTransformer(nn.Module):
-    """`layers` (odd) transformer layers with long skips between mirrored input and output layers, then a norm."""
+    """`layers` (odd) transformer layers over `tokens` tokens with long skips between mirrored input and output
+    layers, then a norm."""
 
-    def __init__(self, config: DecoderConfig, layers: int, dropout: float = 0.0) -> None:
+    def __init__(self, config: DecoderConfig, layers: int, tokens: int, dropout: float = 0.0) -> None:
         super().__init__()
         half = (layers - 1) // 2
-        self.inputs = nn.ModuleList(Layer(config, dropout) for _ in range(half))
-        self.middle = Layer(config, dropout)
-        self.outputs = nn.ModuleList(Layer(config, dropout) for _ in range(half))
+        self.inputs = nn.ModuleList(Layer(config, tokens, dropout) for _ in range(half))
+        self.middle = Layer(config, tokens, dropout)
+        self.outputs = nn.ModuleList(Layer(config, tokens, dropout) for _ in range(half))
         self.merges = nn.ModuleList(nn.Linear(2 * config.width, config.width) for _ in range(half))
         self.norm = nn.LayerNorm(config.width)
 
@@ -112,12 +117,12 @@ class MotionVAE(nn.Module):
         self.pose_in = nn.Linear(config.pose_size, config.width)
         self.distribution_tokens = nn.Parameter(torch.zeros(1, config.latent_tokens, config.width))
         self.encoder_positions = nn.Parameter(0.02 * torch.randn(1, tokens, config.width))
-        self.encoder = SkipTransformer(config, config.vae_layers)
+        self.encoder = SkipTransformer(config, config.vae_layers, tokens)
         self.to_distribution = nn.Linear(config.width, 2 * config.latent_size)
         self.latent_in = nn.Linear(config.latent_size, config.width)
         self.frame_queries = nn.Parameter(torch.zeros(1, config.window, config.width))
         self.decoder_positions = nn.Parameter(0.02 * torch.randn(1, tokens, config.width))
-        self.decoder = SkipTransformer(config, config.vae_layers)
+        self.decoder = SkipTransformer(config, config.vae_layers, tokens)
         self.pose_out = nn.Linear(config.width, config.pose_size)
 
     def encode(self, poses: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -160,7 +165,8 @@ class Denoiser(nn.Module):
         self.feature_in = nn.Sequential(nn.LayerNorm(config.feature_size), nn.Linear(config.feature_size, config.width))
         self.positions = nn.Parameter(
             0.02 * torch.randn(1, config.latent_tokens + 1 + config.window, config.width))
-        self.body = SkipTransformer(config, config.denoiser_layers, config.dropout)
+        self.body = SkipTransformer(config, config.denoiser_layers, config.latent_tokens + 1 + config.window,
+                                    config.dropout)
         # Added to every attention logit of the timestep token (0: an ordinary token). start_from_vae_encoder
         # sets it very negative, so that the token is all but unseen at the start and its weight is learnt.
         self.time_key_bias = nn.Parameter(torch.zeros(1))
@@ -194,7 +200,9 @@ class Denoiser(nn.Module):
 
     def forward(self, noisy: torch.Tensor, timesteps: torch.Tensor, features: torch.Tensor,
                 frame_poses: torch.Tensor) -> torch.Tensor:
+        # timesteps (B,) or (1,) for all (the one-step graph: its timestep token is then a constant).
         time_token = self.time_mlp(timestep_embedding(timesteps, self.config.width))[:, None]
+        time_token = time_token.expand(noisy.shape[0], -1, -1)
         frames = self.feature_in(features) + self.pose_in((frame_poses - self.pose_mean) / self.pose_std)
         tokens = torch.cat([self.latent_in(noisy), time_token, frames], dim=1)
         zeros = self.time_key_bias.new_zeros
@@ -221,7 +229,7 @@ class OneStepDecoder(nn.Module):
         self.latent_scale = float(latent_scale)
 
     def forward(self, features: torch.Tensor, frame_poses: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        timesteps = torch.full((features.shape[0],), self.last_timestep, dtype=torch.int64, device=features.device)
+        timesteps = torch.full((1,), self.last_timestep, dtype=torch.int64, device=features.device)
         v = self.denoiser(noise, timesteps, features, frame_poses)
         latents = (self.signal * noise - self.noise * v) * self.latent_scale
         return self.vae.decode(latents)
