@@ -296,7 +296,7 @@ def build_parser(extensions=()) -> argparse.ArgumentParser:
     vae.add_argument("--window", type=int, default=8, help="frames per window W")
     vae.add_argument("--latent-tokens", type=int, default=8, help="latent tokens L")
     vae.add_argument("--latent-size", type=int, default=32, help="numbers per latent token C")
-    vae.add_argument("--layers", type=int, default=3,
+    vae.add_argument("--layers", type=int, default=1,
                      help="layers of the VAE's encoder and decoder, odd; the denoiser, which starts as the VAE's "
                           "encoder, gets as many")
     vae.add_argument("--sequences", type=int, help="generated motion sequences (default 600 x 300 frames)")

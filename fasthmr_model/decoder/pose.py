@@ -282,9 +282,9 @@ def inverse_kinematics(rest: np.ndarray, representation: np.ndarray) -> np.ndarr
     for level in TREE_LEVELS:
         parent_world = world[:, level.parent_rows]
         directions = (world_directions[:, level.rows] @ parent_world)[..., 0, :]
-        local[:, level.rows] = _swing_rows(axes[:, level.rows], directions, doubled_rest_rows[:, level.rows]) \
-            @ twist[:, level.rows]
-        world[:, level.rows] = parent_world @ local[:, level.rows]
+        swing_rows = _swing_rows(axes[:, level.rows], directions, doubled_rest_rows[:, level.rows])
+        np.matmul(swing_rows, twist[:, level.rows], out=local[:, level.rows])
+        np.matmul(parent_world, local[:, level.rows], out=world[:, level.rows])
     # Several-children joints: local = parent_world^T world (the pelvis: its world rotation).
     parents = world[:, _SEVERAL_PARENT_ROWS]
     parents[:, _SEVERAL.index(0)] = np.eye(3)
