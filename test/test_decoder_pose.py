@@ -153,3 +153,17 @@ def test_closed_form_twists_match_the_swing_twist_split():
     angles = twist_angles(half_turns, axes[:2])
     np.testing.assert_allclose(twist_cos_sin(half_turns, axes[:2]), np.stack([np.cos(angles), np.sin(angles)], -1),
                                atol=1e-10)
+
+
+def test_kabsch_fits_rotations_never_reflections():
+    from fasthmr_model.decoder.pose import kabsch
+
+    rng = np.random.default_rng(6)
+    rest = rng.normal(size=(20, 3, 3))
+    turns = axis_angle_to_matrix(rng.normal(size=(20, 3)))
+    posed = rest @ np.swapaxes(turns, -1, -2)  # each row turned: posed_k = R rest_k
+    np.testing.assert_allclose(kabsch(rest, posed), turns, atol=1e-9)
+    mirrored = kabsch(rest, -posed)  # the best fit of a mirror image is a reflection: a rotation must come out
+    np.testing.assert_allclose(np.linalg.det(mirrored), 1.0, atol=1e-9)
+    np.testing.assert_allclose(mirrored @ np.swapaxes(mirrored, -1, -2), np.broadcast_to(np.eye(3), (20, 3, 3)),
+                               atol=1e-9)

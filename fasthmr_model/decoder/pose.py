@@ -47,7 +47,7 @@ _EYE = np.eye(3)
 
 
 def _unit(vectors: np.ndarray) -> np.ndarray:
-    norm = np.linalg.norm(vectors, axis=-1, keepdims=True)
+    norm = np.sqrt((vectors * vectors).sum(axis=-1, keepdims=True))
     return vectors / np.maximum(norm, _TINY)
 
 
@@ -121,8 +121,12 @@ def kabsch(rest_vectors: np.ndarray, vectors: np.ndarray) -> np.ndarray:
     """The rotations (B, 3, 3) that best turn rest_vectors (B, K, 3) onto vectors (B, K, 3) (least squares)."""
     covariance = np.swapaxes(rest_vectors, -1, -2) @ vectors  # sum_k rest_k vectors_k^T
     u, _, vt = np.linalg.svd(covariance)
-    fix = np.ones(u.shape[:-1])
-    fix[..., 2] = np.sign(np.linalg.det(np.swapaxes(vt, -1, -2) @ np.swapaxes(u, -1, -2)))
+    rotations = np.swapaxes(u @ vt, -1, -2)  # V U^T
+    reflected = np.linalg.det(rotations) < 0.0
+    if not reflected.any():
+        return rotations
+    # A reflection fits better than any rotation: flip the direction of the smallest singular value.
+    fix = np.where(reflected[..., None], [1.0, 1.0, -1.0], 1.0)
     return (np.swapaxes(vt, -1, -2) * fix[..., None, :]) @ np.swapaxes(u, -1, -2)
 
 
@@ -179,8 +183,11 @@ def split_representation(representation: np.ndarray) -> tuple[np.ndarray, np.nda
 def _twist_matrices(axes: np.ndarray, cos_sin: np.ndarray) -> np.ndarray:
     """Rotations (..., 3, 3) about unit axes (..., 3) by the angles of (cos, sin) pairs (..., 2), which need not
     be unit (their angle is atan2(sin, cos); a zero pair is no twist)."""
-    norm = np.sqrt(np.sum(cos_sin * cos_sin, axis=-1, keepdims=True))
-    unit = np.where(norm > _TINY, cos_sin / np.maximum(norm, _TINY), [1.0, 0.0])[..., None, None]
+    norm = np.sqrt((cos_sin * cos_sin).sum(axis=-1, keepdims=True))
+    if norm.min() > _TINY:
+        unit = (cos_sin / norm)[..., None, None]
+    else:
+        unit = np.where(norm > _TINY, cos_sin / np.maximum(norm, _TINY), [1.0, 0.0])[..., None, None]
     cos, sin = unit[..., 0, :, :], unit[..., 1, :, :]
     outer = axes[..., :, None] * axes[..., None, :]
     cross = (axes @ _CROSS_MATRIX).reshape(axes.shape + (3,))
