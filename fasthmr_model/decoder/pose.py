@@ -71,14 +71,26 @@ def _check(array: np.ndarray, trailing: tuple, name: str) -> np.ndarray:
     return array
 
 
+def _cross_matrix_table() -> np.ndarray:
+    """(3, 9): vectors (..., 3) @ this = their cross-product matrices [v]x flattened row by row."""
+    table = np.zeros((3, 3, 3))
+    for i, j, k in ((0, 1, 2), (1, 2, 0), (2, 0, 1)):  # [v]x[i, j] = -eps_ijk v_k
+        table[k, i, j], table[k, j, i] = -1.0, 1.0
+    return table.reshape(3, 9)
+
+
+_CROSS_MATRIX = _cross_matrix_table()
+
+
+def _cross_matrices(vectors: np.ndarray) -> np.ndarray:
+    """The cross-product matrices [v]x (..., 3, 3) of vectors (..., 3), in one product with a table."""
+    return (vectors @ _CROSS_MATRIX).reshape(vectors.shape + (3,))
+
+
 def _axis_rotation(axes: np.ndarray, cos: np.ndarray, sin: np.ndarray) -> np.ndarray:
     """Rotations (..., 3, 3) about unit `axes` (..., 3) by the angle with the given cosine and sine (...)."""
-    x, y, z = axes[..., 0], axes[..., 1], axes[..., 2]
-    zero = np.zeros_like(x)
-    cross = np.stack([np.stack([zero, -z, y], -1), np.stack([z, zero, -x], -1), np.stack([-y, x, zero], -1)], -2)
-    outer = axes[..., :, None] * axes[..., None, :]
-    return (cos[..., None, None] * np.eye(3) + sin[..., None, None] * cross
-            + (1.0 - cos)[..., None, None] * outer)
+    cos, sin = cos[..., None, None], sin[..., None, None]
+    return cos * _EYE + sin * _cross_matrices(axes) + (1.0 - cos) * (axes[..., :, None] * axes[..., None, :])
 
 
 def _perpendicular(axes: np.ndarray) -> np.ndarray:
@@ -99,10 +111,8 @@ def swing(rest_directions: np.ndarray, directions: np.ndarray) -> np.ndarray:
     cross = np.cross(rest_directions, directions)
     cos = np.sum(rest_directions * directions, axis=-1)
     opposite = cos < -1.0 + 1e-9
-    x, y, z = cross[..., 0], cross[..., 1], cross[..., 2]
-    zero = np.zeros_like(x)
-    skew = np.stack([np.stack([zero, -z, y], -1), np.stack([z, zero, -x], -1), np.stack([-y, x, zero], -1)], -2)
-    near = np.eye(3) + skew + (skew @ skew) / np.where(opposite, 1.0, 1.0 + cos)[..., None, None]
+    skew = _cross_matrices(cross)
+    near = _EYE + skew + (skew @ skew) / np.where(opposite, 1.0, 1.0 + cos)[..., None, None]
     if not np.any(opposite):
         return near
     half_turn = _axis_rotation(_perpendicular(rest_directions), -np.ones_like(cos), np.zeros_like(cos))
@@ -185,24 +195,10 @@ def _twist_matrices(axes: np.ndarray, cos_sin: np.ndarray) -> np.ndarray:
     be unit (their angle is atan2(sin, cos); a zero pair is no twist)."""
     norm = np.sqrt((cos_sin * cos_sin).sum(axis=-1, keepdims=True))
     if norm.min() > _TINY:
-        unit = (cos_sin / norm)[..., None, None]
+        unit = cos_sin / norm
     else:
-        unit = np.where(norm > _TINY, cos_sin / np.maximum(norm, _TINY), [1.0, 0.0])[..., None, None]
-    cos, sin = unit[..., 0, :, :], unit[..., 1, :, :]
-    outer = axes[..., :, None] * axes[..., None, :]
-    cross = (axes @ _CROSS_MATRIX).reshape(axes.shape + (3,))
-    return cos * _EYE + sin * cross + (1.0 - cos) * outer
-
-
-def _cross_matrix_table() -> np.ndarray:
-    """(3, 9): vectors (..., 3) @ this = their cross-product matrices [v]x flattened row by row."""
-    table = np.zeros((3, 3, 3))
-    for i, j, k in ((0, 1, 2), (1, 2, 0), (2, 0, 1)):  # [v]x[i, j] = -eps_ijk v_k
-        table[k, i, j], table[k, j, i] = -1.0, 1.0
-    return table.reshape(3, 9)
-
-
-_CROSS_MATRIX = _cross_matrix_table()
+        unit = np.where(norm > _TINY, cos_sin / np.maximum(norm, _TINY), [1.0, 0.0])
+    return _axis_rotation(axes, unit[..., 0], unit[..., 1])
 
 
 def _swing_rows(rest_directions: np.ndarray, directions: np.ndarray, doubled_rest_rows: np.ndarray) -> np.ndarray:
@@ -294,7 +290,7 @@ def inverse_kinematics(rest: np.ndarray, representation: np.ndarray) -> np.ndarr
         np.matmul(parent_world, local[:, level.rows], out=world[:, level.rows])
     # Several-children joints: local = parent_world^T world (the pelvis: its world rotation).
     parents = world[:, _SEVERAL_PARENT_ROWS]
-    parents[:, _SEVERAL.index(0)] = np.eye(3)
+    parents[:, _SEVERAL.index(0)] = _EYE
     local[:, len(_LEVEL_JOINTS):] = np.swapaxes(parents, -1, -2) @ world[:, len(_LEVEL_JOINTS):]
     rotmats = np.empty((count, NUM_JOINTS, 3, 3))
     rotmats[:, _ROW_JOINTS] = local
