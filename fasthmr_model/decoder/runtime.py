@@ -34,7 +34,8 @@ class DecoderSession:
     """The bundle's decoder.onnx in ONNX Runtime with its fixed noise sample, warmed up at construction.
 
     With threads left to ONNX Runtime (0), the graph runs on one thread: its operators are too small to
-    split (0.30 ms per person-frame on one thread, 0.51 on two, on the 2-core CI machine).
+    split (session 3's 16-frame, 3 + 3-layer graph took 0.30 ms per person-frame on one thread and 0.51 on
+    two, on the 2-core CI machine).
     """
 
     def __init__(self, bundle: Bundle, config: RuntimeConfig = RuntimeConfig()) -> None:
