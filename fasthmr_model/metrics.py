@@ -25,6 +25,7 @@ import dataclasses
 import numpy as np
 
 from fasthmr_model.errors import InputError
+from fasthmr_model.tracking import match_boxes
 
 MM_PER_METRE = 1000.0
 
@@ -280,3 +281,58 @@ def evaluate(convention, pred_joints, target_joints, pred_vertices, target_verti
         pve=pve(pred_vertices, target_vertices, pred_root, target_root),
         accel=accel_error(pred_points, target_points) if len(pred_points) >= 3 else np.zeros(0),
     )
+
+
+# Smallest box overlap at which a predicted body counts as the prediction of a true one (`fasthmr replay`).
+MATCH_MIN_IOU = 0.3
+
+
+class StreamAccuracy:
+    """Accuracy of a stream's predictions against ground truth, frame by frame (`fasthmr replay`).
+
+    Each frame's predicted and true bodies are matched one to one by box overlap (tracking.match_boxes,
+    at least MATCH_MIN_IOU); a true body with no match counts as missed. MPJPE, PA-MPJPE and PVE use the
+    EMDB convention; the acceleration error is taken over runs of at least 3 consecutive frames in which
+    a true track stays matched.
+    """
+
+    def __init__(self) -> None:
+        self._tracks: dict[int, list] = {}  # true track -> [(frame, pred joints, true joints, pred verts, true verts)]
+        self.truths = 0
+        self.missed = 0
+
+    def add(self, frame: int, predicted_boxes, predicted_joints, predicted_vertices, true_boxes, true_track_ids,
+            true_joints, true_vertices) -> None:
+        """One frame (frames count up by one between consecutive frames): predicted boxes (P, 4) (x0, y0, x1, y1),
+        joints (P, 24, 3), vertices (P, V, 3); the true ones likewise (T, ...), with their track ids (T,)."""
+        self.truths += len(true_boxes)
+        pairs = match_boxes(predicted_boxes, true_boxes, MATCH_MIN_IOU)
+        self.missed += len(true_boxes) - len(pairs)
+        for pred, true in pairs:
+            self._tracks.setdefault(int(true_track_ids[true]), []).append(
+                (frame, predicted_joints[pred], true_joints[true], predicted_vertices[pred], true_vertices[true]))
+
+    def metrics(self) -> dict | None:
+        """{"mpjpe", "pa_mpjpe", "pve", "accel"} in mm (accel mm/frame^2, None without a run of 3 frames), or None
+        when nothing was matched."""
+        sums = dict.fromkeys(("mpjpe", "pa_mpjpe", "pve", "accel"), 0.0)
+        counts = dict.fromkeys(sums, 0)
+        for entries in self._tracks.values():
+            # Runs of consecutive frames: the acceleration needs neighbours.
+            runs, current = [], [entries[0]]
+            for entry in entries[1:]:
+                if entry[0] == current[-1][0] + 1:
+                    current.append(entry)
+                else:
+                    runs.append(current)
+                    current = [entry]
+            runs.append(current)
+            for run in runs:
+                errors = evaluate("emdb", *(np.stack([entry[k] for entry in run]) for k in range(1, 5)))
+                for name in sums:
+                    values = np.atleast_1d(getattr(errors, name))
+                    sums[name] += float(np.sum(values))
+                    counts[name] += len(values)
+        if not counts["mpjpe"]:
+            return None
+        return {name: round(sums[name] / counts[name], 2) if counts[name] else None for name in sums}

@@ -2,37 +2,22 @@
 
 A person keeps its id while its mask box overlaps its box of the previous frame (intersection over union
 at least `min_iou`, best pairs first); an unmatched box starts a new id; a track unseen for longer than
-`max_gap` seconds ends. Time going backwards (a bag looping, a simulator reset) ends every track, as
-tf2 and RViz clear their buffers. Instance ids of the segmentation are not used as track ids: many
-segmenters number the persons of each frame afresh. The temporal decoder keys its per-track feature
-windows on these ids and resets a window when its track ends. Run-time module: numpy only.
+`max_gap` seconds ends (before the frame's boxes are matched, so a person found again after a longer gap
+gets a new id). Time going backwards (a bag looping, a simulator reset) ends every track, as tf2 and RViz
+clear their buffers. Instance ids of the segmentation are not used as track ids: many segmenters number
+the persons of each frame afresh. The stream (fasthmr_model.stream) keys the decoder's per-track feature
+windows on these ids and drops a window when its track ends. `match_boxes` is the one box matcher of the
+project: the tracker's and the replay's prediction-to-truth matching. Run-time module: numpy only.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
-from fasthmr_model.errors import FastHMRError
-
-
-@dataclass(frozen=True)
-class TrackerConfig:
-    """Args:
-        min_iou: smallest box overlap (intersection over union) that continues a track, in (0, 1].
-        max_gap: seconds a track may go unseen before it ends.
-    """
-
-    min_iou: float = 0.3
-    max_gap: float = 0.5
-
-    def __post_init__(self) -> None:
-        if not 0.0 < self.min_iou <= 1.0:
-            raise FastHMRError(f"min_iou must be in (0, 1], got {self.min_iou}")
-        if not 0.0 <= self.max_gap <= 60.0:
-            raise FastHMRError(f"max_gap must be in [0, 60] s, got {self.max_gap}")
+if TYPE_CHECKING:
+    from fasthmr_model.stream import StreamConfig
 
 
 class TrackUpdate(NamedTuple):
@@ -55,11 +40,32 @@ def box_iou(first: np.ndarray, second: np.ndarray) -> np.ndarray:
     return intersection / np.maximum(union, 1e-12)
 
 
+def match_boxes(first: np.ndarray, second: np.ndarray, min_iou: float) -> list[tuple[int, int]]:
+    """Greedy one-to-one matching of boxes first (N, 4) and second (M, 4) by overlap: the pair with the largest
+    intersection over union first, then the largest among the rows and columns left, down to `min_iou`.
+    Returns [(row in first, row in second)] in that order."""
+    first, second = np.asarray(first, np.float64).reshape(-1, 4), np.asarray(second, np.float64).reshape(-1, 4)
+    if not len(first) or not len(second):
+        return []
+    overlap = box_iou(first, second)
+    used_first, used_second = np.zeros(len(first), bool), np.zeros(len(second), bool)
+    pairs = []
+    for flat in np.argsort(-overlap, axis=None, kind="stable"):
+        row, column = divmod(int(flat), len(second))
+        if overlap[row, column] < min_iou:
+            break
+        if used_first[row] or used_second[column]:
+            continue
+        used_first[row] = used_second[column] = True
+        pairs.append((row, column))
+    return pairs
+
+
 class Tracker:
     """Assigns track ids frame by frame; ids are never reused within one Tracker."""
 
-    def __init__(self, config: TrackerConfig = TrackerConfig()) -> None:
-        self.config = config
+    def __init__(self, config: StreamConfig) -> None:
+        self.config = config  # min_iou and max_gap are read at every update
         self._next_id = 1
         self._ids = np.zeros(0, np.int64)  # the live tracks
         self._boxes = np.zeros((0, 4))  # their last boxes
@@ -80,27 +86,22 @@ class Tracker:
         ended = self.reset() if time_jumped_back else []
         self._last_stamp = stamp
 
+        # Tracks unseen for longer than max_gap end before matching: a person found after a longer gap starts over.
+        stale = stamp - self._last_seen > self.config.max_gap
+        ended += self._ids[stale].tolist()
+        self._ids, self._boxes, self._last_seen = self._ids[~stale], self._boxes[~stale], self._last_seen[~stale]
+
         track_ids = np.zeros(len(boxes), np.int64)
         matched_tracks = np.zeros(len(self._ids), bool)
-        if len(boxes) and len(self._ids):
-            overlap = box_iou(boxes, self._boxes)
-            # Best pairs first: each step takes the largest remaining overlap and retires its row and column.
-            for flat in np.argsort(-overlap, axis=None, kind="stable"):
-                box, track = divmod(int(flat), len(self._ids))
-                if overlap[box, track] < self.config.min_iou:
-                    break
-                if track_ids[box] or matched_tracks[track]:
-                    continue
-                track_ids[box] = self._ids[track]
-                matched_tracks[track] = True
+        for box, track in match_boxes(boxes, self._boxes, self.config.min_iou):
+            track_ids[box] = self._ids[track]
+            matched_tracks[track] = True
         new = track_ids == 0
         track_ids[new] = np.arange(self._next_id, self._next_id + int(new.sum()))
         self._next_id += int(new.sum())
 
         # Unmatched tracks live on (with their old box) until they have been unseen for max_gap.
-        stale = ~matched_tracks & (stamp - self._last_seen > self.config.max_gap)
-        ended += self._ids[stale].tolist()
-        keep = ~matched_tracks & ~stale
+        keep = ~matched_tracks
         self._ids = np.concatenate([self._ids[keep], track_ids])
         self._boxes = np.concatenate([self._boxes[keep], boxes])
         self._last_seen = np.concatenate([self._last_seen[keep], np.full(len(boxes), stamp)])

@@ -53,19 +53,21 @@ def clip_frames(body_model, people: int, count: int, seed: int = 0):
             for frame in render_clip(seed, people, count, body_model, IMAGE_WIDTH, IMAGE_HEIGHT, CAMERA_RATE_HZ)]
 
 
-def frame_messages(image: np.ndarray, mask: np.ndarray, stamp: float, frame_id: str = "camera_optical_frame"):
-    """(image rgb8, mask mono8) Image messages with one header."""
+def frame_messages(image: np.ndarray, mask: np.ndarray, intrinsics: np.ndarray, stamp: float):
+    """A Frame (fasthmr_ros.inputs) of an rgb8 image, its mono8 mask and its CameraInfo, stamped `stamp` (s)."""
     from fasthmr_ros.image_conversion import array_to_image
+    from fasthmr_ros.inputs import Frame
+    from fasthmr_ros.recordings import camera_info_message, header_at
 
+    header = header_at(round(stamp * 1e9))
     messages = array_to_image(image, "rgb8"), array_to_image(mask, "mono8")
     for message in messages:
-        message.header.frame_id = frame_id
-        message.header.stamp.sec, message.header.stamp.nanosec = int(stamp), int(round((stamp % 1) * 1e9))
-    return messages
+        message.header = header
+    return Frame(*messages, camera_info_message(header, intrinsics, image.shape[1], image.shape[0]))
 
 
 class CpuTimedEncoder:
-    """Wraps the pipeline's encoder session to record the process's CPU time of each run (with one
+    """Wraps the stream's encoder session to record the process's CPU time of each run (with one
     intra-op thread, ONNX Runtime computes on the calling thread only)."""
 
     def __init__(self, encoder) -> None:
@@ -88,27 +90,29 @@ def time_frames(processor, frames, mesh_rate: float, repeats: int) -> dict[str, 
     from rclpy.serialization import deserialize_message, serialize_message
     from sensor_msgs.msg import Image
 
-    from fasthmr_ros.pairing import StampPairer
+    from fasthmr_ros.inputs import InputOptions, InputRules
+    from fasthmr_ros.pairing import PairingConfig
+    from fasthmr_ros.stamps import stamp_from_seconds
 
     processor.markers.config = dataclasses.replace(processor.markers.config, mesh_rate=mesh_rate)
     timings: dict[str, list[float]] = {stage: [] for stage in STAGES + ("encoder", "overhead", "overhead cpu")}
-    serialised = [[serialize_message(message) for message in frame_messages(image, mask, 0.0)]
-                  for image, mask, _ in frames]
-    pairer = StampPairer()
+    messages = [frame_messages(image, mask, intrinsics, 0.0) for image, mask, intrinsics in frames]
+    serialised = [(serialize_message(message.image), serialize_message(message.mask)) for message in messages]
+    inputs = InputRules(PairingConfig(), InputOptions(), lambda name, amount: None)
     stamp = 0.0
     for repeat in range(repeats + 1):
-        for (image_bytes, mask_bytes), (_, _, intrinsics) in zip(serialised, frames):
+        for (image_bytes, mask_bytes), message in zip(serialised, messages):
             stamp += 1.0 / CAMERA_RATE_HZ
+            inputs.on_camera_info(message.camera_info)
             start, start_cpu = time.perf_counter(), time.process_time()
             image_message = deserialize_message(image_bytes, Image)
             mask_message = deserialize_message(mask_bytes, Image)
-            for message in (image_message, mask_message):
-                message.header.stamp.sec, message.header.stamp.nanosec = int(stamp), int((stamp % 1) * 1e9)
+            image_message.header.stamp = mask_message.header.stamp = stamp_from_seconds(stamp)
             deserialised = time.perf_counter()
-            pairer.add_image(stamp, image_message, deserialised)
-            (pair,) = pairer.add_mask(stamp, mask_message, deserialised)
+            inputs.on_image(image_message, deserialised)
+            (frame,) = inputs.on_mask(mask_message, deserialised)
             paired = time.perf_counter()
-            outputs = processor.process(pair.image, pair.mask, intrinsics, markers_wanted=True)
+            outputs = processor.process(frame, markers_wanted=True)
             processed = time.perf_counter()
             serialize_message(outputs.bodies), serialize_message(outputs.people)  # markers are bytes already
             done, done_cpu = time.perf_counter(), time.process_time()
@@ -122,22 +126,22 @@ def time_frames(processor, frames, mesh_rate: float, repeats: int) -> dict[str, 
             timings["overhead"].append(total - stage_ms["encoder"])
             # CPU time of the process (the crop threads included): what the node itself spends, however busy the
             # machine is.
-            timings["overhead cpu"].append((done_cpu - start_cpu) * 1e3 - processor.pipeline.encoder.last_cpu_ms)
+            timings["overhead cpu"].append((done_cpu - start_cpu) * 1e3 - processor.stream.frames.encoder.last_cpu_ms)
     return timings
 
 
 def run(bundle_path: Path | None, frames_per_case: int, repeats: int) -> None:
-    from fasthmr_model.pipeline import FramePipeline
     from fasthmr_model.runtime import RuntimeConfig
+    from fasthmr_model.stream import StreamPipeline
     from fasthmr_ros.frame_processor import FrameProcessor
 
-    pipeline = FramePipeline(bundle_path, RuntimeConfig(provider="cpu", threads=1))
-    pipeline.encoder = CpuTimedEncoder(pipeline.encoder)
-    processor = FrameProcessor(pipeline)
-    processor.warm_up()
+    stream = StreamPipeline(bundle_path, runtime=RuntimeConfig(provider="cpu", threads=1))
+    stream.frames.encoder = CpuTimedEncoder(stream.frames.encoder)
+    stream.warm_up()
+    processor = FrameProcessor(stream)
     rows = []
     for people in (1, 3):
-        frames = clip_frames(pipeline.body_model, people, frames_per_case, seed=people)
+        frames = clip_frames(stream.body_model, people, frames_per_case, seed=people)
         for markers, mesh_rate in MESH_RATES.items():
             timings = time_frames(processor, frames, mesh_rate, repeats)
             # Means, not medians: the frames differ (crop sizes), and the stages of a frame add up to its overhead.
@@ -148,8 +152,8 @@ def run(bundle_path: Path | None, frames_per_case: int, repeats: int) -> None:
             rows.append((people, markers, means))
     # Other processes on the machine slow every stage: the load says how busy it was.
     print(f"node overhead per frame, {IMAGE_WIDTH}x{IMAGE_HEIGHT}, mean ms over a {frames_per_case}-frame clip x "
-          f"{repeats} passes (best pass: the lowest mean of one pass; p95 over frames); bundle {pipeline.bundle.path} "
-          f"on {pipeline.provider}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+          f"{repeats} passes (best pass: the lowest mean of one pass; p95 over frames); bundle {stream.bundle.path} "
+          f"on {stream.provider}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     header = ["people", "markers"] + list(STAGES) + ["overhead", "best pass", "p95", "CPU", "encoder (excluded)"]
     print(" | ".join(header))
     print(" | ".join("---" for _ in header))

@@ -30,13 +30,8 @@ def _replay(args: argparse.Namespace) -> None:
         from fasthmr_ros.realtime import replay_realtime as replay
     else:
         from fasthmr_ros.replay import replay_bag as replay
-    from fasthmr_ros.replay import format_report
-
     report = replay(args.bag, args.bundle, args.out, _topics(args), progress=not args.json)
-    if args.json:
-        print(json.dumps(report))
-    else:
-        print(format_report(report))
+    print(json.dumps(report.as_dict()) if args.json else report.format())
 
 
 def _convert(args: argparse.Namespace) -> None:

@@ -15,10 +15,14 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from fasthmr_model.data.world import default_cache
+
+if TYPE_CHECKING:
+    from fasthmr_ros.replay import ReplayReport
 
 # (seed, people, frames) of each clip.
 DEMO_CLIPS = ((101, 1, 45), (102, 2, 45), (103, 3, 45))
@@ -57,7 +61,7 @@ def _overlay_images(bag: Path, outputs: Path, folder: Path, body_model) -> list[
     from fasthmr_model.body.rotations import axis_angle_to_matrix
     from fasthmr_model.figures import overlay_mesh
     from fasthmr_ros.bags import BagReader, read_topic
-    from fasthmr_ros.frame_processor import stamp_nanoseconds
+    from fasthmr_ros.stamps import stamp_nanoseconds
     from fasthmr_ros.image_conversion import image_to_rgb
     from fasthmr_ros.replay import OUTPUT_TOPICS, default_topics
 
@@ -88,48 +92,48 @@ def _overlay_images(bag: Path, outputs: Path, folder: Path, body_model) -> list[
     return written
 
 
-def _latency_plot(report: dict, path: Path) -> None:
+def _latency_plot(report: ReplayReport, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    latency = report["latency_ms"]
+    latency = report.latency_ms
     throughput = 1000.0 / latency["p50"]
     figure, axis = plt.subplots(figsize=(5, 3.5), dpi=100)
-    axis.scatter([throughput], [report["metrics"]["mpjpe"]], s=60)
-    axis.annotate("default tiny bundle", (throughput, report["metrics"]["mpjpe"]), textcoords="offset points",
+    axis.scatter([throughput], [report.metrics["mpjpe"]], s=60)
+    axis.annotate("default tiny bundle", (throughput, report.metrics["mpjpe"]), textcoords="offset points",
                   xytext=(6, 6))
     axis.set_xlabel("frames per second (1 / median latency, this machine)")
     axis.set_ylabel("MPJPE (mm, synthetic demo bag)")
     axis.set_xlim(0, throughput * 1.5)
-    axis.set_ylim(0, report["metrics"]["mpjpe"] * 1.5)
+    axis.set_ylim(0, report.metrics["mpjpe"] * 1.5)
     axis.grid(alpha=0.3)
     figure.tight_layout()
     figure.savefig(path)
     plt.close(figure)
 
 
-def _summary(report: dict, images: list[Path], seconds: float) -> str:
-    metrics, latency = report["metrics"], report["latency_ms"]
+def _summary(report: ReplayReport, images: list[Path], seconds: float) -> str:
+    metrics, latency = report.metrics, report.latency_ms
     lines = [
         "# FastHMR demo report",
         "",
-        f"Bag `{report['bag']}` (synthetic: {len(DEMO_CLIPS)} clips of 1-3 people, 640x480, 30 frames/s, with ground "
-        f"truth), replayed through the node's frame path with `{report['bundle']}` on {report['provider']}.",
+        f"Bag `{report.bag}` (synthetic: {len(DEMO_CLIPS)} clips of 1-3 people, 640x480, 30 frames/s, with ground "
+        f"truth), replayed through the node's frame path with `{report.bundle}` on {report.provider}.",
         "",
         "| frames | persons | dropped | latency p50 | p95 | max |",
         "|---|---|---|---|---|---|",
-        f"| {report['frames']} | {report['persons']} | {report['dropped']} | {latency['p50']} ms | {latency['p95']} ms "
+        f"| {report.frames} | {report.persons} | {report.dropped} | {latency['p50']} ms | {latency['p95']} ms "
         f"| {latency['max']} ms |",
         "",
         "| MPJPE | PA-MPJPE | PVE | acceleration error |",
         "|---|---|---|---|",
         f"| {metrics['mpjpe']} mm | {metrics['pa_mpjpe']} mm | {metrics['pve']} mm | {metrics['accel']} mm/frame^2 |",
         "",
-        "Median per stage: " + ", ".join(f"{stage} {value} ms" for stage, value in report["stages_ms"].items()) + ".",
+        "Median per stage: " + ", ".join(f"{stage} {value} ms" for stage, value in report.stages_ms.items()) + ".",
         "",
-        f"Whole demo: {seconds:.0f} s. Outputs: `{report['out']}` (open it in Foxglove or replay it into RViz).",
+        f"Whole demo: {seconds:.0f} s. Outputs: `{report.out}` (open it in Foxglove or replay it into RViz).",
         "",
         "![throughput against MPJPE](latency.png)",
         "",
@@ -143,7 +147,7 @@ def run_demo(bundle: str | None = None, out: Path | None = None) -> Path:
 
     from fasthmr_model.body.lbs import BodyModel
     from fasthmr_model.bundle import load_bundle
-    from fasthmr_ros.replay import format_report, replay_bag
+    from fasthmr_ros.replay import replay_bag
 
     start = time.perf_counter()
     folder = demo_folder()
@@ -157,11 +161,11 @@ def run_demo(bundle: str | None = None, out: Path | None = None) -> Path:
         shutil.rmtree(out)
     out.mkdir(parents=True)
     report = replay_bag(bag, bundle, out / "outputs", progress=True)
-    print(format_report(report))
+    print(report.format())
     body_model = BodyModel.from_file(load_bundle(bundle).body_model_path)
     images = _overlay_images(bag, out / "outputs", out, body_model)
     _latency_plot(report, out / "latency.png")
-    (out / "report.json").write_text(json.dumps(report, indent=1))
+    (out / "report.json").write_text(json.dumps(report.as_dict(), indent=1))
     (out / "README.md").write_text(_summary(report, images, time.perf_counter() - start))
     print(f"report: {out / 'README.md'}")
     return out

@@ -1,8 +1,8 @@
 """`python -m fasthmr_ros.marker_figure --out docs/node_markers.png`: an RViz-like picture drawn from the
 node's own ~/markers for a synthetic camera frame (for the README; no RViz here).
 
-One rendered 640x480 frame of the synthetic world goes through the node's frame path (FrameProcessor, as
-the node runs it, mesh included); the serialised MarkerArray it would publish is deserialised, and its
+One rendered 640x480 frame of the synthetic world goes through the node's frame path (FrameProcessor over
+the library's StreamPipeline, as the node runs it, mesh included); the serialised MarkerArray it would publish is deserialised, and its
 TRIANGLE_LIST meshes (shaded per face, in each track's colour) and LINE_LIST skeletons are drawn with
 matplotlib in the camera optical frame, next to the camera image with the segmentation outlined.
 """
@@ -100,15 +100,15 @@ def write_figure(bundle_path: Path | None, out: Path, seed: int, people: int) ->
     from PIL import Image
     from visualization_msgs.msg import MarkerArray
 
-    from fasthmr_model.pipeline import FramePipeline
+    from fasthmr_model.stream import StreamPipeline
     from fasthmr_ros.bench import frame_messages, synthetic_frames
     from fasthmr_ros.frame_processor import FrameProcessor
 
-    pipeline = FramePipeline(bundle_path)
-    ((image, mask, intrinsics),) = synthetic_frames(pipeline.body_model, people, 1, seed=seed)
-    outputs = FrameProcessor(pipeline).process(*frame_messages(image, mask, 1.0), intrinsics, markers_wanted=True)
+    stream = StreamPipeline(bundle_path)
+    ((image, mask, intrinsics),) = synthetic_frames(stream.body_model, people, 1, seed=seed)
+    outputs = FrameProcessor(stream).process(frame_messages(image, mask, intrinsics, 1.0), markers_wanted=True)
     markers = deserialize_message(outputs.markers, MarkerArray).markers
-    provenance = pipeline.bundle.manifest.get("provenance", {})
+    provenance = stream.bundle.manifest.get("provenance", {})
     caption = (f"bundle: {provenance.get('source', 'unknown')} ({provenance.get('description', '')}); "
                f"synthetic frame, seed {seed}; drawn from the node's MarkerArray by fasthmr_ros.marker_figure")
     figure = draw(image, mask, markers, intrinsics, caption)

@@ -24,7 +24,6 @@ import traceback
 from collections import deque
 from pathlib import Path
 
-import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from fasthmr_msgs.msg import SmplBodyArray
@@ -40,13 +39,13 @@ from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CameraInfo, Image
 from visualization_msgs.msg import MarkerArray
 
-from fasthmr_model.data.crop import validate_intrinsics
 from fasthmr_model.errors import FastHMRError
-from fasthmr_model.pipeline import FramePipeline
+from fasthmr_model.stream import StreamPipeline
 from fasthmr_ros.diagnostics import NodeStatistics
-from fasthmr_ros.frame_processor import FrameProcessor, FrameRejected, frame_intrinsics, stamp_seconds
-from fasthmr_ros.pairing import Pair, StampPairer
-from fasthmr_ros.parameters import CONFIG_CLASSES, PARAMETERS, SPECS, build_config, check_value, load_defaults
+from fasthmr_ros.frame_processor import FrameProcessor, FrameRejected
+from fasthmr_ros.inputs import Frame, InputRules
+from fasthmr_ros.parameters import (CONFIG_CLASSES, INPUT_OPTIONS, PARAMETERS, SPECS, build_config, check_value,
+                                    load_defaults)
 
 NODE_NAME = "fasthmr"
 # Outputs are reliable (RViz and most consumers subscribe reliably; a best-effort publisher would not
@@ -57,8 +56,6 @@ DIAGNOSTICS_QOS = 10
 EXPIRE_PERIOD_S = 0.02
 LOG_THROTTLE_S = 5.0
 CLEAR_MARKERS_TIMEOUT_S = 1.0
-_PARAMETER_TYPES = {bool: Parameter.Type.BOOL, int: Parameter.Type.INTEGER, float: Parameter.Type.DOUBLE,
-                    str: Parameter.Type.STRING}
 
 
 class LatestFrames:
@@ -126,7 +123,7 @@ class FastHMRNode(LifecycleNode):
 
         self.statistics = NodeStatistics()
         self._steady_clock = Clock(clock_type=ClockType.STEADY_TIME)
-        self._pipeline: FramePipeline | None = None
+        self._stream: StreamPipeline | None = None
         self._processor: FrameProcessor | None = None
         self._publishers_by_name: dict = {}
         self._diagnostics_publisher = None
@@ -134,11 +131,9 @@ class FastHMRNode(LifecycleNode):
         self._subscriptions_list: list = []
         self._camera_info_topic = ""
         self._expire_timer = None
-        self._pairer: StampPairer | None = None
+        self._inputs: InputRules | None = None
         self._frames: LatestFrames | None = None
         self._worker: threading.Thread | None = None
-        self._camera_info: CameraInfo | None = None
-        self._last_image_stamp: float | None = None
         self._state_label = "unconfigured"
 
     @property
@@ -167,13 +162,14 @@ class FastHMRNode(LifecycleNode):
             if parameter.name in SPECS:
                 self._values[parameter.name] = parameter.value
         self._configs = {namespace: build_config(namespace, self._values) for namespace in CONFIG_CLASSES}
-        if self._pipeline is not None:
-            self._pipeline.preprocess = self._configs["preprocess"]
-            self._processor.set_tracker_config(self._configs["tracking"])
+        if self._stream is not None:
+            self._stream.preprocess = self._configs["preprocess"]
+            self._stream.stream_config = self._configs["tracking"]
             self._processor.markers.config = self._configs["markers"]
-            self._processor.options = self._configs[""]
-        if self._pairer is not None:
-            self._pairer.config = self._configs["sync"]
+            self._processor.options = self._configs[INPUT_OPTIONS]
+        if self._inputs is not None:
+            self._inputs.pairer.config = self._configs["sync"]
+            self._inputs.options = self._configs[INPUT_OPTIONS]
         if self._frames is not None:
             self.statistics.count("dropped_busy", self._frames.resize(self._values["inference_queue_size"]))
 
@@ -184,20 +180,21 @@ class FastHMRNode(LifecycleNode):
         values = self._values
         start = time.perf_counter()
         try:
-            pipeline = FramePipeline(values["bundle"] or None, self._configs["runtime"], self._configs["preprocess"],
-                                     values["body_model"] or None)
-            processor = FrameProcessor(pipeline, self._configs["tracking"], self._configs["markers"],
-                                       self._configs[""])
-            processor.warm_up()
+            stream = StreamPipeline(values["bundle"] or None, runtime=self._configs["runtime"],
+                                    preprocess=self._configs["preprocess"], stream=self._configs["tracking"],
+                                    body_model_path=values["body_model"] or None)
+            processor = FrameProcessor(stream, self._configs["markers"], self._configs[INPUT_OPTIONS])
+            stream.warm_up()
         except FastHMRError as error:
             self.get_logger().error(f"cannot configure: {error}")
             return TransitionCallbackReturn.FAILURE
-        self._pipeline, self._processor = pipeline, processor
-        provenance = pipeline.bundle.manifest.get("provenance", {}).get("source", "unknown")
-        device = "CPU" if pipeline.provider == "CPUExecutionProvider" else "GPU"
+        self._stream, self._processor = stream, processor
+        provenance = stream.bundle.manifest.get("provenance", {}).get("source", "unknown")
+        device = "CPU" if stream.provider == "CPUExecutionProvider" else "GPU"
+        decoder = "temporal decoder" if stream.decoder is not None else "no temporal decoder"
         self.get_logger().info(
-            f"bundle {pipeline.bundle.path} ({provenance}), body model {processor.body_model_name!r}; "
-            f"ONNX Runtime on the {device} ({pipeline.provider}); loaded and warmed up in "
+            f"bundle {stream.bundle.path} ({provenance}, {decoder}), body model {processor.body_model_name!r}; "
+            f"ONNX Runtime on the {device} ({stream.provider}); loaded and warmed up in "
             f"{time.perf_counter() - start:.2f} s")
         self._publishers_by_name = {
             "bodies": self.create_lifecycle_publisher(SmplBodyArray, "~/bodies", OUTPUT_QOS),
@@ -215,10 +212,10 @@ class FastHMRNode(LifecycleNode):
         qos = QoSProfile(depth=values["qos.depth"], history=HistoryPolicy.KEEP_LAST,
                          reliability=ReliabilityPolicy.BEST_EFFORT if values["qos.reliability"] == "best_effort"
                          else ReliabilityPolicy.RELIABLE, durability=qos_profile_sensor_data.durability)
-        self._pairer = StampPairer(self._configs["sync"])
-        self._pairer_counted = (0, 0)  # masks_dropped and images_dropped already in the statistics
+        camera_info = self._inputs.camera_info if self._inputs is not None else None  # still in force
+        self._inputs = InputRules(self._configs["sync"], self._configs[INPUT_OPTIONS], self.statistics.count)
+        self._inputs.camera_info = camera_info
         self._frames = LatestFrames(values["inference_queue_size"])
-        self._last_image_stamp = None
         self._subscriptions_list = [
             self.create_subscription(Image, values["image_topic"], self._on_image, qos),
             self.create_subscription(Image, values["mask_topic"], self._on_mask, qos),
@@ -269,7 +266,6 @@ class FastHMRNode(LifecycleNode):
             self._worker.join()
             self._worker = None
         self._frames = None
-        self._pairer = None
         if self._processor is not None:
             clear = self._processor.clear_markers()
             if clear is not None:
@@ -287,83 +283,61 @@ class FastHMRNode(LifecycleNode):
             if entity is not None:
                 destroy(entity)
         self._diagnostics_publisher = self._diagnostics_timer = None
-        self._processor = self._pipeline = None
+        self._processor = self._stream = None
 
     # ----------------------------------------------------------------------------------------------
     # Executor thread: inputs and pairing
 
     def _on_camera_info(self, message: CameraInfo) -> None:
         self.statistics.arrived("camera_info")
-        self._camera_info = message
-        try:  # checked here to log it once; frame_intrinsics checks it again for each frame
-            validate_intrinsics(np.array(message.k, dtype=np.float64).reshape(3, 3))
-        except FastHMRError as error:
-            self.statistics.count("bad_camera_info")
-            self.get_logger().warning(f"skipping frames: {error}", throttle_duration_sec=LOG_THROTTLE_S)
+        problem = self._inputs.on_camera_info(message)
+        if problem is not None:
+            self.get_logger().warning(f"skipping frames: {problem}", throttle_duration_sec=LOG_THROTTLE_S)
 
     def _on_image(self, message: Image) -> None:
         self.statistics.arrived("image")
-        stamp = stamp_seconds(message.header)
-        if self._last_image_stamp is not None and stamp < self._last_image_stamp:
-            # A bag looped or a simulator restarted: the pairer and the tracker reset themselves.
-            self.statistics.count("time_jumped_back")
-            self.get_logger().warning(f"time jumped back from {self._last_image_stamp:.3f} s to {stamp:.3f} s; "
-                                      "resetting pairing and tracks", throttle_duration_sec=LOG_THROTTLE_S)
-        self._last_image_stamp = stamp
-        self._dispatch(self._pairer.add_image(stamp, message, time.monotonic()))
+        frames = self._inputs.on_image(message, time.monotonic())
+        if self._inputs.time_jumped_back is not None:
+            before, after = self._inputs.time_jumped_back
+            self.get_logger().warning(f"time jumped back from {before:.3f} s to {after:.3f} s; resetting pairing and "
+                                      "tracks", throttle_duration_sec=LOG_THROTTLE_S)
+        self._dispatch(frames)
 
     def _on_mask(self, message: Image) -> None:
         self.statistics.arrived("mask")
-        self._dispatch(self._pairer.add_mask(stamp_seconds(message.header), message, time.monotonic()))
+        self._dispatch(self._inputs.on_mask(message, time.monotonic()))
 
     def _on_expire(self) -> None:
-        if self._pairer is not None:
-            self._dispatch(self._pairer.expire(time.monotonic()))
+        if self._inputs is not None:
+            self._dispatch(self._inputs.expire(time.monotonic()))
 
-    def _dispatch(self, pairs: list[Pair]) -> None:
-        """Queues paired frames for the inference thread with the CameraInfo of the moment."""
-        pairer = self._pairer
-        self.statistics.count("masks_unpaired", pairer.masks_dropped - self._pairer_counted[0])
-        self.statistics.count("dropped_time_jump", pairer.images_dropped - self._pairer_counted[1])
-        self._pairer_counted = (pairer.masks_dropped, pairer.images_dropped)
-        for pair in pairs:
-            if pair.mask is None and self._values["unmatched_images"] == "drop":
-                self.statistics.count("dropped_without_mask")
-                continue
-            if self._frames.put((pair, self._camera_info)):
+    def _dispatch(self, frames: list[Frame]) -> None:
+        """Queues frames for the inference thread; a full queue drops its oldest."""
+        for frame in frames:
+            if self._frames.put(frame):
                 self.statistics.count("dropped_busy")
 
     # ----------------------------------------------------------------------------------------------
     # Inference thread
 
     def _inference_loop(self, frames: LatestFrames) -> None:
-        while (item := frames.get()) is not None:
+        while (frame := frames.get()) is not None:
             try:
-                self._process(*item)
+                self._process(frame)
             except Exception:  # noqa: BLE001 - a bug must not stop the node; it is logged and counted
                 self.statistics.count("internal_error")
                 self.get_logger().error(f"internal error, frame skipped:\n{traceback.format_exc()}",
                                         throttle_duration_sec=LOG_THROTTLE_S)
 
-    def _process(self, pair: Pair, camera_info: CameraInfo | None) -> None:
-        image = pair.image
+    def _process(self, frame: Frame) -> None:
+        publishers = self._publishers_by_name
         try:
-            intrinsics = frame_intrinsics(camera_info, image)
+            outputs = self._processor.process(frame, publishers["markers"].get_subscription_count() > 0)
         except FrameRejected as error:
             self.statistics.count(error.reason)
             if error.reason != "bad_camera_info":  # a bad CameraInfo was logged when it arrived
-                self.get_logger().warning(f"frame skipped: {error}"
-                                          + (f" on {self._camera_info_topic}"
-                                             if error.reason == "no_camera_info" else ""),
-                                          throttle_duration_sec=LOG_THROTTLE_S)
-            return
-        publishers = self._publishers_by_name
-        try:
-            outputs = self._processor.process(image, pair.mask, intrinsics,
-                                              publishers["markers"].get_subscription_count() > 0)
-        except FrameRejected as error:
-            self.statistics.count(error.reason)
-            self.get_logger().warning(f"frame skipped: {error}", throttle_duration_sec=LOG_THROTTLE_S)
+                where = f" on {self._camera_info_topic}" if error.reason == "no_camera_info" else ""
+                self.get_logger().warning(f"frame skipped: {error}{where}", throttle_duration_sec=LOG_THROTTLE_S)
             return
         start = time.perf_counter()
         publishers["bodies"].publish(outputs.bodies)
@@ -371,7 +345,7 @@ class FastHMRNode(LifecycleNode):
         if outputs.markers is not None:
             publishers["markers"].publish(outputs.markers)
         timings = dict(outputs.timings_ms, publish=(time.perf_counter() - start) * 1000.0)
-        if pair.mask is None:
+        if frame.mask is None:
             self.statistics.count("frames_without_mask")
         if not outputs.bodies.bodies:
             self.statistics.count("frames_without_person")
@@ -381,7 +355,7 @@ class FastHMRNode(LifecycleNode):
     # ----------------------------------------------------------------------------------------------
 
     def _publish_diagnostics(self) -> None:
-        provider = self._pipeline.provider if self._pipeline is not None else "none"
+        provider = self._stream.provider if self._stream is not None else "none"
         self._diagnostics_publisher.publish(self.statistics.report(self.get_clock().now().to_msg(), self.get_name(),
                                                                   provider, self._state_label))
 

@@ -16,9 +16,9 @@ from std_msgs.msg import Header
 from visualization_msgs.msg import Marker
 
 from fasthmr_model.body.rotations import matrix_to_quaternion
-from fasthmr_model.encoder.config import CROP_SIZE, IMAGE_WIDTH
 from fasthmr_model.errors import InputError
 from fasthmr_model.pipeline import FrameResult
+from fasthmr_model.stream import StreamResult
 from fasthmr_ros.marker_cdr import serialize_marker_array
 
 SKELETON_NAMESPACE = "skeleton"
@@ -42,18 +42,6 @@ def _fixed(values: np.ndarray, size: int, field: str) -> np.ndarray:
     if flat.size != size:
         raise OutputShapeError(f"{field} needs {size} values, the frame result has {flat.size}")
     return flat
-
-
-def crop_visible_fraction(crop_boxes: np.ndarray, image_width: int, image_height: int) -> np.ndarray:
-    """(B,) share of each encoder window (the central 192 columns of the square crop (cx, cy, side),
-    crop_boxes (B, 3)) that lies inside the image: 1 for a person fully in view, less when cut by the edge."""
-    centre_x, centre_y, side = crop_boxes[:, 0], crop_boxes[:, 1], crop_boxes[:, 2]
-    half_width, half_height = side * IMAGE_WIDTH / CROP_SIZE / 2, side / 2
-    inside_x = np.clip(np.minimum(centre_x + half_width, image_width - 0.5)
-                       - np.maximum(centre_x - half_width, -0.5), 0.0, None)
-    inside_y = np.clip(np.minimum(centre_y + half_height, image_height - 0.5)
-                       - np.maximum(centre_y - half_height, -0.5), 0.0, None)
-    return inside_x * inside_y / np.maximum(4 * half_width * half_height, 1e-12)
 
 
 def smpl_body_array(header: Header, body_model_name: str, track_ids: np.ndarray, boxes: np.ndarray,
@@ -81,13 +69,10 @@ def smpl_body_array(header: Header, body_model_name: str, track_ids: np.ndarray,
     return message
 
 
-def bodies_message(header: Header, body_model_name: str, result: FrameResult, track_ids: np.ndarray,
-                   pose_source, image_size: tuple[int, int]) -> SmplBodyArray:
-    """SmplBodyArray of a frame result. track_ids (B,); pose_source: SmplBody.POSE_PER_FRAME or
-    POSE_TEMPORAL, for all bodies or (B,); image_size (width, height). confidence is crop_visible_fraction (the encoder gives none)."""
-    return smpl_body_array(header, body_model_name, track_ids, result.boxes, result.betas, result.axis_angle,
-                           result.translation, result.joints, crop_visible_fraction(result.crop_boxes, *image_size),
-                           pose_source)
+def bodies_message(header: Header, body_model_name: str, result: StreamResult) -> SmplBodyArray:
+    """SmplBodyArray of a stream result (track ids, the published pose and its source, the confidence)."""
+    return smpl_body_array(header, body_model_name, result.track_ids, result.boxes, result.betas, result.axis_angle,
+                           result.translation, result.joints, result.confidence, result.pose_source)
 
 
 def people_message(header: Header, result: FrameResult) -> PoseArray:

@@ -17,14 +17,13 @@ import yaml
 from fasthmr_model.data.crop import PreprocessConfig
 from fasthmr_model.errors import FastHMRError
 from fasthmr_model.runtime import PROVIDER_NAMES, RuntimeConfig
-from fasthmr_model.tracking import TrackerConfig
-from fasthmr_ros.frame_processor import MASK_MODES, FrameOptions
+from fasthmr_model.stream import StreamConfig
+from fasthmr_ros.inputs import MASK_MODES, UNMATCHED_IMAGE_POLICIES, InputOptions
 from fasthmr_ros.outputs import MarkerConfig
 from fasthmr_ros.pairing import PairingConfig
 
 PACKAGE_NAME = "fasthmr_ros"
 PARAMS_FILE_NAME = "fasthmr.yaml"
-FLOAT_LIMIT = 1e300  # FloatingPointRange needs finite bounds: "no limit" on one side
 
 
 @dataclass(frozen=True)
@@ -62,7 +61,7 @@ PARAMETERS = (
     ParameterSpec("sync.queue_size", int, "images and masks kept waiting for a partner", 1, 100),
     ParameterSpec("sync.mask_timeout", float, "wall time an image waits for its mask (s)", 0.0, 10.0),
     ParameterSpec("unmatched_images", str, "images without a mask: process (the whole image as one person) or drop",
-                  choices=("process", "drop")),
+                  choices=UNMATCHED_IMAGE_POLICIES),
     ParameterSpec("inference_queue_size", int, "paired frames waiting for the model; newer ones replace the oldest",
                   1, 100),
     ParameterSpec("preprocess.box_scale", float, "square crop side relative to the 3:4-expanded mask box", 0.5, 4.0),
@@ -81,14 +80,16 @@ PARAMETERS = (
 )
 SPECS = {spec.name: spec for spec in PARAMETERS}
 
-# Parameter namespace -> the library dataclass its parameters fill (parameter name = namespace.field).
+# The namespace of the top-level parameters that fill a dataclass (mask_mode, unmatched_images, ...).
+INPUT_OPTIONS = ""
+# Parameter namespace -> the dataclass its parameters fill (parameter name = namespace.field).
 CONFIG_CLASSES = {
     "runtime": RuntimeConfig,
     "preprocess": PreprocessConfig,
     "sync": PairingConfig,
-    "tracking": TrackerConfig,
+    "tracking": StreamConfig,
     "markers": MarkerConfig,
-    "": FrameOptions,
+    INPUT_OPTIONS: InputOptions,
 }
 
 

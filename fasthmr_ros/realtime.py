@@ -22,9 +22,9 @@ from pathlib import Path
 from fasthmr_model.errors import InputError
 from fasthmr_ros.bags import BagReader, BagTopics, BagWriter
 from fasthmr_ros.diagnostics import DROP_COUNTERS
-from fasthmr_ros.frame_processor import stamp_nanoseconds
 from fasthmr_ros.parameters import default_params_file
-from fasthmr_ros.replay import OUTPUT_TOPICS, AccuracyTally, latency_percentiles, default_topics
+from fasthmr_ros.replay import OUTPUT_TOPICS, ReplayReport, default_topics, latency_percentiles, score
+from fasthmr_ros.stamps import stamp_nanoseconds
 
 NODE_NAME = "fasthmr"
 START_TIMEOUT_S = 60.0
@@ -44,8 +44,8 @@ def _domain_id() -> int:
 
 
 def replay_realtime(bag: str | Path, bundle: str | Path | None = None, out: str | Path | None = None,
-                    topics: BagTopics | None = None, progress: bool = True) -> dict:
-    """See the module docstring; returns a report with the keys of replay.replay_bag's."""
+                    topics: BagTopics | None = None, progress: bool = True) -> ReplayReport:
+    """See the module docstring."""
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
     from fasthmr_msgs.msg import SmplBodyArray
@@ -161,15 +161,14 @@ def replay_realtime(bag: str | Path, bundle: str | Path | None = None, out: str 
             node_process.kill()
         reader.close()
 
-    accuracy = AccuracyTally(body_model)
-    latencies, persons = [], 0
+    latencies, persons, predicted = [], 0, {}
     for frame, stamp in enumerate(sorted(settled)):
         arrived, message = settled[stamp]
         persons += len(message.bodies)
+        predicted[stamp] = (frame, list(message.bodies))
         if stamp in sent_at:
             latencies.append((arrived - sent_at[stamp]) * 1000.0)
-        if stamp in truth_by_stamp:
-            accuracy.add(frame, list(message.bodies), truth_by_stamp[stamp])
+    accuracy = score(body_model, predicted, truth_by_stamp)
     if out is not None:
         with BagWriter(out) as writer:
             for topic, stamp, message in sorted(outputs, key=lambda entry: entry[1]):
@@ -179,23 +178,15 @@ def replay_realtime(bag: str | Path, bundle: str | Path | None = None, out: str 
     if diagnostics:
         node_counters.update({value.key[len("count."):]: int(value.value) for value in diagnostics[-1].values
                               if value.key.startswith("count.")})
-    return {
-        "frames": len(settled),
-        "persons": persons,
-        "dropped": images - len(settled),
-        "latency_ms": latency_percentiles(latencies),
-        "metrics": accuracy.metrics(),
-        "bag": str(bag),
-        "out": str(out) if out is not None else None,
-        "images": images,
-        "drops": {name: node_counters[name] for name in DROP_COUNTERS if node_counters.get(name)},
-        "time_jumped_back": node_counters.get("time_jumped_back", 0),
-        "has_masks": reader.has_masks,
-        "ground_truth": {"persons": accuracy.truths, "missed": accuracy.missed} if reader.has_ground_truth else None,
-        "stages_ms": {},
-        "undecodable": reader.undecodable,
-        "error": reader.error,
-        "provider": "the node process, image published to bodies received",
-        "bundle": str(bundle) if bundle else "the default bundle",
-        "node_exit_code": node_process.returncode,
-    }
+    drops = {name: node_counters[name] for name in DROP_COUNTERS if node_counters.get(name)}
+    unanswered = images - len(settled) - sum(drops.values())
+    if unanswered > 0:  # images the node never reported (lost in transport, or after its last diagnostics)
+        drops["unanswered"] = unanswered
+    return ReplayReport(
+        bag=str(bag), out=str(out) if out is not None else None, bundle=str(bundle) if bundle else "the default bundle",
+        provider="the node process, image published to bodies received", frames=len(settled), persons=persons,
+        images=images, drops=drops, time_jumped_back=node_counters.get("time_jumped_back", 0),
+        latency_ms=latency_percentiles(latencies), stages_ms={}, metrics=accuracy.metrics(),
+        ground_truth={"persons": accuracy.truths, "missed": accuracy.missed} if reader.has_ground_truth else None,
+        has_masks=reader.has_masks, undecodable=reader.undecodable, error=reader.error,
+        node_exit_code=node_process.returncode)

@@ -22,6 +22,7 @@ from fasthmr_model.errors import InputError
 from fasthmr_ros.bags import BODIES_TYPE, CAMERA_INFO_TYPE, IMAGE_TYPE, BagTopics, BagWriter
 from fasthmr_ros.image_conversion import array_to_image
 from fasthmr_ros.outputs import smpl_body_array
+from fasthmr_ros.stamps import stamp_from_nanoseconds
 
 FRAME_ID = "camera_optical_frame"
 
@@ -51,9 +52,7 @@ class RecordedFrame(NamedTuple):
 
 
 def header_at(stamp_ns: int, frame_id: str = FRAME_ID) -> Header:
-    header = Header(frame_id=frame_id)
-    header.stamp.sec, header.stamp.nanosec = divmod(int(stamp_ns), 10**9)
-    return header
+    return Header(frame_id=frame_id, stamp=stamp_from_nanoseconds(stamp_ns))
 
 
 def camera_info_message(header: Header, intrinsics: np.ndarray, width: int, height: int) -> CameraInfo:

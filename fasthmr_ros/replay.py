@@ -1,43 +1,111 @@
 """`fasthmr replay BAG`: a recorded bag through the node's frame path, its outputs into a new bag, and the
 latency, drops and (with ground truth in the bag) the accuracy.
 
-In-process (default): the bag's messages go, in bag order and as fast as possible, through the same code
-the node runs (StampPairer with the node's parameters, frame_intrinsics, FrameProcessor with its tracker
-and markers), so results equal the node's for the same frames. The pairer's mask timeout counts bag time
-here. Without a mask topic in the bag, every frame is processed without a mask (the node's mask-less
-rule); otherwise images that find no mask follow `unmatched_images` as in the node.
+In-process (default): the bag's messages go, in bag order and as fast as possible, through the objects the
+node runs: InputRules with the node's parameters (pairing, the CameraInfo of the moment, unmatched images,
+time jumps, drop counts) and FrameProcessor with the library's StreamPipeline (tracks, the temporal
+decoder) and the markers, so results equal the node's for the same frames. The pairer's mask timeout
+counts bag time here. A bag without a mask topic has every image processed without a mask.
 
-Ground truth: fasthmr_msgs/SmplBodyArray on the ground-truth topic, stamped like the images it belongs to.
-Predicted and true bodies of a frame are matched greedily by box overlap (IoU >= MATCH_MIN_IOU); a true
-body with no match counts as missed. MPJPE, PA-MPJPE and PVE use the EMDB convention (24 joints rooted at
-the mean of the hips, as `fasthmr eval`); the acceleration error is taken over runs of at least 3
-consecutive processed frames in which a true track stays matched.
+Ground truth: fasthmr_msgs/SmplBodyArray on the ground-truth topic, stamped like the images it belongs to,
+scored by the library's StreamAccuracy (box matching, the EMDB convention). `fasthmr replay --realtime`
+(fasthmr_ros.realtime) gives the same ReplayReport from the real node over DDS.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from fasthmr_model.body.lbs import BodyModel
 from fasthmr_model.body.rotations import axis_angle_to_matrix
-from fasthmr_model.metrics import evaluate
-from fasthmr_model.pipeline import FramePipeline
+from fasthmr_model.metrics import StreamAccuracy
+from fasthmr_model.stream import StreamPipeline
 from fasthmr_ros.bags import BODIES_TYPE, MARKERS_TYPE, PEOPLE_TYPE, BagReader, BagTopics, BagWriter
-from fasthmr_ros.frame_processor import (FrameProcessor, FrameRejected, frame_intrinsics, stamp_nanoseconds,
-                                         stamp_seconds)
-from fasthmr_ros.pairing import Pair, StampPairer
-from fasthmr_ros.parameters import build_config, load_defaults
+from fasthmr_ros.diagnostics import DROP_COUNTERS
+from fasthmr_ros.frame_processor import FrameProcessor, FrameRejected
+from fasthmr_ros.inputs import InputRules
+from fasthmr_ros.parameters import INPUT_OPTIONS, build_config, load_defaults
+from fasthmr_ros.stamps import stamp_nanoseconds, stamp_seconds
 
-MATCH_MIN_IOU = 0.3
 # Output topics in the written bag: the node's (`~/bodies` etc. of a node named fasthmr).
 OUTPUT_TOPICS = {"bodies": ("/fasthmr/bodies", BODIES_TYPE), "people": ("/fasthmr/people", PEOPLE_TYPE),
                  "markers": ("/fasthmr/markers", MARKERS_TYPE)}
+
+
+@dataclass
+class ReplayReport:
+    """What a replay measured; `fasthmr replay --json` prints as_dict().
+
+    frames: frames answered with bodies; persons: bodies in them; images: images in the bag (sent, for
+    --realtime); dropped: the sum of drops, by counter name (fasthmr_ros.diagnostics.DROP_COUNTERS, and for
+    --realtime "unanswered": images the node's counters do not account for);
+    time_jumped_back: images older than the one before; latency_ms: p50, p95, max per frame; stages_ms:
+    median per stage (in-process only); metrics: mpjpe, pa_mpjpe, pve (mm), accel (mm/frame^2), or None;
+    ground_truth: {"persons", "missed"} or None without a ground-truth topic; has_masks: the bag has a mask
+    topic; undecodable: messages skipped; error: why the bag ended early, if it did; provider: where the
+    encoder ran; node_exit_code: the node process's (--realtime only).
+    """
+
+    bag: str
+    out: str | None
+    bundle: str
+    provider: str
+    frames: int
+    persons: int
+    images: int
+    drops: dict[str, int]
+    time_jumped_back: int
+    latency_ms: dict
+    stages_ms: dict[str, float]
+    metrics: dict | None
+    ground_truth: dict | None
+    has_masks: bool
+    undecodable: int
+    error: str | None
+    node_exit_code: int | None = None
+
+    @property
+    def dropped(self) -> int:
+        return sum(self.drops.values())
+
+    def as_dict(self) -> dict:
+        return dict(dataclasses.asdict(self), dropped=self.dropped)
+
+    def format(self) -> str:
+        """The report as lines for a person."""
+        lines = [f"{self.bag}: {self.frames} frames processed of {self.images} images, {self.persons} persons, "
+                 f"{self.dropped} dropped" + (f" ({', '.join(f'{k} {v}' for k, v in self.drops.items())})"
+                                              if self.drops else "")]
+        if not self.has_masks:
+            lines.append("  the bag has no mask topic: every frame ran without a mask (the whole image as one person)")
+        latency = self.latency_ms
+        if latency["p50"] is not None:
+            stages = ", ".join(f"{stage} {value} ms" for stage, value in self.stages_ms.items())
+            lines.append(f"  latency per frame: p50 {latency['p50']} ms, p95 {latency['p95']} ms, max {latency['max']} "
+                         f"ms ({self.provider})" + (f"; stage medians: {stages}" if stages else ""))
+        if self.metrics is not None:
+            metrics, truth = self.metrics, self.ground_truth
+            lines.append(f"  accuracy (mm): MPJPE {metrics['mpjpe']}, PA-MPJPE {metrics['pa_mpjpe']}, PVE "
+                         f"{metrics['pve']}, accel {metrics['accel']} mm/frame^2; {truth['persons']} true persons, "
+                         f"{truth['missed']} missed")
+        elif self.ground_truth is None:
+            lines.append("  no ground truth in the bag: no accuracy")
+        if self.time_jumped_back:
+            lines.append(f"  time jumped back {self.time_jumped_back} times (tracks and pairing were reset)")
+        if self.undecodable:
+            lines.append(f"  {self.undecodable} messages could not be decoded and were skipped")
+        if self.error:
+            lines.append(f"  the bag ended early: {self.error}; the figures above cover what was read")
+        if self.out:
+            lines.append(f"  outputs written to {self.out}")
+        return "\n".join(lines)
 
 
 def default_topics() -> BagTopics:
@@ -46,89 +114,33 @@ def default_topics() -> BagTopics:
     return BagTopics(values["image_topic"], values["camera_info_topic"], values["mask_topic"])
 
 
-def _box_edges(body) -> np.ndarray:
-    """(x0, y0, x1, y1) of a SmplBody's RegionOfInterest."""
-    box = body.box
-    return np.array([box.x_offset, box.y_offset, box.x_offset + box.width, box.y_offset + box.height], np.float64)
-
-
-def _iou(first: np.ndarray, second: np.ndarray) -> float:
-    width = min(first[2], second[2]) - max(first[0], second[0])
-    height = min(first[3], second[3]) - max(first[1], second[1])
-    if width <= 0 or height <= 0:
-        return 0.0
-    inter = width * height
-    union = (first[2] - first[0]) * (first[3] - first[1]) + (second[2] - second[0]) * (second[3] - second[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
-def match_bodies(predicted: list, truth: list) -> list[tuple[int, int]]:
-    """Greedy one-to-one matching by box IoU (highest first, at least MATCH_MIN_IOU): [(pred, true)]."""
-    candidates = sorted(((_iou(_box_edges(p), _box_edges(t)), i, j) for i, p in enumerate(predicted)
-                         for j, t in enumerate(truth)), reverse=True)
-    used_pred, used_true, pairs = set(), set(), []
-    for overlap, i, j in candidates:
-        if overlap < MATCH_MIN_IOU:
-            break
-        if i not in used_pred and j not in used_true:
-            used_pred.add(i)
-            used_true.add(j)
-            pairs.append((i, j))
-    return pairs
-
-
-def _posed(body_model: BodyModel, bodies: list) -> tuple[np.ndarray, np.ndarray]:
-    """(vertices (B, V, 3), joints (B, 24, 3)) of SmplBody messages posed by the body model."""
-    betas = np.array([body.betas for body in bodies], np.float64)
+def body_arrays(body_model: BodyModel, bodies: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Boxes (B, 4) (x0, y0, x1, y1), joints (B, 24, 3) and vertices (B, V, 3) of SmplBody messages, posed by
+    the body model."""
+    boxes = np.array([[body.box.x_offset, body.box.y_offset, body.box.x_offset + body.box.width,
+                       body.box.y_offset + body.box.height] for body in bodies], np.float64).reshape(-1, 4)
+    betas = np.array([body.betas for body in bodies], np.float64).reshape(len(bodies), -1)
     rotmats = axis_angle_to_matrix(np.array([body.pose for body in bodies], np.float64).reshape(-1, 24, 3))
-    translation = np.array([[body.translation.x, body.translation.y, body.translation.z] for body in bodies])
-    return body_model.forward(betas, rotmats, translation)
+    translation = np.array([[body.translation.x, body.translation.y, body.translation.z] for body in bodies]
+                           ).reshape(-1, 3)
+    vertices, joints = body_model.forward(betas, rotmats, translation)
+    return boxes, joints, vertices
 
 
-@dataclass
-class AccuracyTally:
-    """Matched (prediction, truth) joints and vertices per true track, in processed-frame order."""
-
-    body_model: BodyModel
-    tracks: dict = field(default_factory=lambda: defaultdict(list))  # true track -> [(frame, pj, tj, pv, tv)]
-    truths: int = 0
-    missed: int = 0
-
-    def add(self, frame: int, predicted: list, truth: list) -> None:
-        self.truths += len(truth)
-        pairs = match_bodies(predicted, truth)
-        self.missed += len(truth) - len(pairs)
-        if not pairs:
-            return
-        pred_vertices, pred_joints = _posed(self.body_model, [predicted[i] for i, _ in pairs])
-        true_vertices, true_joints = _posed(self.body_model, [truth[j] for _, j in pairs])
-        for row, (_, j) in enumerate(pairs):
-            self.tracks[truth[j].track_id].append(
-                (frame, pred_joints[row], true_joints[row], pred_vertices[row], true_vertices[row]))
-
-    def metrics(self) -> dict | None:
-        sums, counts = Counter(), Counter()
-        for entries in self.tracks.values():
-            # Runs of consecutive processed frames: the acceleration needs neighbours.
-            runs, current = [], [entries[0]]
-            for entry in entries[1:]:
-                if entry[0] == current[-1][0] + 1:
-                    current.append(entry)
-                else:
-                    runs.append(current)
-                    current = [entry]
-            runs.append(current)
-            for run in runs:
-                arrays = [np.stack([entry[k] for entry in run]) for k in range(1, 5)]
-                errors = evaluate("emdb", *arrays)
-                for name in ("mpjpe", "pa_mpjpe", "pve", "accel"):
-                    values = getattr(errors, name)
-                    sums[name] += float(np.sum(values))
-                    counts[name] += len(values)
-        if not counts["mpjpe"]:
-            return None
-        return {name: round(sums[name] / counts[name], 2) if counts[name] else None
-                for name in ("mpjpe", "pa_mpjpe", "pve", "accel")}
+def score(body_model: BodyModel, predicted: dict[int, tuple[int, list]], truth: dict[int, list]) -> StreamAccuracy:
+    """The accuracy of predicted bodies {stamp ns: (frame number, [SmplBody])} against the true ones
+    {stamp ns: [SmplBody]} of the same stamps."""
+    accuracy = StreamAccuracy()
+    for stamp_ns, (frame, bodies) in sorted(predicted.items(), key=lambda item: item[1][0]):
+        if stamp_ns in truth and truth[stamp_ns]:
+            true_boxes, true_joints, true_vertices = body_arrays(body_model, truth[stamp_ns])
+            if bodies:
+                boxes, joints, vertices = body_arrays(body_model, bodies)
+            else:
+                boxes, joints, vertices = np.zeros((0, 4)), np.zeros((0,) + true_joints.shape[1:]), None
+            accuracy.add(frame, boxes, joints, vertices, true_boxes, [body.track_id for body in truth[stamp_ns]],
+                         true_joints, true_vertices)
+    return accuracy
 
 
 def latency_percentiles(values: list[float]) -> dict:
@@ -139,8 +151,8 @@ def latency_percentiles(values: list[float]) -> dict:
 
 
 def replay_bag(bag: str | Path, bundle: str | Path | None = None, out: str | Path | None = None,
-               topics: BagTopics | None = None, progress: bool = True, out_storage: str = "mcap") -> dict:
-    """Replays `bag` in-process; returns the report (see module docstring and `format_report`).
+               topics: BagTopics | None = None, progress: bool = True, out_storage: str = "mcap") -> ReplayReport:
+    """Replays `bag` in-process through the node's path (see the module docstring).
 
     Raises InputError for a bag that cannot be opened or lacks the image or camera-info topic; a bag that
     ends early (truncated, corrupt) gives the frames read so far with `error` set in the report.
@@ -149,42 +161,36 @@ def replay_bag(bag: str | Path, bundle: str | Path | None = None, out: str | Pat
 
     topics = topics or default_topics()
     values = load_defaults()
-    pipeline = FramePipeline(bundle, build_config("runtime", values), build_config("preprocess", values))
-    processor = FrameProcessor(pipeline, build_config("tracking", values), build_config("markers", values),
-                               build_config("", values))
-    processor.warm_up()
-    pairer = StampPairer(build_config("sync", values))
+    stream = StreamPipeline(bundle, runtime=build_config("runtime", values),
+                            preprocess=build_config("preprocess", values), stream=build_config("tracking", values))
+    stream.warm_up()
+    processor = FrameProcessor(stream, build_config("markers", values), build_config(INPUT_OPTIONS, values))
     counters: Counter = Counter()
     latencies: list[float] = []
     stages: defaultdict = defaultdict(list)
     truth_by_stamp: dict[int, list] = {}
-    predicted_by_stamp: dict[int, list] = {}  # matched with the truth at the end: it may come after its frame
-    accuracy = AccuracyTally(pipeline.body_model)
+    predicted_by_stamp: dict[int, tuple[int, list]] = {}  # scored at the end: the truth may come after its frame
     persons = frames = 0
-    camera_info = None
-    last_stamp = None
     with BagReader(bag, topics) as reader:
+        inputs = InputRules(build_config("sync", values), build_config(INPUT_OPTIONS, values),
+                            lambda name, amount: counters.update({name: amount}), masks_expected=reader.has_masks)
         writer = BagWriter(out, out_storage) if out is not None else None
         try:
             bar = tqdm(total=reader.message_count, disable=not progress, desc="replay", unit="msg")
 
-            def run(pairs):
+            def run(ready):
                 nonlocal persons, frames
-                for pair in pairs:
-                    if pair.mask is None and reader.has_masks and values["unmatched_images"] == "drop":
-                        counters["dropped_without_mask"] += 1
-                        continue
+                for frame in ready:
                     start = time.perf_counter()
                     try:
-                        intrinsics = frame_intrinsics(camera_info, pair.image)
-                        outputs = processor.process(pair.image, pair.mask, intrinsics, markers_wanted=writer is not None)
+                        outputs = processor.process(frame, markers_wanted=writer is not None)
                     except FrameRejected as error:
                         counters[error.reason] += 1
                         continue
                     latencies.append((time.perf_counter() - start) * 1000.0)
                     for stage, milliseconds in outputs.timings_ms.items():
                         stages[stage].append(milliseconds)
-                    stamp_ns = stamp_nanoseconds(pair.image.header)
+                    stamp_ns = stamp_nanoseconds(frame.image.header)
                     persons += len(outputs.bodies.bodies)
                     predicted_by_stamp[stamp_ns] = (frames, list(outputs.bodies.bodies))
                     frames += 1
@@ -197,84 +203,29 @@ def replay_bag(bag: str | Path, bundle: str | Path | None = None, out: str | Pat
             for item in reader.messages():
                 bar.update(1)
                 if item.role == "camera_info":
-                    camera_info = item.message
+                    inputs.on_camera_info(item.message)
                 elif item.role == "ground_truth":
                     truth_by_stamp[stamp_nanoseconds(item.message.header)] = list(item.message.bodies)
                 elif item.role == "mask":
-                    stamp = stamp_seconds(item.message.header)
-                    run(pairer.add_mask(stamp, item.message, stamp))
+                    run(inputs.on_mask(item.message, stamp_seconds(item.message.header)))
                 else:
-                    stamp = stamp_seconds(item.message.header)
-                    if last_stamp is not None and stamp < last_stamp:
-                        counters["time_jumped_back"] += 1
-                    last_stamp = stamp
                     counters["images"] += 1
-                    if reader.has_masks:
-                        run(pairer.add_image(stamp, item.message, stamp))
-                    else:
-                        run([Pair(item.message, None)])
-            run(pairer.expire(math.inf))
+                    run(inputs.on_image(item.message, stamp_seconds(item.message.header)))
+            run(inputs.expire(math.inf))
             bar.close()
-            for stamp_ns, (frame, predicted) in predicted_by_stamp.items():
-                if stamp_ns in truth_by_stamp:
-                    accuracy.add(frame, predicted, truth_by_stamp[stamp_ns])
         except BaseException:
             if writer is not None:
                 writer.close(keep=False)
             raise
         if writer is not None:
             writer.close()
-        counters["masks_unpaired"] = pairer.masks_dropped
-        counters["dropped_time_jump"] = pairer.images_dropped
-        dropped = sum(value for name, value in counters.items() if name not in ("images", "time_jumped_back"))
-        return {
-            "frames": frames,
-            "persons": persons,
-            "dropped": dropped,
-            "latency_ms": latency_percentiles(latencies),
-            "metrics": accuracy.metrics(),
-            "bag": str(bag),
-            "out": str(out) if out is not None else None,
-            "images": counters["images"],
-            "drops": {name: value for name, value in sorted(counters.items())
-                      if name not in ("images", "time_jumped_back") and value},
-            "time_jumped_back": counters["time_jumped_back"],
-            "has_masks": reader.has_masks,
-            "ground_truth": {"persons": accuracy.truths, "missed": accuracy.missed} if reader.has_ground_truth else None,
-            "stages_ms": {stage: round(float(np.median(values)), 2) for stage, values in stages.items()},
-            "undecodable": reader.undecodable,
-            "error": reader.error,
-            "provider": pipeline.provider,
-            "bundle": str(pipeline.bundle.path),
-        }
-
-
-def format_report(report: dict) -> str:
-    """The report as lines for a person."""
-    lines = [f"{report['bag']}: {report['frames']} frames processed of {report['images']} images, "
-             f"{report['persons']} persons, {report['dropped']} dropped"
-             + (f" ({', '.join(f'{k} {v}' for k, v in report['drops'].items())})" if report["drops"] else "")]
-    if not report["has_masks"]:
-        lines.append("  the bag has no mask topic: every frame ran without a mask (the whole image as one person)")
-    latency = report["latency_ms"]
-    if latency["p50"] is not None:
-        lines.append(f"  latency per frame: p50 {latency['p50']} ms, p95 {latency['p95']} ms, max {latency['max']} ms "
-                     f"({report['provider']})" + ("; stage medians: " + ", ".join(
-                         f"{stage} {value} ms" for stage, value in report["stages_ms"].items())
-                         if report["stages_ms"] else ""))
-    metrics = report["metrics"]
-    if metrics is not None:
-        truth = report["ground_truth"]
-        lines.append(f"  accuracy (mm): MPJPE {metrics['mpjpe']}, PA-MPJPE {metrics['pa_mpjpe']}, PVE {metrics['pve']}, "
-                     f"accel {metrics['accel']} mm/frame^2; {truth['persons']} true persons, {truth['missed']} missed")
-    elif report["ground_truth"] is None:
-        lines.append("  no ground truth in the bag: no accuracy")
-    if report["time_jumped_back"]:
-        lines.append(f"  time jumped back {report['time_jumped_back']} times (tracks and pairing were reset)")
-    if report["undecodable"]:
-        lines.append(f"  {report['undecodable']} messages could not be decoded and were skipped")
-    if report["error"]:
-        lines.append(f"  the bag ended early: {report['error']}; the figures above cover what was read")
-    if report["out"]:
-        lines.append(f"  outputs written to {report['out']}")
-    return "\n".join(lines)
+        accuracy = score(stream.body_model, predicted_by_stamp, truth_by_stamp)
+        return ReplayReport(
+            bag=str(bag), out=str(out) if out is not None else None, bundle=str(stream.bundle.path),
+            provider=stream.provider, frames=frames, persons=persons, images=counters["images"],
+            drops={name: counters[name] for name in DROP_COUNTERS if counters[name]},
+            time_jumped_back=counters["time_jumped_back"], latency_ms=latency_percentiles(latencies),
+            stages_ms={stage: round(float(np.median(values)), 2) for stage, values in stages.items()},
+            metrics=accuracy.metrics(), has_masks=reader.has_masks,
+            ground_truth={"persons": accuracy.truths, "missed": accuracy.missed} if reader.has_ground_truth else None,
+            undecodable=reader.undecodable, error=reader.error)

@@ -17,6 +17,7 @@ from fasthmr_model.decoder.export import bundle_with_decoder, decoder_parity
 from fasthmr_model.decoder.model import Denoiser, MotionVAE, OneStepDecoder
 from fasthmr_model.decoder.pose import FEATURE_SIZE
 from fasthmr_model.decoder.runtime import DecoderSession, StreamingDecoder, decode_causal, decode_offline
+from fasthmr_model.runtime import RuntimeConfig
 from fasthmr_model.decoder.train import (
     EncoderErrors, TrainingConfig, WindowAugmentation, cut_windows, encoder_like_windows, measure_encoder_errors,
     train_denoiser, train_vae, turn_windows,
@@ -146,12 +147,13 @@ import numpy as np
 from fasthmr_model.body.lbs import BodyModel
 from fasthmr_model.bundle import load_bundle
 from fasthmr_model.decoder.runtime import StreamingDecoder
+from fasthmr_model.runtime import RuntimeConfig
 bundle = load_bundle(sys.argv[1])
-decoder = StreamingDecoder(bundle, BodyModel.from_file(bundle.body_model_path))
+decoder = StreamingDecoder(bundle, BodyModel.from_file(bundle.body_model_path), RuntimeConfig())
 rng = np.random.default_rng(0)
 for frame in range(8):
     result = decoder.step([3, 4], rng.standard_normal((2, bundle.feature_size)), np.tile(np.eye(3), (2, 24, 1, 1)),
-                          np.zeros((2, 10)), frame / 30)
+                          np.zeros((2, 10)))
 print(json.dumps({"shape": list(result.rotmats.shape), "warm_up": result.warm_up.tolist(),
                   "heavy": sorted(m for m in ("torch", "smplx") if m in sys.modules)}))
 """
@@ -167,12 +169,12 @@ def test_streaming_step_runs_without_torch(decoder_bundle):
 
 def test_streaming_decoder_flags_warm_up(decoder_bundle):
     _, bundle = decoder_bundle
-    decoder = StreamingDecoder(bundle, synthetic_body_model())
+    decoder = StreamingDecoder(bundle, synthetic_body_model(), RuntimeConfig())
     features, rest = np.zeros((1, bundle.feature_size), np.float32), np.tile(np.eye(3), (1, 24, 1, 1))
-    flags = [bool(decoder.step([1], features, rest, np.zeros((1, 10)), t / 30).warm_up[0])
+    flags = [bool(decoder.step([1], features, rest, np.zeros((1, 10))).warm_up[0])
              for t in range(TINY.window + 1)]
     assert flags == [True] * (TINY.window - 1) + [False, False]
-    rotmats = decoder.step([1], features, rest, np.zeros((1, 10)), 1.0).rotmats
+    rotmats = decoder.step([1], features, rest, np.zeros((1, 10))).rotmats
     np.testing.assert_allclose(np.linalg.det(rotmats), 1.0, atol=1e-9)
 
 

@@ -1,11 +1,11 @@
-"""Causal streaming windows: ring order, warm-up padding, resets on gaps, backwards time and lost tracks."""
+"""Causal streaming windows: ring order, warm-up padding, windows that end with their tracks."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from fasthmr_model.decoder.streaming import FeatureRing, StreamingConfig, TrackWindows
+from fasthmr_model.decoder.streaming import FeatureRing, TrackWindows
 from fasthmr_model.errors import InputError
 
 
@@ -26,8 +26,8 @@ def test_ring_memory_is_fixed():
     assert ring._features is buffer and buffer.shape == (3, 2)
 
 
-def stream(windows: TrackWindows, track: int, stamps):
-    return [windows.push([track], np.array([[stamp]]), stamp) for stamp in stamps]
+def stream(windows: TrackWindows, track: int, values):
+    return [windows.push([track], np.array([[value]])) for value in values]
 
 
 def test_warm_up_is_flagged_until_the_window_is_full():
@@ -39,40 +39,21 @@ def test_warm_up_is_flagged_until_the_window_is_full():
     assert results[-1].features[0, :, 0].tolist() == pytest.approx([0.1, 0.2, 0.3])
 
 
-def test_a_gap_longer_than_the_limit_starts_the_track_over():
-    windows = TrackWindows(3, 1, StreamingConfig(max_gap_s=0.5))
-    results = stream(windows, 1, [0.0, 0.1, 0.2, 0.6, 1.2])
-    assert [int(result.frames[0]) for result in results] == [1, 2, 3, 3, 1]
-    assert results[-1].features[0, :, 0].tolist() == pytest.approx([1.2, 1.2, 1.2])
-
-
-@pytest.mark.parametrize("jump", [-5.0, 0.0])
-def test_time_running_backwards_or_standing_still_resets_every_track(jump):
-    windows = TrackWindows(3, 1)
-    for stamp in (0.0, 0.1, 0.2):
-        windows.push([1, 2], np.array([[stamp], [stamp]]), stamp)
-    result = windows.push([1, 2], np.array([[9.0], [9.0]]), 0.2 + jump)
-    assert result.frames.tolist() == [1, 1] and result.reset.tolist() == [True, True]
-
-
-def test_lost_tracks_are_forgotten_and_others_kept():
-    windows = TrackWindows(2, 1, StreamingConfig(max_gap_s=0.5))
-    windows.push([1, 2], np.zeros((2, 1)), 0.0)
-    windows.push([1], np.zeros((1, 1)), 0.4)
-    assert len(windows) == 2
-    windows.push([1], np.zeros((1, 1)), 0.8)  # track 2 unseen for 0.8 s: gone
+def test_ended_tracks_are_forgotten_and_others_kept():
+    windows = TrackWindows(2, 1)
+    windows.push([1, 2], np.zeros((2, 1)))
+    windows.push([1, 2], np.zeros((2, 1)))
+    windows.end([2, 99])  # 99: never seen, ignored
     assert len(windows) == 1
-    result = windows.push([1, 2], np.ones((2, 1)), 0.9)
+    result = windows.push([1, 2], np.ones((2, 1)))
     assert result.frames.tolist() == [2, 1] and result.reset.tolist() == [False, True]
+    windows.clear()
+    assert len(windows) == 0
 
 
 def test_bad_input_raises_input_error():
     windows = TrackWindows(2, 3)
     with pytest.raises(InputError, match="features"):
-        windows.push([1], np.zeros((1, 2)), 0.0)
+        windows.push([1], np.zeros((1, 2)))
     with pytest.raises(InputError, match="unique"):
-        windows.push([1, 1], np.zeros((2, 3)), 0.0)
-    with pytest.raises(InputError, match="stamp"):
-        windows.push([1], np.zeros((1, 3)), float("nan"))
-    with pytest.raises(InputError, match="max_gap_s"):
-        StreamingConfig(max_gap_s=0.0)
+        windows.push([1, 1], np.zeros((2, 3)))

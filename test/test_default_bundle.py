@@ -71,7 +71,7 @@ def test_default_decoder_smooths_a_rendered_sequence_without_losing_accuracy():
     from fasthmr_model.decoder.runtime import StreamingDecoder
     from fasthmr_model.decoder.sequences import sequence_crops, sequence_split
     from fasthmr_model.metrics import accel_error
-    from fasthmr_model.runtime import EncoderSession
+    from fasthmr_model.runtime import EncoderSession, RuntimeConfig
 
     bundle = load_bundle()
     body = BodyModel.from_file(bundle.body_model_path)
@@ -79,8 +79,8 @@ def test_default_decoder_smooths_a_rendered_sequence_without_losing_accuracy():
     encoded = EncoderSession(bundle).run(normalise_windows(crops["windows"]), crops["person_tokens"].astype(np.float32))
     per_frame = rot6d_to_matrix(encoded.pose_6d.reshape(-1, 24, 6)).astype(np.float64)
     betas = encoded.betas.astype(np.float64)
-    decoder = StreamingDecoder(bundle, body)
-    steps = [decoder.step([7], encoded.feature[[frame]], per_frame[[frame]], betas[[frame]], frame / 30.0)
+    decoder = StreamingDecoder(bundle, body, RuntimeConfig())
+    steps = [decoder.step([7], encoded.feature[[frame]], per_frame[[frame]], betas[[frame]])
              for frame in range(len(per_frame))]
     full = np.array([not step.warm_up[0] for step in steps])
     assert full.sum() == len(steps) - decoder.session.window + 1

@@ -1,5 +1,5 @@
-"""The node's frame path without DDS: output messages equal the library's results, markers serialise as
-rclpy would, meshes follow the throttle and the subscribers, vanished tracks clear the display, and bad
+"""The node's frame path without DDS: output messages equal the library's stream results, markers serialise
+as rclpy would, meshes follow the throttle and the subscribers, vanished tracks clear the display, and bad
 frames are rejected with a reason."""
 
 from __future__ import annotations
@@ -13,9 +13,11 @@ from std_msgs.msg import ColorRGBA, Header
 from visualization_msgs.msg import Marker, MarkerArray, UVCoordinate
 
 from fasthmr_model.body.rotations import matrix_to_quaternion
-from fasthmr_model.pipeline import FramePipeline
-from fasthmr_ros.frame_processor import FrameOptions, FrameProcessor, FrameRejected
+from fasthmr_model.stream import StreamConfig, StreamPipeline
+from fasthmr_ros.bench import frame_messages
+from fasthmr_ros.frame_processor import FrameProcessor, FrameRejected
 from fasthmr_ros.image_conversion import array_to_image
+from fasthmr_ros.inputs import InputOptions
 from fasthmr_ros.marker_cdr import serialize_marker_array
 from fasthmr_ros.outputs import MESH_NAMESPACE, SKELETON_NAMESPACE, MarkerConfig, OutputShapeError, _fixed
 
@@ -32,17 +34,14 @@ def frame(people=(3, 7)):
     return image, mask
 
 
-def messages(image, mask, stamp, frame_id="camera_optical_frame"):
-    image_message, mask_message = array_to_image(image, "rgb8"), array_to_image(mask, "mono8")
-    for message in (image_message, mask_message):
-        message.header = Header(frame_id=frame_id)
-        message.header.stamp.sec, message.header.stamp.nanosec = int(stamp), int(round(stamp % 1 * 1e9))
-    return image_message, mask_message
+def messages(image, mask, stamp, intrinsics=K):
+    """The Frame of an rgb8 image, its mono8 mask and a CameraInfo with K = intrinsics."""
+    return frame_messages(image, mask, intrinsics, stamp)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def pipeline(untrained_tiny_bundle):
-    return FramePipeline(untrained_tiny_bundle)
+    return StreamPipeline(untrained_tiny_bundle)
 
 
 @pytest.fixture
@@ -56,9 +55,10 @@ def markers_of(outputs):
 
 def test_bodies_and_people_hold_the_library_results_under_the_image_header(processor, pipeline):
     image, mask = frame()
-    image_message, mask_message = messages(image, mask, 12.5)
-    outputs = processor.process(image_message, mask_message, K, markers_wanted=True)
-    expected = pipeline.process(image, mask, K)
+    frame_message = messages(image, mask, 12.5)
+    image_message = frame_message.image
+    outputs = processor.process(frame_message, markers_wanted=True)
+    expected = pipeline.frames.process(image, mask, K)
     bodies = deserialize_message(serialize_message(outputs.bodies), SmplBodyArray)  # as a subscriber sees it
     assert bodies.header == image_message.header and outputs.people.header == image_message.header
     assert bodies.body_model == "fasthmr-synthetic-body-v1"
@@ -80,10 +80,11 @@ def test_bodies_and_people_hold_the_library_results_under_the_image_header(proce
 def test_markers_draw_skeletons_every_frame_and_meshes_at_the_mesh_rate(processor, pipeline):
     image, mask = frame()
     faces = pipeline.body_model.faces
+    pipeline.stream_config = StreamConfig(max_gap=2.0)  # the tracks live on over the pause before 2.8 s
     kinds = []
     # mesh_rate 2 Hz per track, one due mesh per frame: track 1 at 1.0 and 1.5, track 2 at 1.2 and 1.7.
     for stamp in (1.0, 1.2, 1.4, 1.5, 1.6, 1.7):
-        outputs = processor.process(*messages(image, mask, stamp), K, markers_wanted=True)
+        outputs = processor.process(messages(image, mask, stamp), markers_wanted=True)
         markers = markers_of(outputs)
         kinds.append([(marker.ns, marker.id) for marker in markers])
         assert all(marker.header.stamp.sec == 1 for marker in markers)
@@ -92,10 +93,10 @@ def test_markers_draw_skeletons_every_frame_and_meshes_at_the_mesh_rate(processo
     assert kinds == [skeletons + mesh_1, skeletons + mesh_2, skeletons, skeletons + mesh_1, skeletons,
                      skeletons + mesh_2]
     # Meshes two periods old are all drawn at once.
-    late = markers_of(processor.process(*messages(image, mask, 2.8), K, markers_wanted=True))
+    late = markers_of(processor.process(messages(image, mask, 2.8), markers_wanted=True))
     assert [(marker.ns, marker.id) for marker in late] == skeletons + mesh_1 + mesh_2
 
-    expected = pipeline.process(image, mask, K)
+    expected = pipeline.frames.process(image, mask, K)
     skeleton, mesh = markers[0], late[2]
     assert skeleton.type == Marker.LINE_LIST and mesh.type == Marker.TRIANGLE_LIST
     lines = np.array([[p.x, p.y, p.z] for p in skeleton.points]).reshape(-1, 2, 3)
@@ -109,24 +110,26 @@ def test_markers_draw_skeletons_every_frame_and_meshes_at_the_mesh_rate(processo
 def test_no_marker_subscriber_means_no_mesh_and_no_markers(processor, pipeline, monkeypatch):
     image, mask = frame()
     calls = []
-    original = pipeline.process
-    monkeypatch.setattr(pipeline, "process", lambda *args, **kwargs: calls.append(kwargs) or original(*args, **kwargs))
-    outputs = processor.process(*messages(image, mask, 1.0), K, markers_wanted=False)
+    original = pipeline.frames.process
+    monkeypatch.setattr(pipeline.frames, "process",
+                        lambda *args, **kwargs: calls.append(kwargs) or original(*args, **kwargs))
+    monkeypatch.setattr(pipeline, "vertices", lambda *args: calls.append("vertices"))
+    outputs = processor.process(messages(image, mask, 1.0), markers_wanted=False)
     assert outputs.markers is None and calls == [{"with_vertices": False}]
 
 
 def test_vanished_tracks_clear_the_display_and_redraw_the_rest(processor):
     image, mask = frame()
-    processor.process(*messages(image, mask, 1.0), K, markers_wanted=True)
+    processor.process(messages(image, mask, 1.0), markers_wanted=True)
     _, one_left = frame(people=(3,))
-    markers = markers_of(processor.process(*messages(image, one_left, 1.1), K, markers_wanted=True))
+    markers = markers_of(processor.process(messages(image, one_left, 1.1), markers_wanted=True))
     assert markers[0].action == Marker.DELETEALL
     assert [(marker.ns, marker.id) for marker in markers[1:]] == [(SKELETON_NAMESPACE, 1), (MESH_NAMESPACE, 1)]
     nobody = np.zeros_like(mask)
-    markers = markers_of(processor.process(*messages(image, nobody, 1.2), K, markers_wanted=True))
+    markers = markers_of(processor.process(messages(image, nobody, 1.2), markers_wanted=True))
     assert [marker.action for marker in markers] == [Marker.DELETEALL]
-    assert processor.process(*messages(image, nobody, 1.3), K, markers_wanted=True).markers is None
-    processor.process(*messages(image, mask, 1.4), K, markers_wanted=True)
+    assert processor.process(messages(image, nobody, 1.3), markers_wanted=True).markers is None
+    processor.process(messages(image, mask, 1.4), markers_wanted=True)
     (clear,) = deserialize_message(processor.clear_markers(), MarkerArray).markers
     assert clear.action == Marker.DELETEALL and clear.header.frame_id == "camera_optical_frame"
     assert processor.clear_markers() is None
@@ -134,38 +137,41 @@ def test_vanished_tracks_clear_the_display_and_redraw_the_rest(processor):
 
 def test_mask_modes_and_missing_mask(pipeline):
     image, mask = frame()
-    binary = FrameProcessor(pipeline, options=FrameOptions(mask_mode="binary"))
-    assert len(binary.process(*messages(image, mask, 1.0), K, False).bodies.bodies) == 1
-    mask_free = FrameProcessor(pipeline).process(messages(image, mask, 1.0)[0], None, K, False)
-    expected = pipeline.process(image, np.ones_like(mask), K)  # the whole image is one person
+    binary = FrameProcessor(pipeline, options=InputOptions(mask_mode="binary"))
+    assert len(binary.process(messages(image, mask, 1.0), False).bodies.bodies) == 1
+    mask_free = FrameProcessor(pipeline).process(messages(image, mask, 1.1)._replace(mask=None), False)
+    expected = pipeline.frames.process(image, np.ones_like(mask), K)  # the whole image is one person
     np.testing.assert_array_equal(mask_free.bodies.bodies[0].betas, expected.betas[0].astype(np.float32))
 
 
 def test_sixteen_bit_ids_work_and_masks_of_another_size_are_rejected(processor):
     image, mask = frame()
-    image_message = messages(image, mask, 1.0)[0]
+    frame_message = messages(image, mask, 1.0)
     wide_ids = array_to_image(mask.astype(np.uint16) * 1000, "mono16")
-    assert len(processor.process(image_message, wide_ids, K, False).bodies.bodies) == 2
+    assert len(processor.process(frame_message._replace(mask=wide_ids), False).bodies.bodies) == 2
     with pytest.raises(FrameRejected, match="same size") as caught:
-        processor.process(image_message, array_to_image(mask[:-1], "mono8"), K, False)
+        processor.process(frame_message._replace(mask=array_to_image(mask[:-1], "mono8")), False)
     assert caught.value.reason == "mask_size_mismatch"
 
 
 def test_bad_image_mask_and_intrinsics_have_reasons(processor):
     image, mask = frame()
-    image_message, mask_message = messages(image, mask, 1.0)
-    image_message.encoding = "yuv422"
+    frame_message = messages(image, mask, 1.0)
+    frame_message.image.encoding = "yuv422"
     with pytest.raises(FrameRejected) as caught:
-        processor.process(image_message, mask_message, K, False)
+        processor.process(frame_message, False)
     assert caught.value.reason == "bad_image"
-    image_message, mask_message = messages(image, mask, 1.0)
-    mask_message.step += 1
+    frame_message = messages(image, mask, 1.0)
+    frame_message.mask.step += 1
     with pytest.raises(FrameRejected) as caught:
-        processor.process(image_message, mask_message, K, False)
+        processor.process(frame_message, False)
     assert caught.value.reason == "bad_mask"
     with pytest.raises(FrameRejected, match="intrinsics") as caught:
-        processor.process(*messages(image, mask, 1.0), np.zeros((3, 3)), False)
-    assert caught.value.reason == "bad_frame"
+        processor.process(messages(image, mask, 1.0, np.zeros((3, 3))), False)
+    assert caught.value.reason == "bad_camera_info"
+    with pytest.raises(FrameRejected) as caught:
+        processor.process(messages(image, mask, 1.0)._replace(camera_info=None), False)
+    assert caught.value.reason == "no_camera_info"
 
 
 def test_fixed_size_fields_are_checked_before_they_are_filled():
@@ -198,39 +204,3 @@ def test_marker_bytes_equal_what_rclpy_serialises():
     # rclpy leaves alignment padding unwritten (its bytes vary), so compare what a subscriber reads, and the size.
     assert len(ours) == len(serialize_message(expected))
     assert deserialize_message(ours, MarkerArray) == expected
-
-
-def test_a_bundle_with_a_decoder_gives_temporal_poses_once_a_track_has_its_window(untrained_tiny_bundle, tmp_path):
-    """Per-frame poses during the warm-up, then the decoder's (POSE_TEMPORAL) with the joints posed from them;
-    shape and translation stay the encoder's."""
-    import torch
-
-    from fasthmr_model.decoder.export import bundle_with_decoder
-    from fasthmr_model.decoder.model import Denoiser, MotionVAE, OneStepDecoder
-    from fasthmr_model.decoder.runtime import StreamingDecoder
-    from test_decoder_model import TINY
-
-    torch.manual_seed(0)
-    model = OneStepDecoder(MotionVAE(TINY).eval(), Denoiser(TINY).eval(), latent_scale=1.7).eval()
-    bundle = bundle_with_decoder(untrained_tiny_bundle, model, tmp_path / "with-decoder", {"source": "test"})
-    pipeline = FramePipeline(bundle)
-    processor = FrameProcessor(pipeline)
-    reference = StreamingDecoder(bundle, pipeline.body_model)
-    image, mask = frame(people=(3,))
-    for index in range(TINY.window + 1):
-        stamp = 1.0 + index / 30
-        outputs = processor.process(*messages(image, mask, stamp), K, markers_wanted=False)
-        per_frame = pipeline.process(image, mask, K, with_vertices=False)
-        body = outputs.bodies.bodies[0]
-        decoded = reference.step([body.track_id], per_frame.feature, per_frame.rotmats, per_frame.betas, stamp)
-        np.testing.assert_allclose(body.betas, per_frame.betas[0], atol=1e-6)
-        np.testing.assert_allclose([body.translation.x, body.translation.y, body.translation.z],
-                                   per_frame.translation[0], atol=1e-5)
-        if index < TINY.window - 1:
-            assert body.pose_source == SmplBody.POSE_PER_FRAME
-            np.testing.assert_allclose(np.reshape(body.joints, (24, 3)), per_frame.joints[0], atol=1e-5)
-        else:
-            assert body.pose_source == SmplBody.POSE_TEMPORAL
-            _, joints = pipeline.body_model.forward(per_frame.betas, decoded.rotmats, per_frame.translation,
-                                                    with_vertices=False)
-            np.testing.assert_allclose(np.reshape(body.joints, (24, 3)), joints[0], atol=1e-5)

@@ -11,13 +11,13 @@ import pytest
 
 from fasthmr_model.data.motion import synthetic_body_model
 from fasthmr_model.errors import InputError
-from fasthmr_model.pipeline import FramePipeline
+from fasthmr_model.stream import POSE_PER_FRAME, POSE_TEMPORAL, StreamPipeline
 from fasthmr_ros.bags import BagTopics, read_topic
 from fasthmr_ros.cli import main
 from fasthmr_ros.recordings import RecordedFrame, synthetic_clip_frames, write_recording
 from fasthmr_ros.replay import OUTPUT_TOPICS, default_topics, replay_bag
 
-FRAMES = 6
+FRAMES = 10  # more than the default decoder's window (8): the last frames' poses are temporal
 
 
 @pytest.fixture(scope="module")
@@ -32,20 +32,25 @@ def bag(tmp_path_factory, clip):
     return path
 
 
-def test_replay_outputs_equal_the_library_and_score_the_truth(bag, clip, tmp_path):
+def test_replay_outputs_equal_the_library_stream_and_score_the_truth(bag, clip, tmp_path):
     report = replay_bag(bag, out=tmp_path / "outputs", progress=False)
-    assert (report["frames"], report["persons"], report["dropped"], report["error"]) == (FRAMES, 2 * FRAMES, 0, None)
-    assert report["ground_truth"] == {"persons": 2 * FRAMES, "missed": 0}
-    assert 0 < report["metrics"]["mpjpe"] < 200 and report["metrics"]["accel"] is not None
-    assert report["latency_ms"]["p50"] > 0
+    assert (report.frames, report.persons, report.dropped, report.error) == (FRAMES, 2 * FRAMES, 0, None)
+    assert report.ground_truth == {"persons": 2 * FRAMES, "missed": 0}
+    assert 0 < report.metrics["mpjpe"] < 200 and report.metrics["accel"] is not None
+    assert report.latency_ms["p50"] > 0
     outputs = list(read_topic(tmp_path / "outputs", OUTPUT_TOPICS["bodies"][0]))
     assert [time_ns for time_ns, _ in outputs] == [frame.stamp_ns for frame in clip]
-    pipeline = FramePipeline()
+    stream = StreamPipeline()
+    sources = []
     for (time_ns, message), frame in zip(outputs, clip):
         assert message.header.stamp.sec * 10**9 + message.header.stamp.nanosec == frame.stamp_ns
-        expected = pipeline.process(frame.image, frame.mask, frame.intrinsics, with_vertices=False)
+        expected = stream.process(frame.image, frame.mask, frame.intrinsics, frame.stamp_ns / 1e9)
         joints = np.array([body.joints for body in message.bodies]).reshape(-1, 24, 3)
         np.testing.assert_allclose(joints, expected.joints, atol=1e-5)
+        assert [body.track_id for body in message.bodies] == expected.track_ids.tolist()
+        assert [body.pose_source for body in message.bodies] == expected.pose_source.tolist()
+        sources += expected.pose_source.tolist()
+    assert POSE_TEMPORAL in sources and POSE_PER_FRAME in sources
     assert len(list(read_topic(tmp_path / "outputs", OUTPUT_TOPICS["markers"][0]))) == FRAMES
 
 
@@ -53,7 +58,7 @@ def test_sqlite3_bags_replay_the_same(clip, bag, tmp_path):
     write_recording(tmp_path / "clip_db3", clip, synthetic_body_model(), default_topics(), storage="sqlite3")
     assert list((tmp_path / "clip_db3").glob("*.db3"))
     first, second = (replay_bag(path, progress=False) for path in (bag, tmp_path / "clip_db3"))
-    assert first["metrics"] == second["metrics"] and first["persons"] == second["persons"]
+    assert first.metrics == second.metrics and first.persons == second.persons
 
 
 def _image_dict(array: np.ndarray, encoding: str, stamp_ns: int) -> dict:
@@ -94,6 +99,7 @@ def test_a_bag_written_by_another_tool(clip, tmp_path, capsys):
     report = json.loads(capsys.readouterr().out)
     assert report["frames"] == FRAMES and report["persons"] == 2 * FRAMES and report["metrics"] is None
     assert set(report["latency_ms"]) == {"p50", "p95", "max"} and report["latency_ms"]["p50"] > 0
+    assert report["dropped"] == 0 and report["drops"] == {}
     assert main(["replay", str(path)]) == 0
     assert "latency per frame: p50" in capsys.readouterr().out
 
@@ -105,9 +111,9 @@ def test_a_truncated_bag_gives_partial_results(bag, tmp_path):
     content = data.read_bytes()
     data.write_bytes(content[: len(content) // 2])
     report = replay_bag(broken, progress=False)
-    assert 1 <= report["frames"] < FRAMES
-    assert "record by record" in report["error"]
-    assert "truncated" in report["error"]
+    assert 1 <= report.frames < FRAMES
+    assert "record by record" in report.error
+    assert "truncated" in report.error
 
 
 def test_missing_and_mistyped_topics_are_named(bag):
@@ -121,7 +127,7 @@ def test_missing_and_mistyped_topics_are_named(bag):
     # Without masks every frame runs mask-less; without ground truth there are no metrics.
     report = replay_bag(bag, topics=BagTopics(topics.image, topics.camera_info, "/no_masks", "/no_truth"),
                         progress=False)
-    assert report["frames"] == FRAMES and not report["has_masks"] and report["metrics"] is None
+    assert report.frames == FRAMES and not report.has_masks and report.metrics is None
 
 
 def test_bad_frames_and_time_going_back_are_counted(clip, tmp_path):
@@ -131,35 +137,33 @@ def test_bad_frames_and_time_going_back_are_counted(clip, tmp_path):
     path = tmp_path / "jumps"
     write_recording(path, frames, synthetic_body_model(), default_topics())
     report = replay_bag(path, progress=False)
-    assert report["time_jumped_back"] == 1 and report["frames"] == FRAMES
+    assert report.time_jumped_back == 1 and report.frames == FRAMES
     tiny = RecordedFrame(clip[-1].stamp_ns + 10**8, np.zeros((4, 4, 3), np.uint8), np.zeros((5, 5), np.uint8),
                          clip[0].intrinsics, ())
     write_recording(tmp_path / "sizes", clip[:2] + [tiny], synthetic_body_model(), default_topics())
     report = replay_bag(tmp_path / "sizes", progress=False)
-    assert report["frames"] == 2 and report["drops"] == {"mask_size_mismatch": 1}
+    assert report.frames == 2 and report.drops == {"mask_size_mismatch": 1}
 
 
-def test_realtime_replay_through_the_real_node(bag, tmp_path, ros_env):
+def test_realtime_replay_through_the_real_node(bag, clip, tmp_path, ros_env):
     """The bag at its recorded rate to `python -m fasthmr_ros.node` over loopback DDS. A busy node drops
     frames (newer ones replace older ones): each drop is accounted for by the node's own counters, and the
-    frames it answers equal the in-process replay's."""
+    frames it answers equal the library's stream fed with exactly those frames (a dropped frame never
+    reaches the tracker or the decoder's windows)."""
     from fasthmr_ros.realtime import replay_realtime
 
     report = replay_realtime(bag, out=tmp_path / "outputs", progress=False)
-    assert report["node_exit_code"] == 0 and report["images"] == FRAMES
-    assert report["dropped"] == FRAMES - report["frames"] == sum(report["drops"].values())
-    assert report["frames"] >= 1 and report["latency_ms"]["p50"] > 0
-    answered = list(read_topic(tmp_path / "outputs", OUTPUT_TOPICS["bodies"][0]))
-    expected = {time_ns: message for time_ns, message in read_topic_after_replay(bag, tmp_path)}
-    assert len(answered) == report["frames"]
-    for time_ns, message in answered:
-        np.testing.assert_allclose([b.joints for b in message.bodies], [b.joints for b in expected[time_ns].bodies],
-                                   atol=1e-5)
-
-
-def read_topic_after_replay(bag, tmp_path):
-    replay_bag(bag, out=tmp_path / "in_process", progress=False)
-    return read_topic(tmp_path / "in_process", OUTPUT_TOPICS["bodies"][0])
+    assert report.node_exit_code == 0 and report.images == FRAMES
+    assert report.dropped == FRAMES - report.frames == sum(report.drops.values())
+    assert report.frames >= 1 and report.latency_ms["p50"] > 0
+    answered = dict(read_topic(tmp_path / "outputs", OUTPUT_TOPICS["bodies"][0]))
+    assert len(answered) == report.frames
+    stream = StreamPipeline()
+    for frame in clip:
+        if frame.stamp_ns in answered:
+            expected = stream.process(frame.image, frame.mask, frame.intrinsics, frame.stamp_ns / 1e9)
+            np.testing.assert_allclose([body.joints for body in answered[frame.stamp_ns].bodies],
+                                       expected.joints.reshape(-1, 72), atol=1e-5)
 
 
 def test_convert_3dpw_then_replay(tmp_path, capsys):
@@ -181,8 +185,8 @@ def test_convert_3dpw_then_replay(tmp_path, capsys):
                  str(tmp_path / "bag"), "--body-model", str(body_path)]) == 0
     assert f"wrote {SEQUENCE_FRAMES} frames of courtyard_synthetic_00" in capsys.readouterr().out
     report = replay_bag(tmp_path / "bag", progress=False)
-    assert report["frames"] == SEQUENCE_FRAMES and report["has_masks"]
-    assert report["ground_truth"]["persons"] == 2 * SEQUENCE_FRAMES and report["metrics"] is not None
+    assert report.frames == SEQUENCE_FRAMES and report.has_masks
+    assert report.ground_truth["persons"] == 2 * SEQUENCE_FRAMES and report.metrics is not None
     assert main(["convert", "3dpw", str(tmp_path / "seq.pkl"), "--out", str(tmp_path / "bag2"),
                  "--body-model", str(body_path)]) == 2
     assert "--images" in capsys.readouterr().err

@@ -337,3 +337,15 @@ def _describe(value: object) -> str:
     if isinstance(value, np.ndarray):
         return f"{value.dtype} array of shape {value.shape}"
     return type(value).__name__
+
+
+def crop_visible_fraction(crop_boxes: np.ndarray, image_width: int, image_height: int) -> np.ndarray:
+    """(B,) share of each encoder window (the central 192 columns of the square crop (cx, cy, side),
+    crop_boxes (B, 3)) that lies inside the image: 1 for a person fully in view, less when cut by the edge."""
+    centre_x, centre_y, side = crop_boxes[:, 0], crop_boxes[:, 1], crop_boxes[:, 2]
+    half_width, half_height = side * IMAGE_WIDTH / CROP_SIZE / 2, side / 2
+    inside_x = np.clip(np.minimum(centre_x + half_width, image_width - 0.5)
+                       - np.maximum(centre_x - half_width, -0.5), 0.0, None)
+    inside_y = np.clip(np.minimum(centre_y + half_height, image_height - 0.5)
+                       - np.maximum(centre_y - half_height, -0.5), 0.0, None)
+    return inside_x * inside_y / np.maximum(4 * half_width * half_height, 1e-12)

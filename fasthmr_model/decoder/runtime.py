@@ -21,7 +21,7 @@ from fasthmr_model.body.lbs import BodyModel
 from fasthmr_model.bundle import Bundle
 from fasthmr_model.decoder.config import DecoderConfig
 from fasthmr_model.decoder.pose import FEATURE_SIZE, body_rest_points, encode_pose, inverse_kinematics
-from fasthmr_model.decoder.streaming import StreamingConfig, TrackWindows
+from fasthmr_model.decoder.streaming import TrackWindows
 from fasthmr_model.errors import BundleError, InputError
 from fasthmr_model.runtime import RuntimeConfig, create_session
 
@@ -106,18 +106,18 @@ def frame_inputs(rest: np.ndarray, features: np.ndarray, rotmats: np.ndarray) ->
 
 
 class StreamingDecoder:
-    """The causal decoder of a stream: ring buffers per track, one decoder call per frame for all persons."""
+    """The causal decoder of a stream: ring buffers per track, one decoder call per frame for all persons.
+    The stream (fasthmr_model.stream) says which tracks ended (`end`) or whether everything starts over
+    (`clear`)."""
 
-    def __init__(self, bundle: Bundle, body_model: BodyModel, runtime: RuntimeConfig = RuntimeConfig(),
-                 streaming: StreamingConfig = StreamingConfig()) -> None:
+    def __init__(self, bundle: Bundle, body_model: BodyModel, runtime: RuntimeConfig) -> None:
         self.session = DecoderSession(bundle, runtime)
         self.body_model = body_model
-        self.windows = TrackWindows(self.session.window, self.session.config.feature_size + FEATURE_SIZE, streaming)
+        self.windows = TrackWindows(self.session.window, self.session.config.feature_size + FEATURE_SIZE)
 
-    def step(self, track_ids, features: np.ndarray, rotmats: np.ndarray, betas: np.ndarray, stamp: float
-             ) -> DecodedPoses:
-        """One frame: track_ids (B,), the encoder's features (B, D), rotations (B, 24, 3, 3) and betas (B, 10),
-        stamp (s) -> DecodedPoses."""
+    def step(self, track_ids, features: np.ndarray, rotmats: np.ndarray, betas: np.ndarray) -> DecodedPoses:
+        """One frame: track_ids (B,), the encoder's features (B, D), rotations (B, 24, 3, 3) and betas (B, 10)
+        -> DecodedPoses."""
         count = len(np.asarray(track_ids).reshape(-1))
         betas, rotmats = np.asarray(betas), np.asarray(rotmats)
         if betas.shape != (count, 10) or rotmats.shape != (count, 24, 3, 3):
@@ -128,12 +128,19 @@ class StreamingDecoder:
             raise InputError(f"features must be ({count}, {self.session.config.feature_size}) for {count} tracks, "
                              f"got {features.shape}")
         if count == 0:
-            windows = self.windows.push(track_ids, np.zeros((0, self.windows.feature_size), np.float32), stamp)
+            windows = self.windows.push(track_ids, np.zeros((0, self.windows.feature_size), np.float32))
             return DecodedPoses(np.zeros((0, 24, 3, 3)), windows.frames, windows.warm_up, windows.reset)
         rest = body_rest_points(self.body_model, np.asarray(betas, np.float64))  # for the pose in and the IK out
-        windows = self.windows.push(track_ids, frame_inputs(rest, features, rotmats), stamp)
+        windows = self.windows.push(track_ids, frame_inputs(rest, features, rotmats))
         newest = self.session.run_frames(windows.features)[:, -1]
         return DecodedPoses(poses_to_rotmats(rest, newest), windows.frames, windows.warm_up, windows.reset)
+
+    def end(self, track_ids) -> None:
+        """The tracks ended: their windows are forgotten (a track id is never reused)."""
+        self.windows.end(track_ids)
+
+    def clear(self) -> None:
+        self.windows.clear()
 
 
 def decode_causal(session: DecoderSession, frames: np.ndarray, batch_size: int = 64) -> np.ndarray:
