@@ -126,11 +126,12 @@ def write_recording(path: str | Path, frames: Iterable[RecordedFrame], body_mode
 
 
 def synthetic_clip_frames(seed, people: int, frames: int, body_model: BodyModel, start_ns: int = 0,
-                          fps: float = 30.0) -> Iterable[RecordedFrame]:
-    """A synthetic clip (fasthmr_model.data.clips) as RecordedFrames, track ids = instance ids."""
+                          fps: float = 30.0, width: int = 640, height: int = 480) -> Iterable[RecordedFrame]:
+    """A synthetic clip (fasthmr_model.data.clips) of width x height images as RecordedFrames, track ids =
+    instance ids."""
     from fasthmr_model.data.clips import render_clip
 
-    for index, rendered in enumerate(render_clip(seed, people, frames, body_model, fps=fps)):
+    for index, rendered in enumerate(render_clip(seed, people, frames, body_model, width, height, fps)):
         truths = tuple(TruePerson(person.instance_id, person.instance_id, person.betas, person.rotmats,
                                   person.translation)
                        for person in rendered.people if person.visible_pixels > 0)

@@ -9,6 +9,7 @@ configure for a bundle that cannot load.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -191,16 +192,16 @@ def library(untrained_tiny_bundle):
     return FramePipeline(untrained_tiny_bundle)
 
 
-@pytest.fixture(scope="module")
-def running(ros_env_module, untrained_tiny_bundle, tmp_path_factory, frames):
-    """(node process, node name, Client): the node is up, configured, active and matched with the client."""
+@contextlib.contextmanager
+def started_node(environment: dict, log_folder: Path, priming_frame, *parameters: str):
+    """(node process, node name, Client) of a node started with `parameters`: up, configured, active, matched
+    with the client, and holding the CameraInfo of priming_frame (image, mask, K). Stops it at the end and
+    checks that it exited with 0."""
     unique = f"{os.getpid()}_{uuid.uuid4().hex[:6]}"
     node_name, prefix = f"fasthmr_{unique}", f"camera_{unique}"
-    log = open(tmp_path_factory.mktemp("node") / "node.log", "w+")
-    process = subprocess.Popen(
-        node_command(node_name, prefix, f"bundle:={untrained_tiny_bundle.path}", "unmatched_images:=process",
-                     f"sync.mask_timeout:={MASK_TIMEOUT_S}", "qos.reliability:=reliable", "diagnostics_period:=0.5"),
-        env=node_environment(ros_env_module), stdout=log, stderr=subprocess.STDOUT, text=True)
+    log = open(log_folder / "node.log", "w+")
+    process = subprocess.Popen(node_command(node_name, prefix, *parameters), env=node_environment(environment),
+                               stdout=log, stderr=subprocess.STDOUT, text=True)
     process.log = log
     client = Client(node_name, prefix)
     try:
@@ -216,7 +217,7 @@ def running(ros_env_module, untrained_tiny_bundle, tmp_path_factory, frames):
         # Seeing the match here does not mean the node's readers have discovered our writers (that can lag
         # seconds), and what is sent before is lost (volatile QoS): repeat the frames' CameraInfo until the
         # node's diagnostics report one.
-        image, _, intrinsics = frames[0]
+        image, _, intrinsics = priming_frame
         priming = camera_info_message(intrinsics, image.shape[1], image.shape[0])
         while not camera_info_arrived(client, node_name):
             if time.monotonic() > deadline or process.poll() is not None:
@@ -229,6 +230,15 @@ def running(ros_env_module, untrained_tiny_bundle, tmp_path_factory, frames):
         output = stop(process)
         log.close()
         assert process.returncode == 0, output
+
+
+@pytest.fixture(scope="module")
+def running(ros_env_module, untrained_tiny_bundle, tmp_path_factory, frames):
+    """(node process, node name, Client): the node with the untrained tiny bundle (no temporal decoder)."""
+    with started_node(ros_env_module, tmp_path_factory.mktemp("node"), frames[0], f"bundle:={untrained_tiny_bundle.path}",
+                      "unmatched_images:=process", f"sync.mask_timeout:={MASK_TIMEOUT_S}", "qos.reliability:=reliable",
+                      "diagnostics_period:=0.5") as started:
+        yield started
 
 
 def camera_info_arrived(client, node_name: str) -> bool:
@@ -483,3 +493,42 @@ def test_ctrl_c_clears_the_markers_and_ends_the_node_cleanly(running, frames):
     process.send_signal(signal.SIGINT)
     assert process.wait(timeout=ANSWER_TIMEOUT_S) == 0
     client.wait_for("markers", lambda m: [marker.action for marker in m.markers] == [3], skip=shown)
+
+
+def test_the_node_replay_and_the_library_stream_give_the_same_bodies(ros_env, tmp_path):
+    """A rendered clip longer than the shipped decoder's window, with the shipped bundle (its temporal decoder
+    included): the bodies the node publishes for each frame equal `StreamPipeline.process` on the same arrays
+    and the bodies `fasthmr replay --out` writes for the same frames (track ids, pose sources, joints)."""
+    from fasthmr_model.data.motion import synthetic_body_model
+    from fasthmr_model.stream import POSE_TEMPORAL, StreamPipeline
+    from fasthmr_ros.bags import read_topic
+    from fasthmr_ros.recordings import synthetic_clip_frames, write_recording
+    from fasthmr_ros.replay import OUTPUT_TOPICS, default_topics, replay_bag
+    from fasthmr_ros.stamps import stamp_from_nanoseconds
+
+    body = synthetic_body_model()
+    clip = list(synthetic_clip_frames(11, 2, 11, body, start_ns=5 * 10**9, width=320, height=240))
+    write_recording(tmp_path / "clip", clip, body, default_topics())
+    replay_bag(tmp_path / "clip", out=tmp_path / "replayed", progress=False)
+    replayed = dict(read_topic(tmp_path / "replayed", OUTPUT_TOPICS["bodies"][0]))
+    stream = StreamPipeline()
+    first = (clip[0].image, clip[0].mask, clip[0].intrinsics)
+    with started_node(ros_env, tmp_path, first, "qos.reliability:=reliable") as (process, _, client):
+        sources = []
+        for frame in clip:
+            expected = stream.process(frame.image, frame.mask, frame.intrinsics, frame.stamp_ns / 1e9)
+            seen = len(client.messages("bodies"))
+            stamp = stamp_from_nanoseconds(frame.stamp_ns)
+            client.camera_info.publish(camera_info_message(frame.intrinsics, 320, 240))
+            image_message, mask_message = frame_messages(frame.image, frame.mask, 0.0)
+            image_message.header.stamp = mask_message.header.stamp = stamp
+            client.image.publish(image_message)
+            client.mask.publish(mask_message)
+            published = client.wait_for("bodies", lambda m: m.header.stamp == stamp, process=process, skip=seen)
+            for bodies in (published, replayed[frame.stamp_ns]):
+                assert [body.track_id for body in bodies.bodies] == expected.track_ids.tolist()
+                assert [body.pose_source for body in bodies.bodies] == expected.pose_source.tolist()
+                np.testing.assert_allclose(np.reshape([body.joints for body in bodies.bodies], (-1, 24, 3)),
+                                           expected.joints, atol=1e-5)
+            sources += expected.pose_source.tolist()
+    assert sources.count(POSE_TEMPORAL) >= 2 * (len(clip) - stream.decoder.session.window)
