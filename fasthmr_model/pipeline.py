@@ -17,6 +17,7 @@ from fasthmr_model.body.rotations import matrix_to_axis_angle, rot6d_to_matrix
 from fasthmr_model.bundle import Bundle, load_bundle
 from fasthmr_model.data.crop import PreprocessConfig, camera_translation, prepare_persons, validate_intrinsics
 from fasthmr_model.encoder.config import NUM_BODY_JOINTS
+from fasthmr_model.errors import InputError
 from fasthmr_model.runtime import EncoderSession, RuntimeConfig
 
 
@@ -27,7 +28,8 @@ class FrameResult:
     ids (B,) instance ids; boxes (B, 4) tight mask boxes (x0, y0, x1, y1); crop_boxes (B, 3);
     person_tokens (B, 192); rotmats (B, 24, 3, 3); axis_angle (B, 24, 3); betas (B, 10); cam (B, 3);
     translation (B, 3) metres, camera optical frame; joints (B, 24, 3) camera frame; vertices (B, V, 3)
-    camera frame or None when not asked for; feature (B, D); timings_ms: stage -> milliseconds.
+    camera frame or None when not asked for; feature (B, D); timings_ms: stage -> milliseconds;
+    persons_over_cap: persons of the frame left out because it had more than preprocess.max_persons.
     """
 
     ids: np.ndarray
@@ -43,6 +45,7 @@ class FrameResult:
     vertices: np.ndarray | None
     feature: np.ndarray
     timings_ms: dict[str, float] = field(default_factory=dict)
+    persons_over_cap: int = 0
 
 
 class FramePipeline:
@@ -89,13 +92,16 @@ class FramePipeline:
         translation = camera_translation(cam, crops.crop_boxes, intrinsics)
         if self.bundle.camera_anchor == "pelvis":  # the camera placed the pelvis, not the body's origin
             translation = translation - self.body_model.rest_joints(betas)[:, 0]
+        if not np.all(np.isfinite(translation)):  # a valid K keeps this from happening: never publish it
+            raise InputError(f"the bodies' translations are not finite ({translation.tolist()}); check the "
+                             "CameraInfo's K and the bundle")
         vertices, joints = self.body_model.forward(betas, rotmats, translation, with_vertices)
         timings["body_model"] = _ms_since(start)
         return FrameResult(
             ids=crops.ids, boxes=crops.boxes, crop_boxes=crops.crop_boxes, person_tokens=crops.person_tokens,
             rotmats=rotmats, axis_angle=matrix_to_axis_angle(rotmats), betas=betas, cam=cam,
             translation=translation, joints=joints, vertices=vertices,
-            feature=feature, timings_ms=timings,
+            feature=feature, timings_ms=timings, persons_over_cap=crops.over_cap,
         )
 
 

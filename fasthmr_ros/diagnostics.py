@@ -29,6 +29,7 @@ DROP_COUNTERS = (
     "bad_mask",
     "mask_size_mismatch",
     "bad_frame",  # rejected by the model library
+    "persons_over_cap",  # persons beyond preprocess.max_persons in a frame (the largest were kept)
     "internal_error",  # a bug: logged with its traceback
 )
 # Counted, but not a loss.

@@ -116,6 +116,11 @@ class InputRules:
         end of a bag)."""
         return self._frames(self.pairer.expire(now))
 
+    @property
+    def images_waiting(self) -> bool:
+        """Whether images wait for their mask: only then must expire() be called."""
+        return self.pairer.images_waiting > 0
+
     def _frames(self, pairs: list[Pair]) -> list[Frame]:
         pairer = self.pairer
         self._count("masks_unpaired", pairer.masks_dropped - self._pairer_counted[0])

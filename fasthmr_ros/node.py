@@ -56,6 +56,7 @@ DIAGNOSTICS_QOS = 10
 EXPIRE_PERIOD_S = 0.02
 LOG_THROTTLE_S = 5.0
 CLEAR_MARKERS_TIMEOUT_S = 1.0
+EXECUTOR_STOP_TIMEOUT_S = 1.0
 
 
 class LatestFrames:
@@ -109,8 +110,10 @@ def _descriptor(spec) -> ParameterDescriptor:
 class FastHMRNode(LifecycleNode):
     """See the module docstring. `params_file`: where the defaults come from (config/fasthmr.yaml)."""
 
-    def __init__(self, params_file: str | Path | None = None, **kwargs) -> None:
+    def __init__(self, params_file: str | Path | None = None, stopped: threading.Event | None = None,
+                 **kwargs) -> None:
         super().__init__(NODE_NAME, **kwargs)
+        self._stopped = stopped  # set when the lifecycle shutdown finalizes the node: its process then ends
         defaults = load_defaults(params_file)
         for spec in PARAMETERS:
             self.declare_parameter(spec.name, defaults[spec.name], _descriptor(spec))
@@ -185,8 +188,9 @@ class FastHMRNode(LifecycleNode):
                                     body_model_path=values["body_model"] or None)
             processor = FrameProcessor(stream, self._configs["markers"], self._configs[INPUT_OPTIONS])
             stream.warm_up()
-        except FastHMRError as error:
-            self.get_logger().error(f"cannot configure: {error}")
+        except Exception as error:  # noqa: BLE001 - whatever a bundle breaks, configure fails with the reason logged
+            reason = str(error) if isinstance(error, FastHMRError) else f"{type(error).__name__}: {error}"
+            self.get_logger().error(f"cannot configure: {reason}")
             return TransitionCallbackReturn.FAILURE
         self._stream, self._processor = stream, processor
         provenance = stream.bundle.manifest.get("provenance", {}).get("source", "unknown")
@@ -221,7 +225,9 @@ class FastHMRNode(LifecycleNode):
             self.create_subscription(Image, values["mask_topic"], self._on_mask, qos),
             self.create_subscription(CameraInfo, values["camera_info_topic"], self._on_camera_info, qos),
         ]
+        # Runs only while images wait for their mask (_dispatch starts and stops it): an idle node costs nothing.
         self._expire_timer = self.create_timer(EXPIRE_PERIOD_S, self._on_expire, clock=self._steady_clock)
+        self._expire_timer.cancel()
         self._worker = threading.Thread(target=self._inference_loop, args=(self._frames,), name="fasthmr-inference",
                                         daemon=True)
         self._worker.start()
@@ -245,6 +251,8 @@ class FastHMRNode(LifecycleNode):
         self._stop_inputs()
         self._release()
         self._state_label = "finalized"
+        if self._stopped is not None:
+            self._stopped.set()
         return TransitionCallbackReturn.SUCCESS
 
     def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -312,10 +320,16 @@ class FastHMRNode(LifecycleNode):
             self._dispatch(self._inputs.expire(time.monotonic()))
 
     def _dispatch(self, frames: list[Frame]) -> None:
-        """Queues frames for the inference thread; a full queue drops its oldest."""
+        """Queues frames for the inference thread (a full queue drops its oldest), and runs the mask-timeout
+        timer while images wait for their mask."""
         for frame in frames:
             if self._frames.put(frame):
                 self.statistics.count("dropped_busy")
+        if self._inputs.images_waiting == self._expire_timer.is_canceled():
+            if self._inputs.images_waiting:
+                self._expire_timer.reset()
+            else:
+                self._expire_timer.cancel()
 
     # ----------------------------------------------------------------------------------------------
     # Inference thread
@@ -345,6 +359,10 @@ class FastHMRNode(LifecycleNode):
         if outputs.markers is not None:
             publishers["markers"].publish(outputs.markers)
         timings = dict(outputs.timings_ms, publish=(time.perf_counter() - start) * 1000.0)
+        if outputs.result.persons_over_cap:
+            self.statistics.count("persons_over_cap", outputs.result.persons_over_cap)
+            self.get_logger().warning(f"{outputs.result.persons_over_cap} persons over preprocess.max_persons "
+                                      "skipped (the largest were kept)", throttle_duration_sec=LOG_THROTTLE_S)
         if frame.mask is None:
             self.statistics.count("frames_without_mask")
         if not outputs.bodies.bodies:
@@ -365,27 +383,48 @@ def _interrupt(signal_number, frame) -> None:
 
 
 def main(args: list[str] | None = None) -> int:
-    """`fasthmr_node [--ros-args ...]`: runs the node until Ctrl-C or SIGTERM; 1 if it cannot start."""
+    """`fasthmr_node [--ros-args ...]`: runs the node until Ctrl-C, SIGTERM or the lifecycle shutdown; 1 if it
+    cannot start, else 0.
+
+    The executor spins in a thread of its own and the main thread waits on an Event, so that a signal is
+    handled at once in every lifecycle state (a main thread blocked in the executor's wait, with no timer to
+    wake it, never ran the Python signal handler).
+    """
     # rclpy's own handler would shut the context down before the markers are cleared; SIGTERM (from a
     # process manager) ends the node like Ctrl-C.
     signal.signal(signal.SIGTERM, _interrupt)
     with rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO):
+        stopped = threading.Event()
         try:
-            node = FastHMRNode()
+            node = FastHMRNode(stopped=stopped)
         except (FastHMRError, rclpy.exceptions.ParameterException) as error:
             print(f"fasthmr_node: {error}", file=sys.stderr)
             return 1
         executor = SingleThreadedExecutor()
         executor.add_node(node)
+
+        def spin() -> None:
+            try:
+                executor.spin()
+            except ExternalShutdownException:
+                pass
+            finally:
+                stopped.set()
+
+        spinner = threading.Thread(target=spin, name="fasthmr-executor", daemon=True)
         try:
             if node.get_parameter("autostart").value:
                 if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
                     return 1
                 node.trigger_activate()
-            executor.spin()
-        except (KeyboardInterrupt, ExternalShutdownException):
+            spinner.start()
+            stopped.wait()
+        except KeyboardInterrupt:
             pass
         finally:
+            executor.shutdown(timeout_sec=EXECUTOR_STOP_TIMEOUT_S)
+            if spinner.ident is not None:
+                spinner.join(EXECUTOR_STOP_TIMEOUT_S)  # a thread left in the executor's wait aborts the process
             if node.state_label != "finalized":
                 node.trigger_shutdown()
             node.destroy_node()

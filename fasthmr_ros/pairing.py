@@ -73,6 +73,11 @@ class StampPairer:
         self.masks_dropped = 0
         self.images_dropped = 0
 
+    @property
+    def images_waiting(self) -> int:
+        """Images waiting for their mask (they leave by expire() at the latest)."""
+        return len(self._images)
+
     def add_image(self, stamp: float, message: Any, now: float) -> list[Pair]:
         """An image arrived at wall time `now` (s); returns the pairs now ready.
 

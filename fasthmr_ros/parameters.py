@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from fasthmr_model.data.crop import PreprocessConfig
+from fasthmr_model.data.crop import MAX_PERSONS_LIMIT, PreprocessConfig
 from fasthmr_model.errors import FastHMRError
 from fasthmr_model.runtime import PROVIDER_NAMES, RuntimeConfig
 from fasthmr_model.stream import StreamConfig
@@ -66,6 +66,8 @@ PARAMETERS = (
                   1, 100),
     ParameterSpec("preprocess.box_scale", float, "square crop side relative to the 3:4-expanded mask box", 0.5, 4.0),
     ParameterSpec("preprocess.min_person_pixels", int, "instances with fewer mask pixels are skipped", 1, 2**31 - 1),
+    ParameterSpec("preprocess.max_persons", int, "persons per frame, the largest first; the others are counted and "
+                  "skipped", 1, MAX_PERSONS_LIMIT),
     ParameterSpec("preprocess.person_token_min_fraction", float,
                   "a token is a person token from this share of person pixels (0 = any)", 0.0, 0.999),
     ParameterSpec("preprocess.threads", int, "threads that crop the persons of a frame (1 = the inference thread)",

@@ -188,6 +188,7 @@ def replay_bag(bag: str | Path, bundle: str | Path | None = None, out: str | Pat
                         counters[error.reason] += 1
                         continue
                     latencies.append((time.perf_counter() - start) * 1000.0)
+                    counters["persons_over_cap"] += outputs.result.persons_over_cap
                     for stage, milliseconds in outputs.timings_ms.items():
                         stages[stage].append(milliseconds)
                     stamp_ns = stamp_nanoseconds(frame.image.header)

@@ -17,11 +17,12 @@ def test_boxes_are_pixel_edges_of_each_instance():
     mask = np.zeros((40, 50), np.uint8)
     mask[5:15, 10:30] = 1
     mask[20:40, 0:3] = 4
-    boxes = person_boxes(mask)
+    boxes, over_cap = person_boxes(mask)
+    assert over_cap == 0
     assert sorted(boxes) == [1, 4]
     np.testing.assert_array_equal(boxes[1], [9.5, 4.5, 29.5, 14.5])
     np.testing.assert_array_equal(boxes[4], [-0.5, 19.5, 2.5, 39.5])
-    assert list(person_boxes(mask, min_pixels=100)) == [1]  # 200 px vs 60 px
+    assert list(person_boxes(mask, min_pixels=100)[0]) == [1]  # 200 px vs 60 px
 
 
 def test_crop_box_follows_hmr2_aspect_rule():

@@ -9,7 +9,7 @@ Run-time module: numpy only.
 
 from __future__ import annotations
 
-import functools
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -24,6 +24,12 @@ from fasthmr_model.errors import InputError
 
 # Columns of the 256x256 crop that the encoder sees: HMR2.0's x[..., 32:-32].
 CROP_COLUMN_OFFSET = (CROP_SIZE - IMAGE_WIDTH) // 2
+# Focal lengths (px) a real camera can have: from a fisheye on a tiny image to a telephoto on a huge one.
+FOCAL_RANGE_PX = (1.0, 1e6)
+# The largest skew and principal-point coordinate (px) accepted.
+MAX_PRINCIPAL_OFFSET_PX = 1e6
+# The largest max_persons allowed: a batch of 100 crops is 60 MB of encoder input alone.
+MAX_PERSONS_LIMIT = 100
 _MEAN = np.array(IMAGENET_MEAN, np.float32) * 255.0
 _INV_STD = 1.0 / (np.array(IMAGENET_STD, np.float32) * 255.0)
 
@@ -33,6 +39,8 @@ class PreprocessConfig:
     """Args:
         box_scale: the square crop's side relative to the 3:4-expanded mask box (HMR2.0 at inference: 1.0).
         min_person_pixels: instances with fewer mask pixels are skipped (too small to recover a body).
+        max_persons: at most this many persons per frame, the largest (by mask pixels) first; the others are
+            counted and skipped. It bounds a frame's time and memory: the encoder runs them as one batch.
         person_token_min_fraction: a token is a person token when at least this fraction of its 16x16
             footprint is covered by the person (0 = any overlap at all).
         threads: the persons of a frame are cropped by up to this many threads (numpy releases the GIL in
@@ -43,6 +51,7 @@ class PreprocessConfig:
 
     box_scale: float = 1.0
     min_person_pixels: int = 64
+    max_persons: int = 10
     person_token_min_fraction: float = 0.0
     threads: int = 1
 
@@ -51,6 +60,8 @@ class PreprocessConfig:
             raise InputError(f"box_scale must be in [0.5, 4], got {self.box_scale}")
         if self.min_person_pixels < 1:
             raise InputError(f"min_person_pixels must be >= 1, got {self.min_person_pixels}")
+        if not 1 <= self.max_persons <= MAX_PERSONS_LIMIT:
+            raise InputError(f"max_persons must be in [1, {MAX_PERSONS_LIMIT}], got {self.max_persons}")
         if not 0.0 <= self.person_token_min_fraction < 1.0:
             raise InputError(f"person_token_min_fraction must be in [0, 1), got {self.person_token_min_fraction}")
         if not 1 <= self.threads <= 64:
@@ -62,7 +73,8 @@ class PersonCrops(NamedTuple):
 
     ids (B,) int: instance ids; boxes (B, 4): tight mask boxes x0, y0, x1, y1 (pixel edges);
     crop_boxes (B, 3): square crops (centre x, centre y, side) in pixels; windows (B, 256, 192, 3) float32:
-    the RGB crop windows in pixel values (0..255); person_tokens (B, 192) float32 in {0, 1}.
+    the RGB crop windows in pixel values (0..255); person_tokens (B, 192) float32 in {0, 1};
+    over_cap: persons of the frame skipped because it had more than max_persons.
     """
 
     ids: np.ndarray
@@ -70,6 +82,7 @@ class PersonCrops(NamedTuple):
     crop_boxes: np.ndarray
     windows: np.ndarray
     person_tokens: np.ndarray
+    over_cap: int = 0
 
     @property
     def images(self) -> np.ndarray:
@@ -92,8 +105,10 @@ def validate_instance_mask(instance_mask: np.ndarray, image_shape: tuple[int, ..
                          f"{image_shape[1]}x{image_shape[0]}; the segmentation must have the image's size")
 
 
-def person_boxes(instance_mask: np.ndarray, min_pixels: int = 1) -> dict[int, np.ndarray]:
-    """instance id -> tight box (x0, y0, x1, y1) in pixel-edge coordinates, for ids with >= min_pixels pixels.
+def person_boxes(instance_mask: np.ndarray, min_pixels: int = 1, max_persons: int | None = None
+                 ) -> tuple[dict[int, np.ndarray], int]:
+    """instance id -> tight box (x0, y0, x1, y1) in pixel-edge coordinates, for ids with >= min_pixels pixels,
+    at most max_persons of them (the largest; None: all), and how many were left out for the cap.
 
     0 is background. The box of pixels u in [a, b] is [a - 0.5, b + 0.5].
     """
@@ -103,19 +118,25 @@ def person_boxes(instance_mask: np.ndarray, min_pixels: int = 1) -> dict[int, np
     rows_with_person = np.flatnonzero(instance_mask.any(axis=1))
     cols_with_person = np.flatnonzero(instance_mask.any(axis=0))
     if len(rows_with_person) == 0:
-        return {}
+        return {}, 0
     top, left = rows_with_person[0], cols_with_person[0]
     band = instance_mask[top:rows_with_person[-1] + 1, left:cols_with_person[-1] + 1]
     counts = np.bincount(band[band != 0], minlength=1)
+    counts[0] = 0
+    persons = np.flatnonzero(counts >= min_pixels)
+    over_cap = 0
+    if max_persons is not None and len(persons) > max_persons:
+        # The largest first (stable: equal sizes keep the smaller id); the boxes below are found for these only,
+        # so a mask of a thousand instances costs no more than one at the cap.
+        persons = np.sort(persons[np.argsort(-counts[persons], kind="stable")[:max_persons]])
+        over_cap = int(np.count_nonzero(counts >= min_pixels)) - max_persons
     boxes = {}
-    for instance_id in np.flatnonzero(counts >= min_pixels):
-        if instance_id == 0:
-            continue
+    for instance_id in persons:
         person = band == instance_id
         rows = np.flatnonzero(person.any(axis=1)) + top
         cols = np.flatnonzero(person.any(axis=0)) + left
         boxes[int(instance_id)] = np.array([cols[0] - 0.5, rows[0] - 0.5, cols[-1] + 0.5, rows[-1] + 0.5])
-    return boxes
+    return boxes, over_cap
 
 
 def crop_box_for(box: np.ndarray, box_scale: float = 1.0) -> np.ndarray:
@@ -263,10 +284,25 @@ def person_token_fraction(window_mask: np.ndarray) -> np.ndarray:
     return footprints.reshape(grid_rows, PATCH_SIZE, grid_cols, PATCH_SIZE).mean(axis=(1, 3)).ravel()
 
 
-@functools.lru_cache(maxsize=None)
-def _crop_pool(threads: int) -> ThreadPoolExecutor:
-    """One pool per thread count, kept for the process's life (a pool per frame would cost more than it saves)."""
-    return ThreadPoolExecutor(threads, thread_name_prefix="fasthmr-crop")
+class _CropPool:
+    """The crop threads: one pool for the process, replaced only when preprocess.threads changes, so the
+    thread count stays bounded by the configuration (a pool per frame would cost more than it saves)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
+        self._threads = 0
+
+    def get(self, threads: int) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._threads != threads:
+                if self._pool is not None:
+                    self._pool.shutdown(wait=False)
+                self._pool, self._threads = ThreadPoolExecutor(threads, thread_name_prefix="fasthmr-crop"), threads
+            return self._pool
+
+
+_crop_pool = _CropPool()
 
 
 def prepare_persons(image: np.ndarray, instance_mask: np.ndarray, config: PreprocessConfig = PreprocessConfig()
@@ -276,7 +312,7 @@ def prepare_persons(image: np.ndarray, instance_mask: np.ndarray, config: Prepro
     validate_instance_mask(instance_mask, image.shape)
     if instance_mask.dtype == bool:
         instance_mask = instance_mask.astype(np.uint8)
-    boxes = person_boxes(instance_mask, config.min_person_pixels)
+    boxes, over_cap = person_boxes(instance_mask, config.min_person_pixels, config.max_persons)
     ids = np.array(sorted(boxes), dtype=np.int64)
     crop_boxes = np.array([crop_box_for(boxes[i], config.box_scale) for i in ids]).reshape(-1, 3)
     # Stored column-major per window (B, 192, 256, 3), what the resampling produces; `windows` is its
@@ -297,22 +333,30 @@ def prepare_persons(image: np.ndarray, instance_mask: np.ndarray, config: Prepro
         threshold = config.person_token_min_fraction
         person_tokens[index] = (fraction > threshold) if threshold == 0.0 else (fraction >= threshold)
 
-    threads = min(config.threads, len(ids))
-    if threads > 1:  # each person writes its own rows: the result does not depend on the threads
-        list(_crop_pool(threads).map(crop_person, range(len(ids))))
+    if min(config.threads, len(ids)) > 1:  # each person writes its own rows: the result does not depend on the threads
+        list(_crop_pool.get(config.threads).map(crop_person, range(len(ids))))
     else:
         for index in range(len(ids)):
             crop_person(index)
     return PersonCrops(ids, np.array([boxes[i] for i in ids]).reshape(-1, 4), crop_boxes,
-                       np.swapaxes(windows_transposed, 1, 2), person_tokens)
+                       np.swapaxes(windows_transposed, 1, 2), person_tokens, over_cap)
 
 
 def validate_intrinsics(intrinsics: np.ndarray) -> None:
-    """K must be a finite 3x3 pinhole matrix with positive focal lengths."""
+    """K must be a 3x3 pinhole matrix [[fx, s, cx], [0, fy, cy], [0, 0, 1]] with fx, fy in FOCAL_RANGE_PX and
+    |s|, |cx|, |cy| at most MAX_PRINCIPAL_OFFSET_PX: values outside these are no real camera's, and they would
+    put bodies at infinite or zero depth."""
     k = np.asarray(intrinsics, dtype=np.float64)
-    if k.shape != (3, 3) or not np.all(np.isfinite(k)) or k[0, 0] <= 0 or k[1, 1] <= 0:
-        raise InputError(f"camera intrinsics must be a finite 3x3 matrix with fx, fy > 0, got {k.tolist()}; "
+    if k.shape != (3, 3) or not np.all(np.isfinite(k)):
+        raise InputError(f"camera intrinsics must be a finite 3x3 matrix, got {np.asarray(intrinsics).tolist()}; "
                          "check the CameraInfo's K")
+    low, high = FOCAL_RANGE_PX
+    if not (low <= k[0, 0] <= high and low <= k[1, 1] <= high):
+        raise InputError(f"camera intrinsics must have fx, fy in [{low:g}, {high:g}] px, got {k[0, 0]:g} and "
+                         f"{k[1, 1]:g}; check the CameraInfo's K")
+    if np.any(np.abs(k[[0, 0, 1], [1, 2, 2]]) > MAX_PRINCIPAL_OFFSET_PX) or not np.allclose(k[2], [0.0, 0.0, 1.0]):
+        raise InputError(f"camera intrinsics must have |skew|, |cx|, |cy| <= {MAX_PRINCIPAL_OFFSET_PX:g} px and a "
+                         f"last row of (0, 0, 1), got {k.tolist()}; check the CameraInfo's K")
 
 
 def camera_translation(cam: np.ndarray, crop_boxes: np.ndarray, intrinsics: np.ndarray) -> np.ndarray:
