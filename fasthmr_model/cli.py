@@ -24,11 +24,14 @@ def _info(args: argparse.Namespace) -> None:
 
 
 def _convert_hmr2(args: argparse.Namespace) -> None:
+    from fasthmr_model.bundle import sha256_of
     from fasthmr_model.checkpoints import convert_hmr2_state, load_checkpoint_state
     from fasthmr_model.tools import bundle_with_body_model, encoder_parity
 
     model = convert_hmr2_state(load_checkpoint_state(args.checkpoint), args.backbone_heads, args.head_heads)
-    provenance = {"source": "hmr2-checkpoint", "checkpoint": str(Path(args.checkpoint).resolve()),
+    # The checkpoint by file name and checksum: a manifest never records a machine's paths.
+    provenance = {"source": "hmr2-checkpoint", "checkpoint": Path(args.checkpoint).name,
+                  "checkpoint_sha256": sha256_of(Path(args.checkpoint)),
                   "description": "converted from a 4D-Humans HMR2.0 Lightning checkpoint"}
     bundle = bundle_with_body_model(model, Path(args.out), provenance, args.body_model, "body_origin", None,
                                     args.overwrite)

@@ -189,7 +189,10 @@ def merge_bundle(bundle: Bundle, out: Path, crops: CropSet, tau_mm: float, token
             "mpjpe_merged_mm": round(evaluator.mpjpe(plan), 2),
         },
     }
-    provenance = {**bundle.manifest.get("provenance", {}), "merged_from": str(Path(bundle.path).resolve())}
+    # The source bundle by folder name and encoder checksum, never by its path on this machine.
+    encoder_sha256 = bundle.manifest["files"][bundle.manifest["encoder"]["file"]]["sha256"]
+    provenance = {**bundle.manifest.get("provenance", {}),
+                  "merged_from": {"bundle": Path(bundle.path).name, "encoder_sha256": encoder_sha256}}
     if bundle.manifest.get("decoder"):
         # The decoder was trained on the unmerged encoder's features; the merged encoder's differ.
         progress(f"{bundle.path}'s temporal decoder is not carried over: it was trained on the unmerged encoder's "

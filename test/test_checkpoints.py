@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fasthmr_model.bundle import load_bundle
+from fasthmr_model.bundle import load_bundle, sha256_of
 from fasthmr_model.checkpoints import (
     convert_hmr2_state, hmr2_config_from_state, hmr2_to_ours, load_checkpoint_state, ours_to_hmr2,
 )
@@ -133,6 +133,9 @@ def test_convert_cli_reproduces_reference_through_onnxruntime(checkpoint_file, t
     assert "max abs difference" in capsys.readouterr().out
     bundle = load_bundle(out)
     assert bundle.manifest["provenance"]["source"] == "hmr2-checkpoint"
+    # The checkpoint by name and checksum, never by its path on this machine.
+    assert bundle.manifest["provenance"]["checkpoint"] == path.name
+    assert bundle.manifest["provenance"]["checkpoint_sha256"] == sha256_of(path)
     images, person_tokens = parity_inputs(batch=3, seed=1)
     produced = EncoderSession(bundle, RuntimeConfig(provider="cpu")).run(images, person_tokens)
     reference = reference_forward(state, torch.from_numpy(images), backbone_heads=4, head_heads=8)

@@ -155,7 +155,8 @@ def test_merge_command_writes_a_calibrated_bundle(base_bundle, tmp_path, capsys)
     assert record["plan"]["token_schedule"] == [40, 40, 22]
     assert set(record["calibration"]) == {"split", "persons", "mpjpe_original_mm", "mpjpe_layers_merged_mm",
                                           "mpjpe_merged_mm"}
-    assert merged.manifest["provenance"]["merged_from"] == str(bundle.path.resolve())
+    assert merged.manifest["provenance"]["merged_from"] == {
+        "bundle": bundle.path.name, "encoder_sha256": bundle.manifest["files"]["encoder.onnx"]["sha256"]}
     assert main(["merge", "--bundle", str(out), "--tau", "1", "--frames", "2", "--cache", str(cache),
                  "--out", str(tmp_path / "twice")]) == 2
     assert "already merged" in capsys.readouterr().err

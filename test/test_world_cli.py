@@ -18,6 +18,8 @@ def test_build_train_evaluate_and_draw(tmp_path, capsys):
     assert (run / "checkpoint.pt").is_file()
     manifest = json.loads((bundle / "manifest.json").read_text())
     assert manifest["provenance"]["source"] == "synthetic-trained" and manifest["provenance"]["steps"] == 2
+    # Data and run by name: a manifest never records this machine's paths.
+    assert manifest["provenance"]["run"] == "run" and "/" not in manifest["provenance"]["data"]
     capsys.readouterr()
     assert main(["eval", "--bundle", str(bundle), "--split", "test", "--frames", "3", "--cache", str(cache),
                  "--json"]) == 0

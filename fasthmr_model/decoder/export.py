@@ -138,19 +138,20 @@ def train_and_bundle_decoder(run: Path, vae_run: Path, encoder_bundle_path, out:
         progress, sequence_dataset(validation, encoder_outputs(encoder_bundle, validation, progress=progress), body))
     model = one_step_decoder(vae, denoiser, latent_scale)
     state = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=False)
+    # Run and data folders by name only: a manifest never records a machine's paths (checksums identify files).
     provenance = {
         "source": "synthetic-trained",
         "description": "VAE on generated motions (read as the encoder's poses: with its measured slow errors and "
                        "jitter), denoiser started from the VAE's encoder and trained on the encoder's features and "
                        "poses of rendered synthetic sequences",
-        "vae": {"run": str(vae_run), "steps": vae_state["step"], "train_wall_s": round(vae_state["wall_s"]),
+        "vae": {"run": Path(vae_run).name, "steps": vae_state["step"], "train_wall_s": round(vae_state["wall_s"]),
                 "config": vae_state["config"], "amass_files": vae_state.get("amass_files", []),
                 "encoder_errors": vae_state.get("encoder_errors")},
-        "denoiser": {"run": str(run), "steps": state["step"], "train_wall_s": round(state["wall_s"]),
+        "denoiser": {"run": Path(run).name, "steps": state["step"], "train_wall_s": round(state["wall_s"]),
                      "kept_step": (state.get("best") or {}).get("step", state["step"]),
-                     "config": state["config"], "data": str(crops.folder), "frames": len(crops),
-                     "validation": str(validation.folder), "latent_scale": latent_scale},
-        "encoder_bundle": str(encoder_bundle.path),
+                     "config": state["config"], "data": Path(crops.folder).name, "frames": len(crops),
+                     "validation": Path(validation.folder).name, "latent_scale": latent_scale},
+        "encoder_bundle": Path(encoder_bundle.path).name,
     }
     bundle = bundle_with_decoder(encoder_bundle, model, out, provenance)
     error = decoder_parity(model, bundle)

@@ -304,5 +304,6 @@ def training_provenance(data: Path, run: Path, config: EncoderTrainingConfig) ->
     state = torch.load(run / CHECKPOINT_NAME, map_location="cpu", weights_only=True)
     device = torch.cuda.get_device_name(config.device) if config.device.startswith("cuda") else "cpu"
     return {"source": "synthetic-trained", "description": "tiny encoder trained on the synthetic world's train split",
-            "data": str(data), "steps": state["step"], "train_wall_s": round(state["wall_s"]),
+            "data": Path(data).name, "run": Path(run).name,  # names only: never a machine's paths
+            "steps": state["step"], "train_wall_s": round(state["wall_s"]),
             "device": f"{device} (torch {torch.__version__})", "config": asdict(config)}
