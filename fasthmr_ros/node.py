@@ -7,8 +7,10 @@ loaded, warmed model inactive (no subscriptions, no CPU) and activate it in mill
 that fails to load stops the node at configure with nothing half-started. With `autostart` (the
 default) the node goes through configure and activate by itself, as the launch file does.
 
-Threads: the executor receives messages, pairs images with masks by stamp and queues pairs; one inference
-thread takes the newest pair (older waiting ones are dropped and counted), runs the model and publishes.
+Threads: the executor's thread receives messages and applies the input rules (fasthmr_ros.inputs: pairing
+by stamp, CameraInfo, unmatched images, time jumps) and queues frames; one inference thread takes the newest
+frame (older waiting ones are dropped and counted), runs the library's stream and publishes; the main thread
+waits for a signal or the lifecycle shutdown, and stops the node in any state.
 
     fasthmr_node --ros-args --params-file config/fasthmr.yaml -p bundle:=/path/to/bundle
     python -m fasthmr_ros.node --ros-args ...     (the same, without the console script)
