@@ -532,3 +532,66 @@ def test_the_node_replay_and_the_library_stream_give_the_same_bodies(ros_env, tm
                                            expected.joints, atol=1e-5)
             sources += expected.pose_source.tolist()
     assert sources.count(POSE_TEMPORAL) >= 2 * (len(clip) - stream.decoder.session.window)
+
+
+def lifecycle_change(client, node_name: str, transition: int) -> None:
+    from lifecycle_msgs.srv import ChangeState
+
+    request = ChangeState.Request()
+    request.transition.id = transition
+    assert client.call(ChangeState, f"/{node_name}/change_state", request).success
+
+
+@pytest.mark.parametrize("state", ["unconfigured", "inactive", "active", "cleaned up"])
+@pytest.mark.parametrize("signal_number", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_stops_the_node_within_a_second_in_every_lifecycle_state(ros_env, tmp_path, untrained_tiny_bundle,
+                                                                         state, signal_number):
+    """With autostart off the node has no timer at all until configured: a signal must still stop it."""
+    from lifecycle_msgs.msg import Transition
+    from lifecycle_msgs.srv import GetState
+
+    unique = uuid.uuid4().hex[:6]
+    node_name = f"fasthmr_signal_{unique}"
+    log = open(tmp_path / "node.log", "w+")
+    process = subprocess.Popen(node_command(node_name, f"camera_signal_{unique}", "autostart:=false",
+                                            f"bundle:={untrained_tiny_bundle.path}"),
+                               env=node_environment(ros_env), stdout=log, stderr=subprocess.STDOUT, text=True)
+    process.log = log
+    client = Client(node_name, f"camera_signal_{unique}")
+    try:
+        assert client.call(GetState, f"/{node_name}/get_state", GetState.Request()).current_state.label == "unconfigured"
+        transitions = {"unconfigured": [], "inactive": [Transition.TRANSITION_CONFIGURE],
+                       "active": [Transition.TRANSITION_CONFIGURE, Transition.TRANSITION_ACTIVATE],
+                       "cleaned up": [Transition.TRANSITION_CONFIGURE, Transition.TRANSITION_CLEANUP]}[state]
+        for transition in transitions:
+            lifecycle_change(client, node_name, transition)
+        time.sleep(0.5)
+        start = time.monotonic()
+        process.send_signal(signal_number)
+        code = process.wait(timeout=ANSWER_TIMEOUT_S)
+        assert time.monotonic() - start < 1.0 and code == 0, stop(process)
+    finally:
+        client.close()
+        stop(process)
+        log.close()
+
+
+def test_the_lifecycle_shutdown_ends_the_process_with_0(ros_env, tmp_path, untrained_tiny_bundle):
+    from lifecycle_msgs.msg import Transition
+
+    unique = uuid.uuid4().hex[:6]
+    node_name = f"fasthmr_finalize_{unique}"
+    log = open(tmp_path / "node.log", "w+")
+    process = subprocess.Popen(node_command(node_name, f"camera_finalize_{unique}", "autostart:=false",
+                                            f"bundle:={untrained_tiny_bundle.path}"),
+                               env=node_environment(ros_env), stdout=log, stderr=subprocess.STDOUT, text=True)
+    process.log = log
+    client = Client(node_name, f"camera_finalize_{unique}")
+    try:
+        lifecycle_change(client, node_name, Transition.TRANSITION_CONFIGURE)
+        lifecycle_change(client, node_name, Transition.TRANSITION_INACTIVE_SHUTDOWN)
+        assert process.wait(timeout=5.0) == 0, stop(process)
+    finally:
+        client.close()
+        stop(process)
+        log.close()

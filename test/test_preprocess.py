@@ -125,7 +125,11 @@ def test_translation_reprojects_the_root_onto_the_crop_centre_and_scale():
 
 
 @pytest.mark.parametrize("k", [np.zeros((3, 3)), np.full((3, 3), np.nan), np.eye(2),
-                               np.array([[-1.0, 0, 1], [0, 1, 1], [0, 0, 1]])])
+                               np.array([[-1.0, 0, 1], [0, 1, 1], [0, 0, 1]]),
+                               np.array([[1e300, 0, 320], [0, 1e300, 240], [0, 0, 1]]),  # no real camera's
+                               np.array([[1e-300, 0, 320], [0, 1e-300, 240], [0, 0, 1]]),
+                               np.array([[500.0, 0, 1e308], [0, 500, 240], [0, 0, 1]]),
+                               np.array([[500.0, 0, 320], [0, 500, 240], [0, 0, 2]])])
 def test_bad_intrinsics_are_rejected(k):
     with pytest.raises(InputError, match="intrinsics"):
         camera_translation(np.ones((1, 3)), np.ones((1, 3)), k)
@@ -210,3 +214,38 @@ def test_threads_change_no_bit():
     assert single.ids.tolist() == [1, 2, 3, 4]
     for field in ("boxes", "crop_boxes", "windows", "person_tokens"):
         np.testing.assert_array_equal(getattr(single, field), getattr(pooled, field))
+
+
+def crowd_mask(instances: int, side: int = 12, shape=(720, 1280)) -> np.ndarray:
+    """A 16-bit mask of `instances` square persons of side x side pixels, instance k of side + k % 5 rows, so
+    sizes differ."""
+    mask = np.zeros(shape, np.uint16)
+    per_row = shape[1] // (side + 4)
+    for index in range(instances):
+        top, left = (index // per_row) * (side + 8), (index % per_row) * (side + 4)
+        mask[top:top + side + index % 5, left:left + side] = index + 1
+    return mask
+
+
+def test_a_crowd_is_capped_to_its_largest_persons_and_the_rest_counted():
+    mask = crowd_mask(1000)
+    image = np.zeros(mask.shape + (3,), np.uint8)
+    crops = prepare_persons(image, mask, PreprocessConfig(max_persons=10))
+    sizes = np.bincount(mask.ravel())
+    assert len(crops.ids) == 10 and crops.over_cap == 990
+    assert sizes[crops.ids].min() >= np.sort(sizes[1:])[-10]  # the largest ten
+    few = prepare_persons(image, crowd_mask(4), PreprocessConfig(max_persons=10))
+    assert len(few.ids) == 4 and few.over_cap == 0
+    # Tiny instances never count, not even against the cap.
+    assert prepare_persons(image, mask, PreprocessConfig(min_person_pixels=1000)).over_cap == 0
+
+
+def test_the_crop_threads_stay_within_the_configuration():
+    import threading
+
+    rng = np.random.default_rng(2)
+    image = rng.integers(0, 256, (720, 1280, 3), dtype=np.uint8)
+    before = threading.active_count()
+    for people in range(2, 34):
+        prepare_persons(image, crowd_mask(people, side=40), PreprocessConfig(threads=4, max_persons=40))
+    assert threading.active_count() - before <= 4
