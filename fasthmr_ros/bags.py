@@ -16,7 +16,6 @@ come from rosbags' Kilted type store plus fasthmr_msgs, read from its .msg files
 from __future__ import annotations
 
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Iterator, NamedTuple
 
@@ -27,6 +26,7 @@ from sensor_msgs.msg import CameraInfo, Image
 from visualization_msgs.msg import MarkerArray
 
 from fasthmr_model.errors import InputError
+from fasthmr_model.staging import move_into_place, staging_folder
 
 GROUND_TRUTH_TOPIC = "/fasthmr/ground_truth"
 IMAGE_TYPE = "sensor_msgs/msg/Image"
@@ -117,6 +117,10 @@ class BagReader:
                 raise InputError(f"cannot open the bag {self.path} ({type(error).__name__}: {error}); give a "
                                  "rosbag2 folder (metadata.yaml with .mcap or .db3 files) or an .mcap file") from None
             self._reader = _McapStream(files)
+            if not self._reader.connections:
+                raise InputError(f"cannot read the bag {self.path} ({type(error).__name__}: {error}); it holds no "
+                                 "readable MCAP record: it is empty, cut short before its first message, or not "
+                                 "a rosbag2 bag") from None
             self.error = (f"the bag could not be opened normally ({type(error).__name__}: {error}); it was read "
                           "record by record")
         available = {}
@@ -219,7 +223,8 @@ class _McapStream:
 
 
 class BagWriter:
-    """A new bag at `path` (must not exist), written atomically: write(), then close() (or use `with`).
+    """A new bag at `path` (must not exist), written atomically: write(), then close() (or use `with`). It is
+    written in a staging folder beside `path` (fasthmr_model.staging) and moved into place when closed.
 
     storage: "mcap" (default) or "sqlite3".
     """
@@ -232,8 +237,7 @@ class BagWriter:
         self.path = Path(path)
         if self.path.exists():
             raise InputError(f"{self.path} already exists; give a new path for the output bag (nothing is overwritten)")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._staging = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.", dir=self.path.parent))
+        self._staging = staging_folder(self.path)  # a killed replay's is removed by the next one
         plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
         self._writer = Writer(self._staging / self.path.name, version=9, storage_plugin=plugin)
         self._writer.open()
@@ -253,7 +257,7 @@ class BagWriter:
         """Finishes the bag and moves it into place (keep=False discards it)."""
         self._writer.close()
         if keep:
-            (self._staging / self.path.name).rename(self.path)
+            move_into_place(self._staging / self.path.name, self.path)
         shutil.rmtree(self._staging, ignore_errors=True)
 
     def __enter__(self) -> "BagWriter":

@@ -32,6 +32,8 @@ def _replay(args: argparse.Namespace) -> None:
         from fasthmr_ros.replay import replay_bag as replay
     report = replay(args.bag, args.bundle, args.out, _topics(args), progress=not args.json)
     print(json.dumps(report.as_dict()) if args.json else report.format())
+    if report.frames == 0:
+        raise InputError(f"nothing in {args.bag} could be replayed: {report.nothing_replayed_reason()}")
 
 
 def _convert(args: argparse.Namespace) -> None:

@@ -78,6 +78,15 @@ class ReplayReport:
     def as_dict(self) -> dict:
         return dict(dataclasses.asdict(self), dropped=self.dropped)
 
+    def nothing_replayed_reason(self) -> str:
+        """Why no frame was answered (for a report with frames == 0)."""
+        if self.images == 0:
+            return ("the bag has no image on its image topic" + (f", and {self.undecodable} messages could not be "
+                    "decoded" if self.undecodable else "") + (f"; {self.error}" if self.error else ""))
+        if self.drops:
+            return f"every image was dropped ({', '.join(f'{k} {v}' for k, v in self.drops.items())})"
+        return f"{self.images} images read, none answered" + (f"; {self.error}" if self.error else "")
+
     def format(self) -> str:
         """The report as lines for a person."""
         lines = [f"{self.bag}: {self.frames} frames processed of {self.images} images, {self.persons} persons, "

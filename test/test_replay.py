@@ -190,3 +190,29 @@ def test_convert_3dpw_then_replay(tmp_path, capsys):
     assert main(["convert", "3dpw", str(tmp_path / "seq.pkl"), "--out", str(tmp_path / "bag2"),
                  "--body-model", str(body_path)]) == 2
     assert "--images" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("content", [b"", b"\x89MCAP0\r\n", bytes(range(256)) * 4], ids=["empty", "magic only", "garbage"])
+def test_an_empty_or_corrupt_mcap_says_what_is_wrong(tmp_path, content, capsys):
+    path = tmp_path / "broken.mcap"
+    path.write_bytes(content)
+    with pytest.raises(InputError, match="empty, cut short before its first message, or not a rosbag2 bag"):
+        replay_bag(path, progress=False)
+    assert main(["replay", str(path)]) == 2
+    assert "no image topic" not in capsys.readouterr().err
+
+
+def test_a_bag_whose_images_cannot_be_decoded_fails_the_command(tmp_path, capsys):
+    from fasthmr_ros.bags import CAMERA_INFO_TYPE, IMAGE_TYPE, BagWriter
+    from fasthmr_ros.recordings import camera_info_message, header_at
+
+    topics = default_topics()
+    with BagWriter(tmp_path / "undecodable") as writer:
+        for index in range(3):
+            stamp_ns = (index + 1) * 10**8
+            writer.write(topics.camera_info, CAMERA_INFO_TYPE, stamp_ns,
+                         camera_info_message(header_at(stamp_ns), np.diag([500.0, 500.0, 1.0]), 64, 48))
+            writer.write(topics.image, IMAGE_TYPE, stamp_ns, b"\x00\x01\x00\x00garbage")
+    assert main(["replay", str(tmp_path / "undecodable")]) == 2
+    error = capsys.readouterr().err
+    assert "nothing in" in error and "3 messages could not be decoded" in error

@@ -15,7 +15,6 @@ import json
 import multiprocessing
 import os
 import shutil
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -24,6 +23,7 @@ import numpy as np
 from fasthmr_model.body.lbs import BodyModel
 from fasthmr_model.data.crop import PreprocessConfig, prepare_persons
 from fasthmr_model.errors import FastHMRError
+from fasthmr_model.staging import move_into_place, staging_folder
 from fasthmr_model.encoder.config import IMAGE_HEIGHT, IMAGE_WIDTH, NUM_TOKENS
 
 FRAME_WIDTH, FRAME_HEIGHT = 640, 480
@@ -176,8 +176,7 @@ def render_crop_cache(out: Path, label: str, items: list, worker_start, start_ar
     built in a staging folder and renamed into place, so an interrupted build leaves nothing."""
     from tqdm import tqdm
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    staging = staging_folder(out)  # beside out: a killed build's is removed by the next one
     # One BLAS thread per worker: the renderer's small matrix products slow each other down otherwise.
     previous = os.environ.get("OPENBLAS_NUM_THREADS")
     os.environ["OPENBLAS_NUM_THREADS"] = "1"
@@ -199,9 +198,7 @@ def render_crop_cache(out: Path, label: str, items: list, worker_start, start_ar
         _merge_chunks(chunk_files, staging)
         (staging / "split.json").write_text(json.dumps(
             {**metadata, "crops": int(np.load(staging / "frame_index.npy", mmap_mode="r").shape[0])}, indent=2))
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(staging, out)
+        move_into_place(staging, out, overwrite=True)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
