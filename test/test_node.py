@@ -474,15 +474,33 @@ def test_deactivate_clears_the_markers_and_stops_answering_until_activated(runni
     assert_bodies_match(bodies, people, library.process(image, mask, intrinsics))
 
 
-def test_a_bundle_that_cannot_load_stops_the_node_at_configure(ros_env, tmp_path):
-    broken = tmp_path / "broken_bundle"
+def broken_bundle(kind: str, folder: Path, good) -> Path:
+    """A bundle folder broken one way: not JSON, JSON nested too deep, wrong types, an empty encoder graph."""
+    import json
+    import shutil
+
+    broken = folder / kind
+    if kind == "empty encoder":
+        shutil.copytree(good.path, broken)
+        (broken / "encoder.onnx").write_bytes(b"")
+        return broken
     broken.mkdir()
-    (broken / "manifest.json").write_text("{not json")
+    manifest = {"not json": "{not json", "deep json": "[" * 100_000 + "]" * 100_000,
+                "wrong types": json.dumps(dict(json.loads((good.path / "manifest.json").read_text()), encoder=5,
+                                               files=["x"]))}[kind]
+    (broken / "manifest.json").write_text(manifest)
+    return broken
+
+
+@pytest.mark.parametrize("kind", ["not json", "deep json", "wrong types", "empty encoder"])
+def test_a_bundle_that_cannot_load_stops_the_node_at_configure_with_the_reason(ros_env, tmp_path,
+                                                                               untrained_tiny_bundle, kind):
+    broken = broken_bundle(kind, tmp_path, untrained_tiny_bundle)
     result = subprocess.run(node_command("fasthmr_broken", "camera_broken", f"bundle:={broken}"),
                             env=node_environment(ros_env), capture_output=True, text=True, timeout=60)
     assert result.returncode == 1
-    assert "cannot configure" in result.stderr and "not valid JSON" in result.stderr
-    assert "active" not in result.stderr
+    assert "cannot configure" in result.stderr and str(broken) in result.stderr, result.stderr
+    assert "active" not in result.stderr and "Traceback" not in result.stderr
 
 
 def test_ctrl_c_clears_the_markers_and_ends_the_node_cleanly(running, frames):
