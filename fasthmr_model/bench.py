@@ -60,12 +60,12 @@ def vith_bundles(cache: Path, progress=print) -> dict[str, Bundle]:
         bundle = _cached_bundle(folder, plan)
         if bundle is None:
             from fasthmr_model.encoder.model import build_encoder
-            from fasthmr_model.tools import bundle_with_body_model
+            from fasthmr_model.export import build_bundle
 
             progress(f"exporting the random-weight hmr2-vith {name} encoder to {folder} (once)")
             provenance = {"source": "untrained", "description": f"random-weight hmr2-vith {name} encoder (bench)"}
-            bundle = bundle_with_body_model(build_encoder(preset("hmr2-vith"), seed=0, plan=plan), folder, provenance,
-                                            None, "body_origin", "hmr2-vith", overwrite=True)
+            bundle = build_bundle(build_encoder(preset("hmr2-vith"), seed=0, plan=plan), folder, provenance=provenance,
+                                  camera_anchor="body_origin", preset_name="hmr2-vith", overwrite=True)
         bundles[name] = bundle
     return bundles
 
@@ -100,10 +100,11 @@ def tiny_bundles(bundle: Bundle, cache: Path, tau_mm: float, world_cache: Path, 
             from fasthmr_model.merging import merged_encoder, original_encoder
 
             original = original or original_encoder(bundle)
-            bundles[name] = build_bundle(merged_encoder(original, plans[name]), folder, bundle.body_model_path,
-                                         {**bundle.manifest.get("provenance", {}), "bench_variant": name},
-                                         bundle.manifest["encoder"]["camera_anchor"],
-                                         bundle.manifest["encoder"].get("preset"), overwrite=True)
+            bundles[name] = build_bundle(merged_encoder(original, plans[name]), folder,
+                                         provenance={**bundle.manifest.get("provenance", {}), "bench_variant": name},
+                                         camera_anchor=bundle.manifest["encoder"]["camera_anchor"],
+                                         body_model=bundle.body_model_path,
+                                         preset_name=bundle.manifest["encoder"].get("preset"), overwrite=True)
     return bundles
 
 
@@ -123,7 +124,7 @@ def time_variants(bundles: dict[str, Bundle], batch: int, warmup: int, repeats: 
                   runtime: RuntimeConfig) -> dict[str, list[float]]:
     """Latencies (ms) per variant, measured in interleaved rounds after `warmup` discarded runs each."""
     from fasthmr_model.runtime import EncoderSession
-    from fasthmr_model.tools import parity_inputs
+    from fasthmr_model.export import parity_inputs
 
     images, person_tokens = parity_inputs(batch, seed=1)
     sessions = {name: EncoderSession(bundle, runtime) for name, bundle in bundles.items()}

@@ -158,8 +158,7 @@ def merge_bundle(bundle: Bundle, out: Path, crops: CropSet, tau_mm: float, token
     token_plan: every field but `merged_windows` is taken from it (the token schedule, its options, and
     which tensors ECLM merges).
     """
-    from fasthmr_model.export import build_bundle
-    from fasthmr_model.tools import encoder_parity
+    from fasthmr_model.export import build_bundle, encoder_parity
 
     if crops.split_name == "test":
         raise FastHMRError("the test split is only evaluated: calibrate on 'val' (or 'train')")
@@ -194,8 +193,10 @@ def merge_bundle(bundle: Bundle, out: Path, crops: CropSet, tau_mm: float, token
         # The decoder was trained on the unmerged encoder's features; the merged encoder's differ.
         progress(f"{bundle.path}'s temporal decoder is not carried over: it was trained on the unmerged encoder's "
                  f"features; train one for {out} with `fasthmr train decoder --bundle {out}`")
-    merged_bundle = build_bundle(merged, Path(out), bundle.body_model_path, provenance,
-                                 bundle.manifest["encoder"]["camera_anchor"], bundle.manifest["encoder"].get("preset"),
+    merged_bundle = build_bundle(merged, Path(out), provenance=provenance,
+                                 camera_anchor=bundle.manifest["encoder"]["camera_anchor"],
+                                 body_model=bundle.body_model_path,
+                                 preset_name=bundle.manifest["encoder"].get("preset"),
                                  overwrite=overwrite, merge_record=record)
     record["onnx_parity"] = encoder_parity(merged, merged_bundle)
     return merged_bundle, record

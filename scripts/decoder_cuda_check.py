@@ -23,7 +23,7 @@ from fasthmr_model.decoder.pose import FEATURE_SIZE
 from fasthmr_model.decoder.train import EncoderErrors, TrainingConfig, one_step_decoder, train_denoiser, train_vae
 from fasthmr_model.encoder.config import PRESETS
 from fasthmr_model.encoder.model import build_encoder
-from fasthmr_model.tools import bundle_with_body_model
+from fasthmr_model.export import build_bundle
 
 
 def main(out: Path, device: str) -> dict:
@@ -47,8 +47,8 @@ def main(out: Path, device: str) -> dict:
     denoiser, scale = train_denoiser(out / "denoiser", vae, [sequence(30), sequence(20)], config, False,
                                      [sequence(12), sequence(9), sequence(15)])
     wall = time.perf_counter() - started
-    encoder_bundle = bundle_with_body_model(build_encoder(PRESETS["tiny"], seed=3), out / "encoder",
-                                            {"source": "untrained"}, None, "pelvis", "tiny", overwrite=False)
+    encoder_bundle = build_bundle(build_encoder(PRESETS["tiny"], seed=3), out / "encoder",
+                                  provenance={"source": "untrained"}, camera_anchor="pelvis", preset_name="tiny")
     model = one_step_decoder(vae, denoiser, scale)
     bundle = bundle_with_decoder(encoder_bundle, model, out / "with-decoder", {"source": "cuda check"})
     log = [json.loads(line) for line in (out / "denoiser" / "log.jsonl").read_text().splitlines()]

@@ -19,8 +19,8 @@ from fasthmr_model.cli import main
 from fasthmr_model.encoder.config import EncoderConfig
 from fasthmr_model.encoder.model import FastHMREncoder
 from fasthmr_model.errors import CheckpointError
+from fasthmr_model.export import parity_inputs
 from fasthmr_model.runtime import EncoderSession, RuntimeConfig
-from fasthmr_model.tools import parity_inputs
 
 # Small but with HMR2.0's structure; 4 backbone heads of 16 is not HMR2.0's head dim, so the test passes it.
 SMALL = EncoderConfig(width=64, depth=3, num_heads=4, mlp_width=128, head_width=96, head_depth=2, head_heads=8,

@@ -24,7 +24,7 @@ from fasthmr_model.decoder.train import (
 from fasthmr_model.encoder.config import PRESETS
 from fasthmr_model.encoder.model import build_encoder
 from fasthmr_model.errors import BundleError, FastHMRError, InputError
-from fasthmr_model.tools import bundle_with_body_model
+from fasthmr_model.export import build_bundle
 
 TINY = DecoderConfig(window=6, feature_size=PRESETS["tiny"].head_width, latent_tokens=2, latent_size=8, width=32,
                      num_heads=2, mlp_width=64, vae_layers=3, denoiser_layers=3)
@@ -93,8 +93,8 @@ def test_vae_and_denoiser_train(tmp_path):
 def decoder_bundle(tmp_path_factory):
     torch.manual_seed(0)
     folder = tmp_path_factory.mktemp("decoder")
-    encoder_bundle = bundle_with_body_model(build_encoder(PRESETS["tiny"], seed=3), folder / "encoder",
-                                            {"source": "untrained"}, None, "pelvis", "tiny", overwrite=False)
+    encoder_bundle = build_bundle(build_encoder(PRESETS["tiny"], seed=3), folder / "encoder",
+                                  provenance={"source": "untrained"}, camera_anchor="pelvis", preset_name="tiny")
     model = OneStepDecoder(MotionVAE(TINY).eval(), Denoiser(TINY).eval(), latent_scale=1.7).eval()
     bundle = bundle_with_decoder(encoder_bundle, model, folder / "with-decoder", {"source": "untrained"})
     return model, bundle
