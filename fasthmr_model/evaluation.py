@@ -46,14 +46,14 @@ def evaluate_bundle(bundle: Bundle, crops: CropSet, runtime: RuntimeConfig = Run
         output = session.run(normalise_windows(np.asarray(crops.windows[window])),
                              np.asarray(crops.person_tokens[window], np.float32))
         betas[window], pose_6d[window] = output.betas, output.pose_6d
-    mean = bundle.manifest["encoder"].get("mean_parameters")
+    mean = bundle.mean_parameters
     if mean is None:
         raise BundleError(f"{bundle.path}'s manifest has no encoder.mean_parameters; re-export the bundle")
     return {
         "model": score_parameters(body, betas, rot6d_to_matrix(pose_6d.reshape(count, 24, 6)), crops),
         "mean_pose_baseline": score_parameters(
-            body, np.repeat(np.asarray(mean["betas"], np.float32)[None], count, 0),
-            np.repeat(rot6d_to_matrix(np.asarray(mean["pose_6d"], np.float32).reshape(1, 24, 6)), count, 0), crops),
+            body, np.repeat(mean.betas[None], count, 0),
+            np.repeat(rot6d_to_matrix(mean.pose_6d.reshape(1, 24, 6)), count, 0), crops),
         "frames": int(len(np.unique(crops.frame_index))),
         "persons": count,
     }

@@ -194,8 +194,7 @@ def load_encoder_from_bundle(bundle: Bundle, tolerance: float = 1e-4):
     """
     from fasthmr_model.encoder.model import FastHMREncoder
 
-    merge = bundle.manifest["encoder"].get("merge")
-    plan = MergePlan.from_dict(merge["plan"] if merge else None)
+    plan = bundle.merge_plan
     config = bundle.encoder_config
     probe = FastHMREncoder(config, plan).eval()
     generator = torch.Generator().manual_seed(0)

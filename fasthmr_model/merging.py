@@ -188,15 +188,13 @@ def merge_bundle(bundle: Bundle, out: Path, crops: CropSet, tau_mm: float, token
             "mpjpe_merged_mm": round(evaluator.mpjpe(plan), 2),
         },
     }
-    provenance = {**bundle.manifest.get("provenance", {}), "merged_from": str(Path(bundle.path).resolve())}
-    if bundle.manifest.get("decoder"):
+    provenance = {**bundle.provenance, "merged_from": str(Path(bundle.path).resolve())}
+    if bundle.has_decoder:
         # The decoder was trained on the unmerged encoder's features; the merged encoder's differ.
         progress(f"{bundle.path}'s temporal decoder is not carried over: it was trained on the unmerged encoder's "
                  f"features; train one for {out} with `fasthmr train decoder --bundle {out}`")
     merged_bundle = build_bundle(merged, Path(out), provenance=provenance,
-                                 camera_anchor=bundle.manifest["encoder"]["camera_anchor"],
-                                 body_model=bundle.body_model_path,
-                                 preset_name=bundle.manifest["encoder"].get("preset"),
-                                 overwrite=overwrite, merge_record=record)
+                                 camera_anchor=bundle.camera_anchor, body_model=bundle.body_model_path,
+                                 preset_name=bundle.preset, overwrite=overwrite, merge_record=record)
     record["onnx_parity"] = encoder_parity(merged, merged_bundle)
     return merged_bundle, record

@@ -108,7 +108,7 @@ def write_figure(bundle_path: Path | None, out: Path, seed: int, people: int) ->
     ((image, mask, intrinsics),) = synthetic_frames(pipeline.body_model, people, 1, seed=seed)
     outputs = FrameProcessor(pipeline).process(*frame_messages(image, mask, 1.0), intrinsics, markers_wanted=True)
     markers = deserialize_message(outputs.markers, MarkerArray).markers
-    provenance = pipeline.bundle.manifest.get("provenance", {})
+    provenance = pipeline.bundle.provenance
     caption = (f"bundle: {provenance.get('source', 'unknown')} ({provenance.get('description', '')}); "
                f"synthetic frame, seed {seed}; drawn from the node's MarkerArray by fasthmr_ros.marker_figure")
     figure = draw(image, mask, markers, intrinsics, caption)

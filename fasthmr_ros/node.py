@@ -193,7 +193,7 @@ class FastHMRNode(LifecycleNode):
             self.get_logger().error(f"cannot configure: {error}")
             return TransitionCallbackReturn.FAILURE
         self._pipeline, self._processor = pipeline, processor
-        provenance = pipeline.bundle.manifest.get("provenance", {}).get("source", "unknown")
+        provenance = pipeline.bundle.provenance.get("source", "unknown")
         device = "CPU" if pipeline.provider == "CPUExecutionProvider" else "GPU"
         self.get_logger().info(
             f"bundle {pipeline.bundle.path} ({provenance}), body model {processor.body_model_name!r}; "

@@ -132,7 +132,7 @@ def test_convert_cli_reproduces_reference_through_onnxruntime(checkpoint_file, t
     assert main(["convert-hmr2", str(path), "--out", str(out), "--backbone-heads", "4"]) == 0
     assert "max abs difference" in capsys.readouterr().out
     bundle = load_bundle(out)
-    assert bundle.manifest["provenance"]["source"] == "hmr2-checkpoint"
+    assert bundle.provenance["source"] == "hmr2-checkpoint"
     images, person_tokens = parity_inputs(batch=3, seed=1)
     produced = EncoderSession(bundle, RuntimeConfig(provider="cpu")).run(images, person_tokens)
     reference = reference_forward(state, torch.from_numpy(images), backbone_heads=4, head_heads=8)

@@ -103,8 +103,8 @@ def decoder_bundle(tmp_path_factory):
 def test_onnx_matches_pytorch(decoder_bundle):
     model, bundle = decoder_bundle
     assert decoder_parity(model, bundle) < 1e-4
-    section = bundle.manifest["decoder"]
-    assert section["window"] == TINY.window and len(section["noise"]) == TINY.latent_tokens * TINY.latent_size
+    section = bundle.decoder
+    assert section.window == TINY.window and len(section.noise) == TINY.latent_tokens * TINY.latent_size
 
 
 def test_offline_and_causal_decoding_read_the_right_windows(decoder_bundle):

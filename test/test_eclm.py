@@ -148,13 +148,13 @@ def test_merge_command_writes_a_calibrated_bundle(base_bundle, tmp_path, capsys)
                  "--cache", str(cache), "--out", str(out)]) == 0
     assert "wrote" in capsys.readouterr().out
     merged = load_bundle(out)
-    record = merged.manifest["encoder"]["merge"]
+    record = merged.merge
     # tau 1000 mm: every window passes, so the search commits one window of all 12 blocks.
     assert record["eclm"]["merged_blocks"] == [list(range(12))] and record["eclm"]["tau_mm"] == 1000
     assert record["plan"]["token_schedule"] == [40, 40, 22]
     assert set(record["calibration"]) == {"split", "persons", "mpjpe_original_mm", "mpjpe_layers_merged_mm",
                                           "mpjpe_merged_mm"}
-    assert merged.manifest["provenance"]["merged_from"] == str(bundle.path.resolve())
+    assert merged.provenance["merged_from"] == str(bundle.path.resolve())
     assert main(["merge", "--bundle", str(out), "--tau", "1", "--frames", "2", "--cache", str(cache),
                  "--out", str(tmp_path / "twice")]) == 2
     assert "already merged" in capsys.readouterr().err

@@ -59,7 +59,7 @@ def test_large_graphs_keep_weights_outside(tiny_model, tmp_path):
     """Graphs over protobuf's 2 GB limit (ViT-H) are written with an external data file; forced here."""
     bundle = build_bundle(tiny_model, tmp_path / "external", provenance={"source": "untrained"}, camera_anchor="pelvis",
                           preset_name="tiny", external_data=True)
-    assert "encoder.onnx.data" in bundle.manifest["files"]
+    assert "encoder.onnx.data" in bundle.file_names
     files = bundle.manifest["files"]
     assert files["encoder.onnx.data"]["bytes"] > 20 * files["encoder.onnx"]["bytes"]  # the weights sit beside it
     images, person_tokens = parity_inputs(2)

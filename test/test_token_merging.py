@@ -161,8 +161,8 @@ def test_merged_graph_is_static_and_recorded(merged_bundle):
     ops = {node.op_type for node in graph.graph.node}
     assert not ops & {"ScatterElements", "ScatterND", "NonZero", "TopK", "Unique"}, ops
     assert graph.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "B"
-    assert merged_bundle.manifest["encoder"]["merge"]["plan"] == MERGED_PLAN.to_dict()
-    assert MergePlan.from_dict(merged_bundle.manifest["encoder"]["merge"]["plan"]).remaining_tokens == 90
+    assert merged_bundle.merge["plan"] == MERGED_PLAN.to_dict()
+    assert merged_bundle.merge_plan == MERGED_PLAN and merged_bundle.merge_plan.remaining_tokens == 90
 
 
 def test_person_flags_steer_the_merged_encoder(merged_bundle):

@@ -108,7 +108,7 @@ def evaluate_sequences(bundle: Bundle, crops: CropSet, runtime: RuntimeConfig = 
     latency = latency_ms(bundle, crops, runtime, latency_runs)
     result["latency_ms"] = latency
     result["decoder_to_encoder_cost"] = round(latency["decoder"] / latency["encoder"], 3)
-    result["window"] = int(bundle.manifest["decoder"]["window"])
+    result["window"] = bundle.decoder.window
     result["sequences"] = len(sequence_ranges(crops))
     result["frames"] = len(crops)
     return result

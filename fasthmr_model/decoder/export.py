@@ -71,7 +71,7 @@ def bundle_with_decoder(encoder_bundle: Bundle, model: torch.nn.Module, out: Pat
     manifest = {key: value for key, value in encoder_bundle.manifest.items()
                 if key not in ("format", "format_version", "files")}
     with tempfile.TemporaryDirectory(prefix="fasthmr-decoder-") as scratch:
-        files = {name: encoder_bundle.path / name for name in encoder_bundle.manifest["files"] if name != DECODER_FILE}
+        files = {name: encoder_bundle.path / name for name in encoder_bundle.file_names if name != DECODER_FILE}
         files[DECODER_FILE] = export_decoder_onnx(model, Path(scratch) / DECODER_FILE)
         manifest["decoder"] = {
             "file": DECODER_FILE,
@@ -79,7 +79,7 @@ def bundle_with_decoder(encoder_bundle: Bundle, model: torch.nn.Module, out: Pat
             "config": config.to_dict(),
             "contract": decoder_contract(config),
             "noise": [round(float(value), 6) for value in noise_sample(config).reshape(-1)],
-            "encoder_file_sha256": encoder_bundle.manifest["files"][encoder_bundle.manifest["encoder"]["file"]]["sha256"],
+            "encoder_file_sha256": encoder_bundle.encoder_sha256,
             "provenance": provenance,
         }
         return write_bundle(out, files, manifest, overwrite=overwrite)

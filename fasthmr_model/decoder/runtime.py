@@ -27,7 +27,7 @@ from fasthmr_model.runtime import RuntimeConfig, create_session
 
 
 def has_decoder(bundle: Bundle) -> bool:
-    return isinstance(bundle.manifest.get("decoder"), dict)
+    return bundle.has_decoder
 
 
 class DecoderSession:
@@ -39,20 +39,20 @@ class DecoderSession:
     """
 
     def __init__(self, bundle: Bundle, config: RuntimeConfig = RuntimeConfig()) -> None:
-        if not has_decoder(bundle):
+        section = bundle.decoder
+        if section is None:
             raise BundleError(f"{bundle.path} has no decoder; train one with `fasthmr train decoder --bundle "
                               f"{bundle.path} ...` or use per-frame poses")
-        section = bundle.manifest["decoder"]
-        self.config = DecoderConfig.from_dict(section["config"])
+        self.config = DecoderConfig.from_dict(section.config)
         if self.config.feature_size != bundle.feature_size:
             raise BundleError(f"{bundle.path}: the decoder reads {self.config.feature_size}-d features, the encoder "
                               f"gives {bundle.feature_size}; retrain the decoder on this encoder")
-        self.noise = np.asarray(section["noise"], np.float32).reshape(self.config.latent_tokens, self.config.latent_size)
+        self.noise = np.asarray(section.noise, np.float32).reshape(self.config.latent_tokens, self.config.latent_size)
         single = config if config.threads else replace(config, threads=1)
-        self.session = create_session(bundle.path / section["file"], single)
+        self.session = create_session(bundle.path / section.file, single)
         names = ([node.name for node in self.session.get_inputs()], [node.name for node in self.session.get_outputs()])
         if names != (["features", "frame_poses", "noise"], ["poses"]):
-            raise BundleError(f"{bundle.path / section['file']} has inputs/outputs {names}, not the decoder contract "
+            raise BundleError(f"{bundle.path / section.file} has inputs/outputs {names}, not the decoder contract "
                               "(features, frame_poses, noise -> poses): retrain the decoder with this fasthmr")
         self.run(np.zeros((1, self.config.window, self.config.feature_size), np.float32),
                  np.zeros((1, self.config.window, FEATURE_SIZE), np.float32))
