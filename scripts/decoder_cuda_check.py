@@ -19,7 +19,7 @@ import torch
 from fasthmr_model.body.synthetic import write_synthetic_body
 from fasthmr_model.decoder.config import DecoderConfig
 from fasthmr_model.decoder.export import bundle_with_decoder, decoder_parity
-from fasthmr_model.decoder.pose import FEATURE_SIZE
+from fasthmr_model.decoder.pose import POSE_SIZE
 from fasthmr_model.decoder.train import EncoderErrors, TrainingConfig, one_step_decoder, train_denoiser, train_vae
 from fasthmr_model.encoder.config import PRESETS
 from fasthmr_model.encoder.model import build_encoder
@@ -41,8 +41,8 @@ def main(out: Path, device: str) -> dict:
 
     def sequence(frames):
         return (rng.standard_normal((frames, sizes.feature_size)).astype(np.float32),
-                rng.standard_normal((frames, FEATURE_SIZE)).astype(np.float32),
-                rng.standard_normal((frames, FEATURE_SIZE)).astype(np.float32))
+                rng.standard_normal((frames, POSE_SIZE)).astype(np.float32),
+                rng.standard_normal((frames, POSE_SIZE)).astype(np.float32))
 
     denoiser, scale = train_denoiser(out / "denoiser", vae, [sequence(30), sequence(20)], config, False,
                                      [sequence(12), sequence(9), sequence(15)])

@@ -20,7 +20,7 @@ import numpy as np
 from fasthmr_model.body.lbs import BodyModel
 from fasthmr_model.bundle import Bundle
 from fasthmr_model.decoder.config import DecoderConfig
-from fasthmr_model.decoder.pose import FEATURE_SIZE, body_rest_points, encode_pose, inverse_kinematics
+from fasthmr_model.decoder.pose import POSE_SIZE, body_rest_points, encode_pose, inverse_kinematics
 from fasthmr_model.decoder.streaming import StreamingConfig, TrackWindows
 from fasthmr_model.errors import BundleError, InputError
 from fasthmr_model.runtime import RuntimeConfig, create_session
@@ -55,7 +55,7 @@ class DecoderSession:
             raise BundleError(f"{bundle.path / section.file} has inputs/outputs {names}, not the decoder contract "
                               "(features, frame_poses, noise -> poses): retrain the decoder with this fasthmr")
         self.run(np.zeros((1, self.config.window, self.config.feature_size), np.float32),
-                 np.zeros((1, self.config.window, FEATURE_SIZE), np.float32))
+                 np.zeros((1, self.config.window, POSE_SIZE), np.float32))
 
     @property
     def window(self) -> int:
@@ -67,8 +67,8 @@ class DecoderSession:
         window = self.config.window
         if features.ndim != 3 or features.shape[1:] != (window, self.config.feature_size):
             raise InputError(f"decoder features must be (B, {window}, {self.config.feature_size}), got {features.shape}")
-        if frame_poses.shape != (len(features), window, FEATURE_SIZE):
-            raise InputError(f"decoder frame poses must be ({len(features)}, {window}, {FEATURE_SIZE}), "
+        if frame_poses.shape != (len(features), window, POSE_SIZE):
+            raise InputError(f"decoder frame poses must be ({len(features)}, {window}, {POSE_SIZE}), "
                              f"got {frame_poses.shape}")
         noise = np.ascontiguousarray(np.broadcast_to(self.noise, (len(features),) + self.noise.shape))
         return self.session.run(None, {"features": np.ascontiguousarray(features, np.float32),
@@ -112,7 +112,7 @@ class StreamingDecoder:
                  streaming: StreamingConfig = StreamingConfig()) -> None:
         self.session = DecoderSession(bundle, runtime)
         self.body_model = body_model
-        self.windows = TrackWindows(self.session.window, self.session.config.feature_size + FEATURE_SIZE, streaming)
+        self.windows = TrackWindows(self.session.window, self.session.config.feature_size + POSE_SIZE, streaming)
 
     def step(self, track_ids, features: np.ndarray, rotmats: np.ndarray, betas: np.ndarray, stamp: float
              ) -> DecodedPoses:
@@ -164,6 +164,6 @@ def sliding_windows(frames: np.ndarray, window: int, starts: np.ndarray) -> np.n
 
 def _run_batched(session: DecoderSession, windows: np.ndarray, batch_size: int) -> np.ndarray:
     if len(windows) == 0:
-        return np.zeros((0, session.window, FEATURE_SIZE), np.float32)
+        return np.zeros((0, session.window, POSE_SIZE), np.float32)
     return np.concatenate([session.run_frames(windows[start:start + batch_size])
                            for start in range(0, len(windows), batch_size)])
