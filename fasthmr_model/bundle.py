@@ -19,9 +19,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from fasthmr_model.encoder.config import (
-    CAM_SIZE, IMAGE_HEIGHT, IMAGE_WIDTH, NUM_BETAS, NUM_TOKENS, POSE_6D_SIZE, EncoderConfig,
-)
+from fasthmr_model.body.skeleton import NUM_BETAS
+from fasthmr_model.encoder.config import CAM_SIZE, IMAGE_HEIGHT, IMAGE_WIDTH, NUM_TOKENS, POSE_6D_SIZE, EncoderConfig
 from fasthmr_model.encoder.merge_plan import MergePlan
 from fasthmr_model.errors import BundleError, FastHMRError
 

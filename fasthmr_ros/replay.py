@@ -26,6 +26,7 @@ import numpy as np
 
 from fasthmr_model.body.lbs import BodyModel
 from fasthmr_model.body.rotations import axis_angle_to_matrix
+from fasthmr_model.body.skeleton import NUM_JOINTS
 from fasthmr_model.metrics import evaluate
 from fasthmr_model.pipeline import FramePipeline
 from fasthmr_ros.bags import BODIES_TYPE, MARKERS_TYPE, PEOPLE_TYPE, BagReader, BagTopics, BagWriter
@@ -80,7 +81,7 @@ def match_bodies(predicted: list, truth: list) -> list[tuple[int, int]]:
 def _posed(body_model: BodyModel, bodies: list) -> tuple[np.ndarray, np.ndarray]:
     """(vertices (B, V, 3), joints (B, 24, 3)) of SmplBody messages posed by the body model."""
     betas = np.array([body.betas for body in bodies], np.float64)
-    rotmats = axis_angle_to_matrix(np.array([body.pose for body in bodies], np.float64).reshape(-1, 24, 3))
+    rotmats = axis_angle_to_matrix(np.array([body.pose for body in bodies], np.float64).reshape(-1, NUM_JOINTS, 3))
     translation = np.array([[body.translation.x, body.translation.y, body.translation.z] for body in bodies])
     return body_model.forward(betas, rotmats, translation)
 

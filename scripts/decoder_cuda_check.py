@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from fasthmr_model.body.skeleton import NUM_JOINTS
 from fasthmr_model.body.synthetic import write_synthetic_body
 from fasthmr_model.decoder.config import DecoderConfig
 from fasthmr_model.decoder.export import bundle_with_decoder, decoder_parity
@@ -35,8 +36,8 @@ def main(out: Path, device: str) -> dict:
                             device=device)
     body = write_synthetic_body(out / "body.npz")
     started = time.perf_counter()
-    vae = train_vae(out / "vae", body, sizes, config, progress=False, errors=EncoderErrors(np.full(24, 0.1),
-                                                                                           np.full(24, 0.03)))
+    errors = EncoderErrors(np.full(NUM_JOINTS, 0.1), np.full(NUM_JOINTS, 0.03))
+    vae = train_vae(out / "vae", body, sizes, config, progress=False, errors=errors)
     rng = np.random.default_rng(0)
 
     def sequence(frames):

@@ -19,6 +19,7 @@ import numpy as np
 
 from fasthmr_model.body.lbs import BodyModel
 from fasthmr_model.body.rotations import rot6d_to_matrix
+from fasthmr_model.body.skeleton import NUM_JOINTS
 from fasthmr_model.bundle import Bundle
 from fasthmr_model.data.crop import normalise_windows
 from fasthmr_model.data.world import CropSet
@@ -42,7 +43,7 @@ def predicted_rotmats(bundle: Bundle, crops: CropSet, runtime: RuntimeConfig = R
     session = DecoderSession(bundle, runtime)
     count = len(crops)
     betas = encoded["betas"].astype(np.float64)
-    rotmats = {"per_frame": rot6d_to_matrix(encoded["pose_6d"].reshape(count, 24, 6))}
+    rotmats = {"per_frame": rot6d_to_matrix(encoded["pose_6d"].reshape(count, NUM_JOINTS, 6))}
     rest = body_rest_points(body, betas)
     frames = frame_inputs(rest, encoded["feature"], rotmats["per_frame"])
     for method, decode in (("offline", decode_offline), ("causal", decode_causal)):
@@ -80,7 +81,7 @@ def latency_ms(bundle: Bundle, crops: CropSet, runtime: RuntimeConfig = RuntimeC
         encoded_at = time.perf_counter()
         # The encoder's rotations are read out for the per-frame pose anyway (the pipeline's result), so the
         # decoder's time starts from them.
-        rotmats = rot6d_to_matrix(encoded.pose_6d.reshape(1, 24, 6))
+        rotmats = rot6d_to_matrix(encoded.pose_6d.reshape(1, NUM_JOINTS, 6))
         started_at = time.perf_counter()
         rest = body_rest_points(body, encoded.betas.astype(np.float64))  # as StreamingDecoder.step: once for both
         frame = frame_inputs(rest, encoded.feature, rotmats)

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from fasthmr_model.body.skeleton import NUM_JOINTS
 from fasthmr_model.bundle import Bundle, load_bundle, write_bundle
 from fasthmr_model.decoder.config import DecoderConfig
 from fasthmr_model.decoder.pose import NUM_POINTS, NUM_TWISTS, POSE_SIZE, TWIST_JOINTS
@@ -115,7 +116,7 @@ def bundle_encoder_errors(encoder_bundle_path, cache: Path, progress: bool = Tru
     encoder_bundle = load_bundle(encoder_bundle_path)
     crops = load_crop_set(build_sequence_split("train", cache, encoder_bundle.body_model_path, progress=progress))
     encoded = encoder_outputs(encoder_bundle, crops, progress=progress)
-    rotmats = rot6d_to_matrix(encoded["pose_6d"].reshape(-1, 24, 6).astype(np.float64))
+    rotmats = rot6d_to_matrix(encoded["pose_6d"].reshape(-1, NUM_JOINTS, 6).astype(np.float64))
     return measure_encoder_errors(np.asarray(crops.rotmats, np.float64), rotmats, sequence_ranges(crops))
 
 

@@ -18,6 +18,7 @@ from typing import NamedTuple
 import numpy as np
 
 from fasthmr_model.body.lbs import BodyModel
+from fasthmr_model.body.skeleton import NUM_BETAS, NUM_JOINTS
 from fasthmr_model.bundle import Bundle
 from fasthmr_model.decoder.config import DecoderConfig
 from fasthmr_model.decoder.pose import POSE_SIZE, body_rest_points, encode_pose, inverse_kinematics
@@ -120,16 +121,16 @@ class StreamingDecoder:
         stamp (s) -> DecodedPoses."""
         count = len(np.asarray(track_ids).reshape(-1))
         betas, rotmats = np.asarray(betas), np.asarray(rotmats)
-        if betas.shape != (count, 10) or rotmats.shape != (count, 24, 3, 3):
-            raise InputError(f"betas and rotmats must be ({count}, 10) and ({count}, 24, 3, 3) for {count} tracks, "
-                             f"got {betas.shape} and {rotmats.shape}")
+        if betas.shape != (count, NUM_BETAS) or rotmats.shape != (count, NUM_JOINTS, 3, 3):
+            raise InputError(f"betas and rotmats must be ({count}, {NUM_BETAS}) and ({count}, {NUM_JOINTS}, 3, 3) for "
+                             f"{count} tracks, got {betas.shape} and {rotmats.shape}")
         features = np.asarray(features)
         if features.shape != (count, self.session.config.feature_size):
             raise InputError(f"features must be ({count}, {self.session.config.feature_size}) for {count} tracks, "
                              f"got {features.shape}")
         if count == 0:
             windows = self.windows.push(track_ids, np.zeros((0, self.windows.feature_size), np.float32), stamp)
-            return DecodedPoses(np.zeros((0, 24, 3, 3)), windows.frames, windows.warm_up, windows.reset)
+            return DecodedPoses(np.zeros((0, NUM_JOINTS, 3, 3)), windows.frames, windows.warm_up, windows.reset)
         rest = body_rest_points(self.body_model, np.asarray(betas, np.float64))  # for the pose in and the IK out
         windows = self.windows.push(track_ids, frame_inputs(rest, features, rotmats), stamp)
         newest = self.session.run_frames(windows.features)[:, -1]
