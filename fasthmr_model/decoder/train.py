@@ -6,14 +6,14 @@ representation per frame. Denoiser data: the rendered training sequences' per-fr
 the encoder's own poses in that representation (of the bundle given, e.g. the merged default) with the true
 poses; encoder and VAE are frozen.
 
-Windows of W frames are cut at random from the sequences, with the augmentations the issue asks for:
+Windows of W frames are cut at random from the sequences, with these augmentations:
 time reversal, time warping (replay at 0.75x-1.33x speed by linear interpolation, of features and poses
 alike) and warm-up windows (the first frames of a track, padded with copies of its first frame as the
 streaming buffer pads them).
 
 Losses: the VAE, MSE on the normalised representation + KL (weight 1e-5, a tenth of MLD's: the one-step
 denoiser regresses latents and needs no smooth prior, and the reconstruction is a floor under the decoder's
-error); the denoiser, PAPER.md's ||v^ - v||^2 + ||eps^ - eps||^2 on unit-variance latents. Only t = T - 1
+error); the denoiser, the paper's ||v^ - v||^2 + ||eps^ - eps||^2 on unit-variance latents. Only t = T - 1
 is ever sampled, so half of every batch trains there and the other half at uniform t (the paper trains all t; the terminal step is the one
 the node runs).
 
@@ -621,16 +621,6 @@ def _causal_validation(series: list, vae: MotionVAE, latent_scale: float, decode
         return np.bincount(owner, per_frame) / np.asarray(lengths)
 
     return scores
-
-
-def load_denoiser(run: Path) -> tuple[Denoiser, float, dict]:
-    path = Path(run) / CHECKPOINT_NAME
-    if not path.is_file():
-        raise FastHMRError(f"{path} is missing: train the denoiser first with `fasthmr train decoder --run {run}`")
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    denoiser = Denoiser(DecoderConfig.from_dict(state["decoder_config"]))
-    denoiser.load_state_dict(state["best"]["model"] if state.get("best") else state["model"])
-    return denoiser.eval(), float(state["latent_scale"]), state
 
 
 def one_step_decoder(vae: MotionVAE, denoiser: Denoiser, latent_scale: float) -> OneStepDecoder:
