@@ -1,6 +1,6 @@
 """One camera frame through the model: crops -> encoder session -> SMPL-format bodies in the camera frame.
 
-This is the hot path the ROS node and the tools share (DESIGN.md, "One frame, start to end"). Run-time
+This is the hot path the ROS node and the tools share. Run-time
 module: numpy and onnxruntime only.
 """
 

@@ -1,7 +1,7 @@
 """The decoder's sizes and diffusion schedule settings, as data (the bundle manifest stores them).
 
 Sizes, chosen to train on a 2-core CPU in minutes and to cost a small fraction of the tiny encoder per
-frame (PAPER.md's 243 frames -> 27 x 512 latents, width 512, 9 + 5 layers would not):
+frame (the paper's 243 frames -> 27 x 512 latents, width 512, 9 + 5 layers would not):
 - window 8 frames (0.27 s at 30 frames/s): per-frame jitter changes from frame to frame, so a few frames
   smooth it (a plain exponential average that cuts the encoder's acceleration error 3x remembers about 3);
   a longer window costs more per frame and gives the latents more to carry. Against 16 frames (VAEs read

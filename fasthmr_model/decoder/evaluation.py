@@ -102,7 +102,7 @@ def latency_ms(bundle: Bundle, crops: CropSet, runtime: RuntimeConfig = RuntimeC
 
 def evaluate_sequences(bundle: Bundle, crops: CropSet, runtime: RuntimeConfig = RuntimeConfig(),
                        progress: bool = False, latency_runs: int = LATENCY_RUNS) -> dict:
-    """The issue's JSON: {per_frame, offline, causal: {mpjpe, pa_mpjpe, pve, accel}, latency_ms, ...}."""
+    """The sequence scores as JSON: {per_frame, offline, causal: {mpjpe, pa_mpjpe, pve, accel}, latency_ms, ...}."""
     rotmats, betas = predicted_rotmats(bundle, crops, runtime, progress)
     body = BodyModel.from_file(bundle.body_model_path)
     result = {method: score(body, crops, betas, rotmats[method]) for method in METHODS}

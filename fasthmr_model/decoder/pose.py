@@ -1,6 +1,6 @@
 """The decoder's pose representation (HybrIK-style joints + twists) and its analytical inverse kinematics.
 
-PAPER.md's decoder represents a frame as 29 joints and 23 twist angles (133 numbers) and recovers SMPL's
+The paper's decoder represents a frame as 29 joints and 23 twist angles (133 numbers) and recovers SMPL's
 rotations by HybrIK's swing-twist IK. Our body models give SMPL's 24 joints, whose five leaves (the feet,
 the head and the hands) carry rotations that move no joint, so like HybrIK we add one end point per leaf:
 the leaf joint plus END_LENGTH metres along its parent bone's rest direction, carried by the leaf's

@@ -1,6 +1,6 @@
 """The decoder at run time: decoder.onnx in ONNX Runtime, the causal streaming step, and offline decoding.
 
-Per frame and person (DESIGN.md, step 5): the encoder's feature and its pose (in the decoder's
+Per frame and person: the encoder's feature and its pose (in the decoder's
 representation, decoder.pose, with the encoder's betas) enter the track's ring buffer; the window ending at
 this frame goes through decoder.onnx (one denoising step + the VAE decoder); the newest frame's points and
 twists go through the IK with the encoder's betas; the result replaces the encoder's pose, while shape and
@@ -35,8 +35,8 @@ class DecoderSession:
     """The bundle's decoder.onnx in ONNX Runtime with its fixed noise sample, warmed up at construction.
 
     With threads left to ONNX Runtime (0), the graph runs on one thread: its operators are too small to
-    split (session 3's 16-frame, 3 + 3-layer graph took 0.30 ms per person-frame on one thread and 0.51 on
-    two, on the 2-core CI machine).
+    split (a 16-frame graph with 3 + 3 layers took 0.30 ms per person-frame on one thread and 0.51 ms on two,
+    on a 2-core CPU).
     """
 
     def __init__(self, bundle: Bundle, config: RuntimeConfig = RuntimeConfig()) -> None:
