@@ -60,12 +60,12 @@ def vith_bundles(cache: Path, progress=print) -> dict[str, Bundle]:
         bundle = _cached_bundle(folder, plan)
         if bundle is None:
             from fasthmr_model.encoder.model import build_encoder
-            from fasthmr_model.tools import bundle_with_body_model
+            from fasthmr_model.export import build_bundle
 
             progress(f"exporting the random-weight hmr2-vith {name} encoder to {folder} (once)")
             provenance = {"source": "untrained", "description": f"random-weight hmr2-vith {name} encoder (bench)"}
-            bundle = bundle_with_body_model(build_encoder(preset("hmr2-vith"), seed=0, plan=plan), folder, provenance,
-                                            None, "body_origin", "hmr2-vith", overwrite=True)
+            bundle = build_bundle(build_encoder(preset("hmr2-vith"), seed=0, plan=plan), folder, provenance=provenance,
+                                  camera_anchor="body_origin", preset_name="hmr2-vith", overwrite=True)
         bundles[name] = bundle
     return bundles
 
@@ -76,7 +76,7 @@ def tiny_bundles(bundle: Bundle, cache: Path, tau_mm: float, world_cache: Path, 
     three exports of its `fasthmr merge` plan, cached by checksum."""
     from fasthmr_model.data.world import build_split, load_crop_set, synthetic_body_path
 
-    digest = bundle.manifest["files"][bundle.manifest["encoder"]["file"]]["sha256"][:12]
+    digest = bundle.encoder_sha256[:12]
     key = f"tiny-{digest}-tau{tau_mm:g}" + (f"-first{frames}" if frames else "")
     merged_folder = cache / f"{key}-both"
     if _cached_bundle(merged_folder, None) is None:
@@ -88,8 +88,8 @@ def tiny_bundles(bundle: Bundle, cache: Path, tau_mm: float, world_cache: Path, 
         merge_bundle(bundle, merged_folder, calibration, tau_mm,
                      MergePlan(token_schedule=PAPER_TOKEN_SCHEDULE), overwrite=True, progress=progress)
     merged_bundle = load_bundle(merged_folder)
-    plans = variant_plans(MergePlan.from_dict(merged_bundle.manifest["encoder"]["merge"]["plan"]))
-    unmerged = not bundle.manifest["encoder"].get("merge")
+    plans = variant_plans(merged_bundle.merge_plan)
+    unmerged = bundle.merge is None
     bundles = {"base": bundle if unmerged else None, "both": merged_bundle}
     original = None
     for name in ("base", "eclm", "mask_tome"):
@@ -100,10 +100,10 @@ def tiny_bundles(bundle: Bundle, cache: Path, tau_mm: float, world_cache: Path, 
             from fasthmr_model.merging import merged_encoder, original_encoder
 
             original = original or original_encoder(bundle)
-            bundles[name] = build_bundle(merged_encoder(original, plans[name]), folder, bundle.body_model_path,
-                                         {**bundle.manifest.get("provenance", {}), "bench_variant": name},
-                                         bundle.manifest["encoder"]["camera_anchor"],
-                                         bundle.manifest["encoder"].get("preset"), overwrite=True)
+            bundles[name] = build_bundle(merged_encoder(original, plans[name]), folder,
+                                         provenance={**bundle.provenance, "bench_variant": name},
+                                         camera_anchor=bundle.camera_anchor, body_model=bundle.body_model_path,
+                                         preset_name=bundle.preset, overwrite=True)
     return bundles
 
 
@@ -113,8 +113,7 @@ def _cached_bundle(folder: Path, plan: MergePlan | None) -> Bundle | None:
         bundle = load_bundle(folder, verify_checksums=False)
     except BundleError:
         return None
-    merge = bundle.manifest["encoder"].get("merge")
-    if plan is not None and MergePlan.from_dict(merge["plan"] if merge else None) != plan:
+    if plan is not None and bundle.merge_plan != plan:
         return None
     return bundle
 
@@ -123,7 +122,7 @@ def time_variants(bundles: dict[str, Bundle], batch: int, warmup: int, repeats: 
                   runtime: RuntimeConfig) -> dict[str, list[float]]:
     """Latencies (ms) per variant, measured in interleaved rounds after `warmup` discarded runs each."""
     from fasthmr_model.runtime import EncoderSession
-    from fasthmr_model.tools import parity_inputs
+    from fasthmr_model.export import parity_inputs
 
     images, person_tokens = parity_inputs(batch, seed=1)
     sessions = {name: EncoderSession(bundle, runtime) for name, bundle in bundles.items()}
@@ -145,17 +144,12 @@ def summarise(bundles: dict[str, Bundle], single: dict[str, list[float]], batche
     FLOP ratio and the measured speed-up (throughput) against base, and the latency speed-up."""
     latency = {name: statistics.median(values) for name, values in single.items()}
     throughput = {name: 1e3 * batch / statistics.median(values) for name, values in batched.items()}
-    macs = {name: encoder_macs(bundle.encoder_config, _plan_of(bundle)) for name, bundle in bundles.items()}
+    macs = {name: encoder_macs(bundle.encoder_config, bundle.merge_plan) for name, bundle in bundles.items()}
     return {name: {"latency_ms": round(latency[name], 2), "throughput": round(throughput[name], 2),
                    "flops_ratio": round(macs["base"] / macs[name], 3),
                    "speedup": round(throughput[name] / throughput["base"], 3),
                    "latency_speedup": round(latency["base"] / latency[name], 3), "batch": batch}
             for name in bundles}
-
-
-def _plan_of(bundle: Bundle) -> MergePlan:
-    merge = bundle.manifest["encoder"].get("merge")
-    return MergePlan.from_dict(merge["plan"] if merge else None)
 
 
 def run_bench(models: list[str], bundle_path: str | None, tau_mm: float, batch: int, warmup: int, repeats: int,

@@ -15,10 +15,13 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
-from fasthmr_model.encoder.config import (
-    CAM_SIZE, IMAGE_HEIGHT, IMAGE_WIDTH, NUM_BETAS, NUM_TOKENS, POSE_6D_SIZE, EncoderConfig,
-)
+import numpy as np
+
+from fasthmr_model.body.skeleton import NUM_BETAS
+from fasthmr_model.encoder.config import CAM_SIZE, IMAGE_HEIGHT, IMAGE_WIDTH, NUM_TOKENS, POSE_6D_SIZE, EncoderConfig
+from fasthmr_model.encoder.merge_plan import MergePlan
 from fasthmr_model.errors import BundleError, FastHMRError
 
 BUNDLE_FORMAT = "fasthmr-bundle"
@@ -62,9 +65,39 @@ ENCODER_CONTRACT = {
 CAMERA_ANCHORS = ("body_origin", "pelvis")
 
 
+class MeanParameters(NamedTuple):
+    """The mean pose and shape the encoder's read-outs are residuals over (manifest: encoder.mean_parameters)."""
+
+    pose_6d: np.ndarray  # (POSE_6D_SIZE,) float32: 24 joints x 6D rotation
+    betas: np.ndarray  # (NUM_BETAS,) float32
+
+
+@dataclass(frozen=True)
+class DecoderSection:
+    """The manifest's "decoder" section, as decoder.export.bundle_with_decoder writes it."""
+
+    file: str  # bundle-relative name of the graph
+    window: int  # frames per window W
+    config: dict  # decoder.config.DecoderConfig.to_dict()
+    noise: tuple[float, ...]  # the fixed starting sample the run time feeds, (latent_tokens x latent_size) flattened
+    encoder_file_sha256: str  # the encoder graph whose features it was trained on
+    contract: dict  # the graph's inputs and outputs
+    provenance: dict
+
+    @classmethod
+    def from_dict(cls, section: dict, manifest_path: Path) -> "DecoderSection":
+        missing = sorted({"file", "window", "config", "noise", "encoder_file_sha256"} - set(section))
+        if missing:
+            raise BundleError(f"{manifest_path}: the decoder section lacks {missing}; retrain the decoder with "
+                              "this fasthmr")
+        return cls(file=section["file"], window=int(section["window"]), config=section["config"],
+                   noise=tuple(section["noise"]), encoder_file_sha256=section["encoder_file_sha256"],
+                   contract=section.get("contract", {}), provenance=section.get("provenance", {}))
+
+
 @dataclass(frozen=True)
 class Bundle:
-    """A loaded (verified) bundle: its folder and manifest."""
+    """A loaded (verified) bundle: its folder and manifest, read through the typed properties below."""
 
     path: Path
     manifest: dict
@@ -89,6 +122,55 @@ class Bundle:
     def camera_anchor(self) -> str:
         """One of CAMERA_ANCHORS (checked at load)."""
         return self.manifest["encoder"]["camera_anchor"]
+
+    @property
+    def preset(self) -> str | None:
+        """The encoder preset's name (encoder.config.PRESETS), None for a converted checkpoint."""
+        return self.manifest["encoder"].get("preset")
+
+    @property
+    def merge(self) -> dict | None:
+        """The encoder's merge section: its plan ("plan") and how it was calibrated; None when unmerged."""
+        return self.manifest["encoder"].get("merge")
+
+    @property
+    def merge_plan(self) -> MergePlan:
+        """The merge plan the encoder graph runs; MergePlan() (nothing merged) for an unmerged encoder."""
+        return MergePlan.from_dict(self.merge["plan"] if self.merge else None)
+
+    @property
+    def mean_parameters(self) -> MeanParameters | None:
+        """None for bundles exported before the manifest recorded them."""
+        mean = self.manifest["encoder"].get("mean_parameters")
+        if mean is None:
+            return None
+        return MeanParameters(np.asarray(mean["pose_6d"], np.float32), np.asarray(mean["betas"], np.float32))
+
+    @property
+    def file_names(self) -> tuple[str, ...]:
+        """Bundle-relative names of every checksummed file."""
+        return tuple(self.manifest["files"])
+
+    @property
+    def encoder_sha256(self) -> str:
+        """The encoder graph's SHA-256 (hex): names caches of its outputs and ties a decoder to it."""
+        return self.manifest["files"][self.manifest["encoder"]["file"]]["sha256"]
+
+    @property
+    def provenance(self) -> dict:
+        """Where the encoder's weights come from: "source" names it, other keys say how; {} when unrecorded."""
+        return self.manifest.get("provenance", {})
+
+    @property
+    def has_decoder(self) -> bool:
+        return isinstance(self.manifest.get("decoder"), dict)
+
+    @property
+    def decoder(self) -> DecoderSection | None:
+        """The temporal decoder's section; None when the bundle gives per-frame poses only."""
+        if not self.has_decoder:
+            return None
+        return DecoderSection.from_dict(self.manifest["decoder"], self.path / MANIFEST_NAME)
 
 
 def sha256_of(path: Path) -> str:
@@ -193,12 +275,9 @@ def write_bundle(out: str | os.PathLike, files: dict[str, Path], manifest: dict,
     return load_bundle(out)
 
 
-def _describe_merge(merge: dict | None, config: EncoderConfig) -> str:
-    if not merge:
+def _describe_merge(plan: MergePlan, config: EncoderConfig) -> str:
+    if plan == MergePlan():
         return "none"
-    from fasthmr_model.encoder.merge_plan import MergePlan
-
-    plan = MergePlan.from_dict(merge["plan"])
     return (f"ECLM {config.depth} -> {len(plan.block_groups(config.depth))} blocks "
             f"(windows {[list(w) for w in plan.merged_windows]}), Mask-ToMe {list(plan.token_schedule)} -> "
             f"{plan.remaining_tokens} tokens")
@@ -208,7 +287,7 @@ def describe_bundle(bundle: Bundle) -> str:
     """A human-readable summary followed by the full manifest (what `fasthmr info` prints)."""
     manifest = bundle.manifest
     config = bundle.encoder_config
-    provenance = manifest.get("provenance", {})
+    provenance = bundle.provenance
     size = sum(record["bytes"] for record in manifest["files"].values())
     lines = [
         f"bundle        {bundle.path}",
@@ -216,9 +295,9 @@ def describe_bundle(bundle: Bundle) -> str:
         + (f" ({provenance['description']})" if provenance.get("description") else ""),
         f"encoder       {manifest['encoder']['file']}: {config.depth} blocks x {config.width}, "
         f"{config.num_heads} heads; head {config.head_depth} layers x {config.head_width}",
-        f"merging       {_describe_merge(manifest['encoder'].get('merge'), config)}",
+        f"merging       {_describe_merge(bundle.merge_plan, config)}",
         f"body model    {manifest['body_model']['file']} ({manifest['body_model'].get('name', 'unnamed')})",
-        f"decoder       {_describe_decoder(manifest.get('decoder'))}",
+        f"decoder       {_describe_decoder(bundle.decoder)}",
         f"files         {len(manifest['files'])}, {size / 1e6:.1f} MB",
         "",
         json.dumps(manifest, indent=2),
@@ -226,9 +305,9 @@ def describe_bundle(bundle: Bundle) -> str:
     return "\n".join(lines)
 
 
-def _describe_decoder(section: dict | None) -> str:
-    if not section:
+def _describe_decoder(section: DecoderSection | None) -> str:
+    if section is None:
         return "none (per-frame poses)"
-    config = section["config"]
-    return (f"{section['file']}: window {section['window']} frames, latents {config['latent_tokens']} x "
+    config = section.config
+    return (f"{section.file}: window {section.window} frames, latents {config['latent_tokens']} x "
             f"{config['latent_size']}, width {config['width']}")

@@ -26,24 +26,25 @@ def _info(args: argparse.Namespace) -> None:
 def _convert_hmr2(args: argparse.Namespace) -> None:
     from fasthmr_model.bundle import sha256_of
     from fasthmr_model.checkpoints import convert_hmr2_state, load_checkpoint_state
-    from fasthmr_model.tools import bundle_with_body_model, encoder_parity
+    from fasthmr_model.export import build_bundle, encoder_parity
 
     model = convert_hmr2_state(load_checkpoint_state(args.checkpoint), args.backbone_heads, args.head_heads)
     # The checkpoint by file name and checksum: a manifest never records a machine's paths.
     provenance = {"source": "hmr2-checkpoint", "checkpoint": Path(args.checkpoint).name,
                   "checkpoint_sha256": sha256_of(Path(args.checkpoint)),
                   "description": "converted from a 4D-Humans HMR2.0 Lightning checkpoint"}
-    bundle = bundle_with_body_model(model, Path(args.out), provenance, args.body_model, "body_origin", None,
-                                    args.overwrite)
+    bundle = build_bundle(model, Path(args.out), provenance=provenance, camera_anchor="body_origin",
+                          body_model=args.body_model, overwrite=args.overwrite)
     error = encoder_parity(model, bundle)
     print(f"wrote {bundle.path}: {model.config.depth} blocks x {model.config.width}; "
           f"ONNX Runtime vs PyTorch max abs difference {error:.2e}")
 
 
 def _init_bundle(args: argparse.Namespace) -> None:
-    from fasthmr_model.tools import write_untrained_bundle
+    from fasthmr_model.export import write_untrained_bundle
 
-    bundle = write_untrained_bundle(args.preset, args.seed, Path(args.out), args.body_model, args.overwrite)
+    bundle = write_untrained_bundle(args.preset, Path(args.out), seed=args.seed, body_model=args.body_model,
+                                    overwrite=args.overwrite)
     print(f"wrote {bundle.path}")
 
 
@@ -84,8 +85,8 @@ def _train_encoder(args: argparse.Namespace) -> None:
     config = EncoderTrainingConfig(steps=args.steps, batch_size=args.batch_size, learning_rate=args.learning_rate,
                                    seed=args.seed, device=args.device, warmup_steps=args.warmup_steps)
     model = train_encoder(data, Path(args.run), body_model, config, progress=not args.quiet)
-    bundle = build_bundle(model, Path(args.out), body_model, training_provenance(data, Path(args.run), config),
-                          "pelvis", config.preset, overwrite=True)
+    bundle = build_bundle(model, Path(args.out), provenance=training_provenance(data, Path(args.run), config),
+                          camera_anchor="pelvis", body_model=body_model, preset_name=config.preset, overwrite=True)
     print(f"wrote {bundle.path}")
 
 

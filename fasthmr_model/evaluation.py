@@ -12,9 +12,11 @@ import numpy as np
 
 from fasthmr_model.body.lbs import BodyModel
 from fasthmr_model.body.rotations import rot6d_to_matrix
+from fasthmr_model.body.skeleton import NUM_BETAS, NUM_JOINTS
 from fasthmr_model.bundle import Bundle
 from fasthmr_model.data.crop import normalise_windows
 from fasthmr_model.data.world import CropSet
+from fasthmr_model.encoder.config import POSE_6D_SIZE
 from fasthmr_model.errors import BundleError
 from fasthmr_model.metrics import evaluate
 from fasthmr_model.runtime import EncoderSession, RuntimeConfig
@@ -39,21 +41,21 @@ def evaluate_bundle(bundle: Bundle, crops: CropSet, runtime: RuntimeConfig = Run
     session = EncoderSession(bundle, runtime)
     body = BodyModel.from_file(bundle.body_model_path)
     count = len(crops)
-    betas = np.empty((count, 10), np.float32)
-    pose_6d = np.empty((count, 144), np.float32)
+    betas = np.empty((count, NUM_BETAS), np.float32)
+    pose_6d = np.empty((count, POSE_6D_SIZE), np.float32)
     for start in range(0, count, BATCH_SIZE):
         window = slice(start, min(start + BATCH_SIZE, count))
         output = session.run(normalise_windows(np.asarray(crops.windows[window])),
                              np.asarray(crops.person_tokens[window], np.float32))
         betas[window], pose_6d[window] = output.betas, output.pose_6d
-    mean = bundle.manifest["encoder"].get("mean_parameters")
+    mean = bundle.mean_parameters
     if mean is None:
         raise BundleError(f"{bundle.path}'s manifest has no encoder.mean_parameters; re-export the bundle")
     return {
-        "model": score_parameters(body, betas, rot6d_to_matrix(pose_6d.reshape(count, 24, 6)), crops),
+        "model": score_parameters(body, betas, rot6d_to_matrix(pose_6d.reshape(count, NUM_JOINTS, 6)), crops),
         "mean_pose_baseline": score_parameters(
-            body, np.repeat(np.asarray(mean["betas"], np.float32)[None], count, 0),
-            np.repeat(rot6d_to_matrix(np.asarray(mean["pose_6d"], np.float32).reshape(1, 24, 6)), count, 0), crops),
+            body, np.repeat(mean.betas[None], count, 0),
+            np.repeat(rot6d_to_matrix(mean.pose_6d.reshape(1, NUM_JOINTS, 6)), count, 0), crops),
         "frames": int(len(np.unique(crops.frame_index))),
         "persons": count,
     }

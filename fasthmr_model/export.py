@@ -9,6 +9,8 @@ from). The exporter folds and renames some weights (transposed MatMul operands, 
 so the names are learnt from a probe: an encoder of the same sizes with distinct random weights, exported the
 same way, whose graph tensors are matched to its parameters by value. The result is checked against the
 bundle's own graph in ONNX Runtime.
+
+Parity checks (`parity_inputs`, `encoder_parity`) compare the PyTorch model with ONNX Runtime on the CPU.
 """
 
 from __future__ import annotations
@@ -25,15 +27,17 @@ from fasthmr_model.bundle import BODY_MODEL_FILE, ENCODER_CONTRACT, ENCODER_FILE
 from fasthmr_model.encoder.config import IMAGE_HEIGHT, IMAGE_WIDTH, NUM_TOKENS
 from fasthmr_model.encoder.merge_plan import MergePlan
 from fasthmr_model.errors import BundleError
+from fasthmr_model.runtime import EncoderSession, RuntimeConfig
 
 ONNX_OPSET = 17
 # Protobuf cannot hold a message of 2 GiB or more; stay well below it.
 EXTERNAL_DATA_THRESHOLD_BYTES = 1_500_000_000
 INPUT_NAMES = list(ENCODER_CONTRACT["inputs"])
 OUTPUT_NAMES = list(ENCODER_CONTRACT["outputs"])
+PARITY_BATCH = 2
 
 
-def export_encoder_onnx(model, folder: Path, external_data: bool | None = None) -> list[Path]:
+def export_encoder_onnx(model, folder: Path, *, external_data: bool | None = None) -> list[Path]:
     """Export `model` (a FastHMREncoder) to folder/encoder.onnx; returns the files written.
 
     external_data: keep weights in encoder.onnx.data; None decides by the weights' size.
@@ -89,21 +93,31 @@ def _declare_unused_inputs(graph) -> None:
     graph.graph.input.extend(inputs)
 
 
-def build_bundle(model, out: Path, body_model_file: Path, provenance: dict, camera_anchor: str,
+def build_bundle(model, out: Path, *, provenance: dict, camera_anchor: str, body_model: str | Path | None = None,
                  preset_name: str | None = None, overwrite: bool = False, external_data: bool | None = None,
                  merge_record: dict | None = None) -> Bundle:
-    """Export `model` and write a complete bundle at `out` with the given body model file.
+    """Export `model` and write a complete bundle at `out`.
 
-    camera_anchor: what the model's crop camera places, one of bundle.CAMERA_ANCHORS ("body_origin" for
-    HMR2.0 checkpoints, "pelvis" for models trained here).
-    The manifest's `encoder.merge` holds the model's MergePlan ("plan") and `merge_record` (how it was
-    calibrated), or None for an unmerged encoder.
+    Args:
+        provenance: where the weights come from (the manifest's "provenance"; "source" names it).
+        camera_anchor: what the model's crop camera places, one of bundle.CAMERA_ANCHORS ("body_origin" for
+            HMR2.0 checkpoints, "pelvis" for models trained here).
+        body_model: the SMPL file to ship; None ships the synthetic body.
+        preset_name: the encoder preset the model was built from, if any.
+        overwrite: replace an existing bundle at `out`.
+        external_data: keep the weights in encoder.onnx.data; None decides by their size.
+        merge_record: how the model's merge plan was calibrated. The manifest's `encoder.merge` holds the
+            MergePlan ("plan") and this record, or None for an unmerged encoder.
     """
     from fasthmr_model.body.model_file import load_body_model_file
 
-    body_name = load_body_model_file(body_model_file).model_name
     with tempfile.TemporaryDirectory(prefix="fasthmr-export-") as scratch:
-        written = export_encoder_onnx(model, Path(scratch), external_data)
+        if body_model is None:
+            from fasthmr_model.body.synthetic import write_synthetic_body
+
+            body_model = write_synthetic_body(Path(scratch) / BODY_MODEL_FILE)
+        body_name = load_body_model_file(body_model).model_name
+        written = export_encoder_onnx(model, Path(scratch), external_data=external_data)
         manifest = {
             "encoder": {
                 "file": ENCODER_FILE,
@@ -123,8 +137,20 @@ def build_bundle(model, out: Path, body_model_file: Path, provenance: dict, came
             "provenance": provenance,
         }
         files = {path.name: path for path in written}
-        files[BODY_MODEL_FILE] = Path(body_model_file)
+        files[BODY_MODEL_FILE] = Path(body_model)
         return write_bundle(out, files, manifest, overwrite=overwrite)
+
+
+def write_untrained_bundle(preset_name: str, out: Path, *, seed: int = 0, body_model: str | Path | None = None,
+                           overwrite: bool = False) -> Bundle:
+    """A randomly initialised encoder of a preset as a bundle, labelled untrained (timing and plumbing)."""
+    from fasthmr_model.encoder.config import preset
+    from fasthmr_model.encoder.model import build_encoder
+
+    provenance = {"source": "untrained", "seed": seed,
+                  "description": f"randomly initialised {preset_name} encoder: for timing and plumbing, not accuracy"}
+    return build_bundle(build_encoder(preset(preset_name), seed=seed), Path(out), provenance=provenance,
+                        camera_anchor="pelvis", body_model=body_model, preset_name=preset_name, overwrite=overwrite)
 
 
 def encoder_reference_outputs(model, images: np.ndarray, person_tokens: np.ndarray) -> dict[str, np.ndarray]:
@@ -132,6 +158,22 @@ def encoder_reference_outputs(model, images: np.ndarray, person_tokens: np.ndarr
     with torch.no_grad():
         outputs = model(torch.from_numpy(images), torch.from_numpy(person_tokens))
     return {name: value.numpy() for name, value in zip(OUTPUT_NAMES, outputs)}
+
+
+def parity_inputs(batch: int = PARITY_BATCH, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Random normalised images (batch, 3, 256, 192) and person-token flags (batch, 192) for comparing runtimes."""
+    rng = np.random.default_rng(seed)
+    images = rng.standard_normal((batch, 3, IMAGE_HEIGHT, IMAGE_WIDTH)).astype(np.float32)
+    person_tokens = (rng.random((batch, NUM_TOKENS)) < 0.4).astype(np.float32)
+    return images, person_tokens
+
+
+def encoder_parity(model, bundle: Bundle) -> float:
+    """Largest absolute difference between PyTorch and ONNX Runtime (CPU) over every encoder output."""
+    images, person_tokens = parity_inputs()
+    reference = encoder_reference_outputs(model, images, person_tokens)
+    produced = EncoderSession(bundle, RuntimeConfig(provider="cpu")).run(images, person_tokens)
+    return max(float(np.abs(reference[name] - value).max()) for name, value in produced._asdict().items())
 
 
 # A probe's parameter p may appear in the graph as p, as p transposed (MatMul operands), or as one of the two
@@ -152,8 +194,7 @@ def load_encoder_from_bundle(bundle: Bundle, tolerance: float = 1e-4):
     """
     from fasthmr_model.encoder.model import FastHMREncoder
 
-    merge = bundle.manifest["encoder"].get("merge")
-    plan = MergePlan.from_dict(merge["plan"] if merge else None)
+    plan = bundle.merge_plan
     config = bundle.encoder_config
     probe = FastHMREncoder(config, plan).eval()
     generator = torch.Generator().manual_seed(0)
@@ -202,8 +243,6 @@ def load_encoder_from_bundle(bundle: Bundle, tolerance: float = 1e-4):
     model = FastHMREncoder(config, plan)
     model.load_state_dict({name: torch.from_numpy(np.array(value)) for name, value in state.items()})
     model.eval()
-    from fasthmr_model.tools import encoder_parity
-
     error = encoder_parity(model, bundle)
     if not error <= tolerance:
         raise BundleError(f"the weights read from {bundle.encoder_path} reproduce its outputs only to {error:.2e} "

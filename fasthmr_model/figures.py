@@ -1,7 +1,7 @@
 """`fasthmr figure`: a grid of test-split crops with the predicted mesh drawn over them (for the README).
 
-The mesh is posed from the encoder's pose and shape and placed by its crop camera (HMR2.0's 5000 px
-focal length in the 256 px crop), rasterised with a z-buffer and shaded per face, half transparent.
+The mesh is posed from the encoder's pose and shape and placed by its crop camera (HMR2.0's
+CROP_FOCAL_PX in the 256 px crop), rasterised with a z-buffer and shaded per face, half transparent.
 """
 
 from __future__ import annotations
@@ -13,14 +13,14 @@ from PIL import Image
 
 from fasthmr_model.body.lbs import BodyModel
 from fasthmr_model.body.rotations import rot6d_to_matrix
+from fasthmr_model.body.skeleton import NUM_JOINTS
 from fasthmr_model.bundle import Bundle
 from fasthmr_model.data.crop import CROP_COLUMN_OFFSET, normalise_windows
 from fasthmr_model.data.render import rasterize
 from fasthmr_model.data.world import CropSet
-from fasthmr_model.encoder.config import CROP_SIZE
+from fasthmr_model.encoder.config import CROP_FOCAL_PX, CROP_SIZE
 from fasthmr_model.runtime import EncoderSession
 
-CROP_FOCAL_PX = 5000.0
 # Crop pixel i has its centre at normalised coordinate (i + 0.5 - 128) / 256.
 CROP_INTRINSICS = np.array([[CROP_FOCAL_PX, 0.0, CROP_SIZE / 2 - 0.5 - CROP_COLUMN_OFFSET],
                             [0.0, CROP_FOCAL_PX, CROP_SIZE / 2 - 0.5], [0.0, 0.0, 1.0]])
@@ -48,7 +48,7 @@ def prediction_grid(bundle: Bundle, crops: CropSet, count: int = 16, columns: in
     windows = np.asarray(crops.windows[chosen])
     output = EncoderSession(bundle).run(normalise_windows(windows), np.asarray(crops.person_tokens[chosen], np.float32))
     body = BodyModel.from_file(bundle.body_model_path)
-    rotmats = rot6d_to_matrix(output.pose_6d.reshape(count, 24, 6))
+    rotmats = rot6d_to_matrix(output.pose_6d.reshape(count, NUM_JOINTS, 6))
     scale = np.maximum(output.cam[:, 0], 1e-2)
     placement = np.stack([output.cam[:, 1], output.cam[:, 2], 2 * CROP_FOCAL_PX / (CROP_SIZE * scale)], axis=1)
     if bundle.camera_anchor == "pelvis":  # as the pipeline does: the camera placed the pelvis

@@ -16,9 +16,11 @@ import torch
 
 from fasthmr_model.body.lbs import BodyModel
 from fasthmr_model.body.rotations import rot6d_to_matrix
+from fasthmr_model.body.skeleton import NUM_BETAS, NUM_JOINTS
 from fasthmr_model.bundle import Bundle
 from fasthmr_model.data.crop import normalise_windows
 from fasthmr_model.data.world import CropSet
+from fasthmr_model.encoder.config import POSE_6D_SIZE
 from fasthmr_model.encoder.eclm import BASE_ONLY_TENSORS, merge_backbone_state, search_merge_windows
 from fasthmr_model.encoder.merge_plan import MergePlan
 from fasthmr_model.encoder.model import FastHMREncoder
@@ -91,7 +93,7 @@ class PlanEvaluator:
             else:
                 betas, pose_6d = self._predict_from_block(merged_encoder(self.original, plan),
                                                           plan.merged_windows[0][0])
-            rotmats = rot6d_to_matrix(pose_6d.reshape(-1, 24, 6))
+            rotmats = rot6d_to_matrix(pose_6d.reshape(-1, NUM_JOINTS, 6))
             joints = self.body.forward(betas.astype(np.float64), rotmats.astype(np.float64), with_vertices=False)[1]
             rooted = [points - points[:, list(EMDB_ROOT_JOINTS)].mean(axis=1, keepdims=True)
                       for points in (joints, self.true_joints)]
@@ -139,8 +141,8 @@ def predict(model: FastHMREncoder, crops: CropSet, person_tokens: np.ndarray, de
             ) -> tuple[np.ndarray, np.ndarray]:
     """PyTorch predictions for every crop: betas (N, 10), pose_6d (N, 144)."""
     count = len(crops)
-    betas = np.empty((count, 10), np.float32)
-    pose_6d = np.empty((count, 144), np.float32)
+    betas = np.empty((count, NUM_BETAS), np.float32)
+    pose_6d = np.empty((count, POSE_6D_SIZE), np.float32)
     with torch.no_grad():
         for start in range(0, count, PREDICT_BATCH):
             window = slice(start, min(start + PREDICT_BATCH, count))
@@ -158,8 +160,7 @@ def merge_bundle(bundle: Bundle, out: Path, crops: CropSet, tau_mm: float, token
     token_plan: every field but `merged_windows` is taken from it (the token schedule, its options, and
     which tensors ECLM merges).
     """
-    from fasthmr_model.export import build_bundle
-    from fasthmr_model.tools import encoder_parity
+    from fasthmr_model.export import build_bundle, encoder_parity
 
     if crops.split_name == "test":
         raise FastHMRError("the test split is only evaluated: calibrate on 'val' (or 'train')")
@@ -190,15 +191,14 @@ def merge_bundle(bundle: Bundle, out: Path, crops: CropSet, tau_mm: float, token
         },
     }
     # The source bundle by folder name and encoder checksum, never by its path on this machine.
-    encoder_sha256 = bundle.manifest["files"][bundle.manifest["encoder"]["file"]]["sha256"]
-    provenance = {**bundle.manifest.get("provenance", {}),
-                  "merged_from": {"bundle": Path(bundle.path).name, "encoder_sha256": encoder_sha256}}
-    if bundle.manifest.get("decoder"):
+    provenance = {**bundle.provenance,
+                  "merged_from": {"bundle": Path(bundle.path).name, "encoder_sha256": bundle.encoder_sha256}}
+    if bundle.has_decoder:
         # The decoder was trained on the unmerged encoder's features; the merged encoder's differ.
         progress(f"{bundle.path}'s temporal decoder is not carried over: it was trained on the unmerged encoder's "
                  f"features; train one for {out} with `fasthmr train decoder --bundle {out}`")
-    merged_bundle = build_bundle(merged, Path(out), bundle.body_model_path, provenance,
-                                 bundle.manifest["encoder"]["camera_anchor"], bundle.manifest["encoder"].get("preset"),
-                                 overwrite=overwrite, merge_record=record)
+    merged_bundle = build_bundle(merged, Path(out), provenance=provenance,
+                                 camera_anchor=bundle.camera_anchor, body_model=bundle.body_model_path,
+                                 preset_name=bundle.preset, overwrite=overwrite, merge_record=record)
     record["onnx_parity"] = encoder_parity(merged, merged_bundle)
     return merged_bundle, record

@@ -24,6 +24,7 @@ import dataclasses
 
 import numpy as np
 
+from fasthmr_model.body.skeleton import NUM_JOINTS
 from fasthmr_model.errors import InputError
 from fasthmr_model.tracking import match_boxes
 
@@ -206,8 +207,8 @@ def benchmark_joints(convention, smpl_joints, vertices=None, h36m_regressor=None
     if convention not in CONVENTIONS:
         raise InputError(f"convention must be one of {CONVENTIONS}, got {convention!r}.")
     smpl_joints = _as_points(smpl_joints, "smpl_joints")
-    if smpl_joints.shape[-2] != 24:
-        raise InputError(f"smpl_joints must hold SMPL's 24 joints, got shape {smpl_joints.shape}.")
+    if smpl_joints.shape[-2] != NUM_JOINTS:
+        raise InputError(f"smpl_joints must hold SMPL's {NUM_JOINTS} joints, got shape {smpl_joints.shape}.")
     if convention == "emdb":
         if h36m_regressor is not None:
             raise InputError("EMDB is scored on SMPL's 24 joints: do not pass an H36M regressor.")

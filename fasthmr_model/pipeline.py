@@ -1,7 +1,8 @@
 """One camera frame through the model: crops -> encoder session -> SMPL-format bodies in the camera frame.
 
-This is the hot path the ROS node and the tools share (DESIGN.md, "One frame, start to end"). Run-time
-module: numpy and onnxruntime only.
+The per-frame stage of the stream (fasthmr_model.stream.StreamPipeline, which adds tracks and the temporal
+decoder), and on its own the per-frame reference of the tests and tools. Run-time module: numpy and
+onnxruntime only.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ import numpy as np
 
 from fasthmr_model.body.lbs import BodyModel
 from fasthmr_model.body.rotations import matrix_to_axis_angle, rot6d_to_matrix
+from fasthmr_model.body.skeleton import NUM_BETAS, NUM_JOINTS
 from fasthmr_model.bundle import Bundle, load_bundle
 from fasthmr_model.data.crop import PreprocessConfig, camera_translation, prepare_persons, validate_intrinsics
-from fasthmr_model.encoder.config import NUM_BODY_JOINTS
+from fasthmr_model.encoder.config import CAM_SIZE, POSE_6D_SIZE
 from fasthmr_model.errors import InputError
 from fasthmr_model.runtime import EncoderSession, RuntimeConfig
 
@@ -83,12 +85,12 @@ class FramePipeline:
         count = len(crops.ids)
         if encoded is None:
             feature_size = self.bundle.feature_size
-            pose_6d = np.zeros((0, 6 * NUM_BODY_JOINTS), np.float32)
-            betas, cam, feature = np.zeros((0, 10), np.float32), np.zeros((0, 3), np.float32), np.zeros(
+            pose_6d = np.zeros((0, POSE_6D_SIZE), np.float32)
+            betas, cam, feature = np.zeros((0, NUM_BETAS), np.float32), np.zeros((0, CAM_SIZE), np.float32), np.zeros(
                 (0, feature_size), np.float32)
         else:
             pose_6d, betas, cam, feature = encoded
-        rotmats = rot6d_to_matrix(pose_6d.reshape(count, NUM_BODY_JOINTS, 6))
+        rotmats = rot6d_to_matrix(pose_6d.reshape(count, NUM_JOINTS, 6))
         translation = camera_translation(cam, crops.crop_boxes, intrinsics)
         if self.bundle.camera_anchor == "pelvis":  # the camera placed the pelvis, not the body's origin
             translation = translation - self.body_model.rest_joints(betas)[:, 0]

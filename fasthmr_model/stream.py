@@ -30,7 +30,7 @@ import numpy as np
 from fasthmr_model.body.rotations import matrix_to_axis_angle
 from fasthmr_model.bundle import Bundle
 from fasthmr_model.data.crop import PreprocessConfig, crop_visible_fraction
-from fasthmr_model.decoder.runtime import StreamingDecoder, has_decoder
+from fasthmr_model.decoder.runtime import StreamingDecoder
 from fasthmr_model.errors import FastHMRError, InputError
 from fasthmr_model.pipeline import FramePipeline, FrameResult
 from fasthmr_model.runtime import RuntimeConfig
@@ -100,7 +100,7 @@ class StreamPipeline:
         self.frames = FramePipeline(bundle, runtime, preprocess, body_model_path)
         self.tracker = Tracker(stream)
         self.decoder = (StreamingDecoder(self.bundle, self.body_model, runtime)
-                        if temporal and has_decoder(self.bundle) else None)
+                        if temporal and self.bundle.has_decoder else None)
 
     @property
     def bundle(self) -> Bundle:

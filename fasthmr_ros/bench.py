@@ -176,12 +176,12 @@ def main(argv: list[str] | None = None) -> None:
     if args.bundle is not None or (default_bundle_path() / "manifest.json").is_file():
         run(args.bundle, args.frames, args.repeats)
         return
-    from fasthmr_model.tools import write_untrained_bundle
+    from fasthmr_model.export import write_untrained_bundle
 
     with tempfile.TemporaryDirectory(prefix="fasthmr-bench-") as folder:
         print("no default bundle is shipped yet: timing with an untrained tiny bundle (the overhead does not "
               "depend on the weights)")
-        run(write_untrained_bundle("tiny", seed=0, out=Path(folder) / "tiny").path, args.frames, args.repeats)
+        run(write_untrained_bundle("tiny", Path(folder) / "tiny", seed=0).path, args.frames, args.repeats)
 
 
 if __name__ == "__main__":

@@ -59,6 +59,7 @@ def _overlay_images(bag: Path, outputs: Path, folder: Path, body_model) -> list[
     from PIL import Image as PilImage
 
     from fasthmr_model.body.rotations import axis_angle_to_matrix
+    from fasthmr_model.body.skeleton import NUM_JOINTS
     from fasthmr_model.figures import overlay_mesh
     from fasthmr_ros.bags import BagReader, read_topic
     from fasthmr_ros.stamps import stamp_nanoseconds
@@ -82,7 +83,7 @@ def _overlay_images(bag: Path, outputs: Path, folder: Path, body_model) -> list[
             image = image_to_rgb(item.message)
             intrinsics = np.array(camera_info.k).reshape(3, 3)
             for body in bodies[stamp]:
-                rotmats = axis_angle_to_matrix(np.array(body.pose, np.float64).reshape(1, 24, 3))
+                rotmats = axis_angle_to_matrix(np.array(body.pose, np.float64).reshape(1, NUM_JOINTS, 3))
                 translation = np.array([[body.translation.x, body.translation.y, body.translation.z]])
                 vertices, _ = body_model.forward(np.array([body.betas], np.float64), rotmats, translation)
                 image = overlay_mesh(image, vertices[0], body_model.faces, intrinsics)

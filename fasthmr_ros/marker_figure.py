@@ -108,7 +108,7 @@ def write_figure(bundle_path: Path | None, out: Path, seed: int, people: int) ->
     ((image, mask, intrinsics),) = synthetic_frames(stream.body_model, people, 1, seed=seed)
     outputs = FrameProcessor(stream).process(frame_messages(image, mask, intrinsics, 1.0), markers_wanted=True)
     markers = deserialize_message(outputs.markers, MarkerArray).markers
-    provenance = stream.bundle.manifest.get("provenance", {})
+    provenance = stream.bundle.provenance
     caption = (f"bundle: {provenance.get('source', 'unknown')} ({provenance.get('description', '')}); "
                f"synthetic frame, seed {seed}; drawn from the node's MarkerArray by fasthmr_ros.marker_figure")
     figure = draw(image, mask, markers, intrinsics, caption)

@@ -195,7 +195,7 @@ class FastHMRNode(LifecycleNode):
             self.get_logger().error(f"cannot configure: {reason}")
             return TransitionCallbackReturn.FAILURE
         self._stream, self._processor = stream, processor
-        provenance = stream.bundle.manifest.get("provenance", {}).get("source", "unknown")
+        provenance = stream.bundle.provenance.get("source", "unknown")
         device = "CPU" if stream.provider == "CPUExecutionProvider" else "GPU"
         decoder = "temporal decoder" if stream.decoder is not None else "no temporal decoder"
         self.get_logger().info(

@@ -16,6 +16,7 @@ from std_msgs.msg import Header
 from visualization_msgs.msg import Marker
 
 from fasthmr_model.body.rotations import matrix_to_quaternion
+from fasthmr_model.body.skeleton import NUM_BETAS, NUM_JOINTS
 from fasthmr_model.errors import InputError
 from fasthmr_model.pipeline import FrameResult
 from fasthmr_model.stream import StreamResult
@@ -60,9 +61,9 @@ def smpl_body_array(header: Header, body_model_name: str, track_ids: np.ndarray,
         x0, y0, x1, y1 = boxes[index]  # pixel edges: pixel u spans [u - 0.5, u + 0.5]
         body.box.x_offset, body.box.y_offset = int(round(x0 + 0.5)), int(round(y0 + 0.5))
         body.box.width, body.box.height = int(round(x1 - x0)), int(round(y1 - y0))
-        body.betas = _fixed(betas[index], 10, "betas")
-        body.pose = _fixed(axis_angle[index], 72, "pose")
-        body.joints = _fixed(joints[index], 72, "joints")
+        body.betas = _fixed(betas[index], NUM_BETAS, "betas")
+        body.pose = _fixed(axis_angle[index], 3 * NUM_JOINTS, "pose")
+        body.joints = _fixed(joints[index], 3 * NUM_JOINTS, "joints")
         body.translation.x, body.translation.y, body.translation.z = (float(v) for v in translation[index])
         body.pose_source = int(pose_source[index])
         message.bodies.append(body)

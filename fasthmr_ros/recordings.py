@@ -18,6 +18,7 @@ from std_msgs.msg import Header
 
 from fasthmr_model.body.lbs import BodyModel
 from fasthmr_model.body.rotations import matrix_to_axis_angle
+from fasthmr_model.body.skeleton import NUM_BETAS, NUM_JOINTS
 from fasthmr_model.errors import InputError
 from fasthmr_ros.bags import BODIES_TYPE, CAMERA_INFO_TYPE, IMAGE_TYPE, BagTopics, BagWriter
 from fasthmr_ros.image_conversion import array_to_image
@@ -115,8 +116,9 @@ def write_recording(path: str | Path, frames: Iterable[RecordedFrame], body_mode
                                         matrix_to_axis_angle(rotmats), translation, joints, np.ones(len(people)),
                                         SmplBody.POSE_PER_FRAME)
             else:
-                truth = smpl_body_array(header, name, np.zeros(0), np.zeros((0, 4)), np.zeros((0, 10)),
-                                        np.zeros((0, 24, 3)), np.zeros((0, 3)), np.zeros((0, 24, 3)), np.zeros(0),
+                truth = smpl_body_array(header, name, np.zeros(0), np.zeros((0, 4)), np.zeros((0, NUM_BETAS)),
+                                        np.zeros((0, NUM_JOINTS, 3)), np.zeros((0, 3)), np.zeros((0, NUM_JOINTS, 3)),
+                                        np.zeros(0),
                                         SmplBody.POSE_PER_FRAME)
             writer.write(topics.ground_truth, BODIES_TYPE, received, truth)
             count += 1

@@ -25,6 +25,7 @@ import numpy as np
 
 from fasthmr_model.body.lbs import BodyModel
 from fasthmr_model.body.rotations import axis_angle_to_matrix
+from fasthmr_model.body.skeleton import NUM_JOINTS
 from fasthmr_model.metrics import StreamAccuracy
 from fasthmr_model.stream import StreamPipeline
 from fasthmr_ros.bags import BODIES_TYPE, MARKERS_TYPE, PEOPLE_TYPE, BagReader, BagTopics, BagWriter
@@ -129,7 +130,7 @@ def body_arrays(body_model: BodyModel, bodies: list) -> tuple[np.ndarray, np.nda
     boxes = np.array([[body.box.x_offset, body.box.y_offset, body.box.x_offset + body.box.width,
                        body.box.y_offset + body.box.height] for body in bodies], np.float64).reshape(-1, 4)
     betas = np.array([body.betas for body in bodies], np.float64).reshape(len(bodies), -1)
-    rotmats = axis_angle_to_matrix(np.array([body.pose for body in bodies], np.float64).reshape(-1, 24, 3))
+    rotmats = axis_angle_to_matrix(np.array([body.pose for body in bodies], np.float64).reshape(-1, NUM_JOINTS, 3))
     translation = np.array([[body.translation.x, body.translation.y, body.translation.z] for body in bodies]
                            ).reshape(-1, 3)
     vertices, joints = body_model.forward(betas, rotmats, translation)

@@ -16,14 +16,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from fasthmr_model.body.skeleton import NUM_JOINTS
 from fasthmr_model.body.synthetic import write_synthetic_body
 from fasthmr_model.decoder.config import DecoderConfig
 from fasthmr_model.decoder.export import bundle_with_decoder, decoder_parity
-from fasthmr_model.decoder.pose import FEATURE_SIZE
+from fasthmr_model.decoder.pose import POSE_SIZE
 from fasthmr_model.decoder.train import EncoderErrors, TrainingConfig, one_step_decoder, train_denoiser, train_vae
 from fasthmr_model.encoder.config import PRESETS
 from fasthmr_model.encoder.model import build_encoder
-from fasthmr_model.tools import bundle_with_body_model
+from fasthmr_model.export import build_bundle
 
 
 def main(out: Path, device: str) -> dict:
@@ -35,20 +36,20 @@ def main(out: Path, device: str) -> dict:
                             device=device)
     body = write_synthetic_body(out / "body.npz")
     started = time.perf_counter()
-    vae = train_vae(out / "vae", body, sizes, config, progress=False, errors=EncoderErrors(np.full(24, 0.1),
-                                                                                           np.full(24, 0.03)))
+    errors = EncoderErrors(np.full(NUM_JOINTS, 0.1), np.full(NUM_JOINTS, 0.03))
+    vae = train_vae(out / "vae", body, sizes, config, progress=False, errors=errors)
     rng = np.random.default_rng(0)
 
     def sequence(frames):
         return (rng.standard_normal((frames, sizes.feature_size)).astype(np.float32),
-                rng.standard_normal((frames, FEATURE_SIZE)).astype(np.float32),
-                rng.standard_normal((frames, FEATURE_SIZE)).astype(np.float32))
+                rng.standard_normal((frames, POSE_SIZE)).astype(np.float32),
+                rng.standard_normal((frames, POSE_SIZE)).astype(np.float32))
 
     denoiser, scale = train_denoiser(out / "denoiser", vae, [sequence(30), sequence(20)], config, False,
                                      [sequence(12), sequence(9), sequence(15)])
     wall = time.perf_counter() - started
-    encoder_bundle = bundle_with_body_model(build_encoder(PRESETS["tiny"], seed=3), out / "encoder",
-                                            {"source": "untrained"}, None, "pelvis", "tiny", overwrite=False)
+    encoder_bundle = build_bundle(build_encoder(PRESETS["tiny"], seed=3), out / "encoder",
+                                  provenance={"source": "untrained"}, camera_anchor="pelvis", preset_name="tiny")
     model = one_step_decoder(vae, denoiser, scale)
     bundle = bundle_with_decoder(encoder_bundle, model, out / "with-decoder", {"source": "cuda check"})
     log = [json.loads(line) for line in (out / "denoiser" / "log.jsonl").read_text().splitlines()]

@@ -71,6 +71,6 @@ def ros_test_environment(monkeypatch):
 @pytest.fixture(scope="session")
 def untrained_tiny_bundle(tmp_path_factory):
     """A randomly initialised `tiny` bundle with the synthetic body (about 2 s to export, once per session)."""
-    from fasthmr_model.tools import write_untrained_bundle
+    from fasthmr_model.export import write_untrained_bundle
 
-    return write_untrained_bundle("tiny", seed=0, out=tmp_path_factory.mktemp("bundles") / "untrained-tiny")
+    return write_untrained_bundle("tiny", tmp_path_factory.mktemp("bundles") / "untrained-tiny", seed=0)

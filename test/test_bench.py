@@ -10,8 +10,8 @@ from fasthmr_model.bench import VARIANTS, dumps, format_table, plot, summarise, 
 from fasthmr_model.encoder.config import PRESETS
 from fasthmr_model.encoder.merge_plan import MergePlan
 from fasthmr_model.encoder.model import build_encoder
+from fasthmr_model.export import build_bundle
 from fasthmr_model.runtime import RuntimeConfig
-from fasthmr_model.tools import bundle_with_body_model
 
 
 def test_four_variants_side_by_side(tmp_path):
@@ -20,8 +20,8 @@ def test_four_variants_side_by_side(tmp_path):
     assert list(plans) == list(VARIANTS)
     assert plans["eclm"] == MergePlan(merged_windows=((10, 11),))
     assert plans["mask_tome"] == MergePlan(token_schedule=(40, 40, 22)) and plans["both"] == merged
-    bundles = {name: bundle_with_body_model(build_encoder(PRESETS["tiny"], seed=1, plan=plan), tmp_path / name,
-                                            {"source": "untrained"}, None, "pelvis", "tiny", overwrite=False)
+    bundles = {name: build_bundle(build_encoder(PRESETS["tiny"], seed=1, plan=plan), tmp_path / name,
+                                  provenance={"source": "untrained"}, camera_anchor="pelvis", preset_name="tiny")
                for name, plan in plans.items()}
     latencies = time_variants(bundles, batch=2, warmup=1, repeats=3, runtime=RuntimeConfig(provider="cpu"))
     assert all(len(values) == 3 and min(values) > 0 for values in latencies.values())

@@ -7,9 +7,10 @@ import os
 
 import pytest
 
-from fasthmr_model.bundle import MANIFEST_NAME, describe_bundle, load_bundle, write_bundle
+from fasthmr_model.bundle import MANIFEST_NAME, describe_bundle, load_bundle, sha256_of, write_bundle
 from fasthmr_model.cli import main
 from fasthmr_model.encoder.config import PRESETS
+from fasthmr_model.encoder.merge_plan import MergePlan
 from fasthmr_model.errors import BundleError
 
 
@@ -38,9 +39,26 @@ def test_written_bundle_loads_and_describes(bundle_path):
     bundle = load_bundle(bundle_path)
     assert bundle.encoder_config == PRESETS["tiny"]
     assert bundle.feature_size == PRESETS["tiny"].head_width
-    assert set(bundle.manifest["files"]) == {"encoder.onnx", "body_model.npz"}
+    assert set(bundle.file_names) == {"encoder.onnx", "body_model.npz"}
     text = describe_bundle(bundle)
     assert "12 blocks x 128" in text and "test body" in text
+
+
+def test_accessors_of_an_unmerged_bundle_without_a_decoder(bundle_path):
+    bundle = load_bundle(bundle_path)
+    assert bundle.merge is None and bundle.merge_plan == MergePlan()
+    assert not bundle.has_decoder and bundle.decoder is None
+    assert bundle.preset is None and bundle.mean_parameters is None
+    assert bundle.provenance == {"source": "test"}
+    assert bundle.encoder_sha256 == sha256_of(bundle.encoder_path)
+
+
+def test_a_decoder_section_missing_keys_is_refused(tmp_path, sources):
+    fields = dict(manifest_fields(), decoder={"file": "encoder.onnx", "window": 8})
+    bundle = write_bundle(tmp_path / "bundle", sources, fields)
+    assert bundle.has_decoder
+    with pytest.raises(BundleError, match="decoder section lacks"):
+        bundle.decoder
 
 
 def test_written_bundle_is_readable_by_other_users(bundle_path):
@@ -104,7 +122,7 @@ def test_existing_bundle_is_not_overwritten_by_accident(bundle_path, sources):
         write_bundle(bundle_path, sources, manifest_fields())
     fields = manifest_fields()
     fields["provenance"] = {"source": "second"}
-    assert write_bundle(bundle_path, sources, fields, overwrite=True).manifest["provenance"]["source"] == "second"
+    assert write_bundle(bundle_path, sources, fields, overwrite=True).provenance["source"] == "second"
     assert sorted(p.name for p in bundle_path.parent.iterdir()) == ["bundle", "sources"]
 
 

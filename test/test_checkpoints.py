@@ -19,8 +19,8 @@ from fasthmr_model.cli import main
 from fasthmr_model.encoder.config import EncoderConfig
 from fasthmr_model.encoder.model import FastHMREncoder
 from fasthmr_model.errors import CheckpointError
+from fasthmr_model.export import parity_inputs
 from fasthmr_model.runtime import EncoderSession, RuntimeConfig
-from fasthmr_model.tools import parity_inputs
 
 # Small but with HMR2.0's structure; 4 backbone heads of 16 is not HMR2.0's head dim, so the test passes it.
 SMALL = EncoderConfig(width=64, depth=3, num_heads=4, mlp_width=128, head_width=96, head_depth=2, head_heads=8,
@@ -132,10 +132,10 @@ def test_convert_cli_reproduces_reference_through_onnxruntime(checkpoint_file, t
     assert main(["convert-hmr2", str(path), "--out", str(out), "--backbone-heads", "4"]) == 0
     assert "max abs difference" in capsys.readouterr().out
     bundle = load_bundle(out)
-    assert bundle.manifest["provenance"]["source"] == "hmr2-checkpoint"
+    assert bundle.provenance["source"] == "hmr2-checkpoint"
     # The checkpoint by name and checksum, never by its path on this machine.
-    assert bundle.manifest["provenance"]["checkpoint"] == path.name
-    assert bundle.manifest["provenance"]["checkpoint_sha256"] == sha256_of(path)
+    assert bundle.provenance["checkpoint"] == path.name
+    assert bundle.provenance["checkpoint_sha256"] == sha256_of(path)
     images, person_tokens = parity_inputs(batch=3, seed=1)
     produced = EncoderSession(bundle, RuntimeConfig(provider="cpu")).run(images, person_tokens)
     reference = reference_forward(state, torch.from_numpy(images), backbone_heads=4, head_heads=8)

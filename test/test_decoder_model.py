@@ -15,7 +15,7 @@ from fasthmr_model.decoder.config import DecoderConfig
 from fasthmr_model.decoder.diffusion import diffusion_schedule
 from fasthmr_model.decoder.export import bundle_with_decoder, decoder_parity
 from fasthmr_model.decoder.model import Denoiser, MotionVAE, OneStepDecoder
-from fasthmr_model.decoder.pose import FEATURE_SIZE
+from fasthmr_model.decoder.pose import POSE_SIZE
 from fasthmr_model.decoder.runtime import DecoderSession, StreamingDecoder, decode_causal, decode_offline
 from fasthmr_model.runtime import RuntimeConfig
 from fasthmr_model.decoder.train import (
@@ -25,7 +25,7 @@ from fasthmr_model.decoder.train import (
 from fasthmr_model.encoder.config import PRESETS
 from fasthmr_model.encoder.model import build_encoder
 from fasthmr_model.errors import BundleError, FastHMRError, InputError
-from fasthmr_model.tools import bundle_with_body_model
+from fasthmr_model.export import build_bundle
 
 TINY = DecoderConfig(window=6, feature_size=PRESETS["tiny"].head_width, latent_tokens=2, latent_size=8, width=32,
                      num_heads=2, mlp_width=64, vae_layers=3, denoiser_layers=3)
@@ -80,8 +80,8 @@ def test_vae_and_denoiser_train(tmp_path):
     np.testing.assert_allclose(EncoderErrors.from_dict(stored).mean, errors.mean, atol=1e-4)  # kept in degrees, 3 decimals
     rng = np.random.default_rng(0)
     series = [(rng.standard_normal((30, TINY.feature_size)).astype(np.float32),
-               rng.standard_normal((30, FEATURE_SIZE)).astype(np.float32),
-               rng.standard_normal((30, FEATURE_SIZE)).astype(np.float32))]
+               rng.standard_normal((30, POSE_SIZE)).astype(np.float32),
+               rng.standard_normal((30, POSE_SIZE)).astype(np.float32))]
     denoiser, scale = train_denoiser(tmp_path / "denoiser", vae, series, config, progress=False)
     assert scale > 0 and isinstance(denoiser, Denoiser)
     torch.testing.assert_close(denoiser.pose_std, vae.pose_std)  # frame poses are normalised as the VAE's input
@@ -94,8 +94,8 @@ def test_vae_and_denoiser_train(tmp_path):
 def decoder_bundle(tmp_path_factory):
     torch.manual_seed(0)
     folder = tmp_path_factory.mktemp("decoder")
-    encoder_bundle = bundle_with_body_model(build_encoder(PRESETS["tiny"], seed=3), folder / "encoder",
-                                            {"source": "untrained"}, None, "pelvis", "tiny", overwrite=False)
+    encoder_bundle = build_bundle(build_encoder(PRESETS["tiny"], seed=3), folder / "encoder",
+                                  provenance={"source": "untrained"}, camera_anchor="pelvis", preset_name="tiny")
     model = OneStepDecoder(MotionVAE(TINY).eval(), Denoiser(TINY).eval(), latent_scale=1.7).eval()
     bundle = bundle_with_decoder(encoder_bundle, model, folder / "with-decoder", {"source": "untrained"})
     return model, bundle
@@ -104,8 +104,8 @@ def decoder_bundle(tmp_path_factory):
 def test_onnx_matches_pytorch(decoder_bundle):
     model, bundle = decoder_bundle
     assert decoder_parity(model, bundle) < 1e-4
-    section = bundle.manifest["decoder"]
-    assert section["window"] == TINY.window and len(section["noise"]) == TINY.latent_tokens * TINY.latent_size
+    section = bundle.decoder
+    assert section.window == TINY.window and len(section.noise) == TINY.latent_tokens * TINY.latent_size
 
 
 def test_offline_and_causal_decoding_read_the_right_windows(decoder_bundle):
@@ -113,11 +113,11 @@ def test_offline_and_causal_decoding_read_the_right_windows(decoder_bundle):
     session = DecoderSession(bundle)
     rng = np.random.default_rng(0)
     features = rng.standard_normal((10, TINY.feature_size)).astype(np.float32)
-    poses = rng.standard_normal((10, FEATURE_SIZE)).astype(np.float32)
+    poses = rng.standard_normal((10, POSE_SIZE)).astype(np.float32)
     frames = np.concatenate([features, poses], axis=1)
     causal = decode_causal(session, frames)
     offline = decode_offline(session, frames)
-    assert causal.shape == offline.shape == (10, FEATURE_SIZE)
+    assert causal.shape == offline.shape == (10, POSE_SIZE)
     np.testing.assert_allclose(causal[9], session.run(features[None, 4:10], poses[None, 4:10])[0, -1], atol=1e-5)
     np.testing.assert_allclose(offline[5], session.run(features[None, 2:8], poses[None, 2:8])[0, 3], atol=1e-5)
     first_two = np.concatenate([np.repeat(frames[:1], 4, axis=0), frames[:2]])
@@ -135,7 +135,7 @@ def test_a_bundle_without_a_decoder_says_what_to_do(decoder_bundle, tmp_path):
     with pytest.raises(BundleError, match="fasthmr train decoder"):
         DecoderSession(encoder_only)
     with pytest.raises(InputError, match="decoder features"):
-        DecoderSession(bundle).run(np.zeros((1, 3, TINY.feature_size), np.float32), np.zeros((1, 3, FEATURE_SIZE)))
+        DecoderSession(bundle).run(np.zeros((1, 3, TINY.feature_size), np.float32), np.zeros((1, 3, POSE_SIZE)))
     with pytest.raises(InputError, match="frame poses"):
         DecoderSession(bundle).run(np.zeros((1, TINY.window, TINY.feature_size), np.float32),
                                    np.zeros((1, TINY.window, 3)))
@@ -241,7 +241,7 @@ def test_the_denoiser_starts_as_the_vae_encoder():
     vae = MotionVAE(TINY).eval()
     denoiser = Denoiser(TINY).eval()
     denoiser.start_from_vae_encoder(vae, latent_scale=2.0)
-    poses = torch.randn(3, TINY.window, FEATURE_SIZE)
+    poses = torch.randn(3, TINY.window, POSE_SIZE)
     last = torch.full((3,), TINY.timesteps - 1)
     with torch.no_grad():
         expected = vae.encode(poses)[0] / 2.0

@@ -8,7 +8,7 @@ import pytest
 from fasthmr_model.body.rotations import axis_angle_to_matrix
 from fasthmr_model.data.motion import JOINT_LIMITS, joint_angles_to_matrix, synthetic_body_model
 from fasthmr_model.decoder.pose import (
-    FEATURE_SIZE, NUM_POINTS, NUM_TWISTS, body_rest_points, encode_pose, forward_points, inverse_kinematics,
+    NUM_POINTS, NUM_TWISTS, POSE_SIZE, body_rest_points, encode_pose, forward_points, inverse_kinematics,
     split_representation, swing,
 )
 from fasthmr_model.errors import InputError
@@ -42,7 +42,7 @@ def round_trip(body, rotmats, betas):
 
 
 def test_sizes():
-    assert (NUM_POINTS, NUM_TWISTS, FEATURE_SIZE) == (29, 22, 131)
+    assert (NUM_POINTS, NUM_TWISTS, POSE_SIZE) == (29, 22, 131)
 
 
 def test_round_trip_on_random_valid_poses(body):
@@ -103,7 +103,7 @@ def test_ik_of_noisy_points_is_a_least_squares_fit(body):
 
 def test_degenerate_input_gives_rotations_not_nans(body):
     rest = body_rest_points(body, np.zeros((2, 10)))
-    recovered = inverse_kinematics(rest, np.zeros((2, FEATURE_SIZE)))
+    recovered = inverse_kinematics(rest, np.zeros((2, POSE_SIZE)))
     assert np.all(np.isfinite(recovered))
     np.testing.assert_allclose(np.linalg.det(recovered), 1.0, atol=1e-9)
 
@@ -119,7 +119,7 @@ def test_bad_shapes_raise_input_error(body):
     with pytest.raises(InputError, match="pose representation"):
         inverse_kinematics(rest, np.zeros((1, 130)))
     with pytest.raises(InputError, match="batch size"):
-        inverse_kinematics(rest, np.zeros((2, FEATURE_SIZE)))
+        inverse_kinematics(rest, np.zeros((2, POSE_SIZE)))
 
 
 def test_round_trip_with_a_bone_turned_exactly_around(body):

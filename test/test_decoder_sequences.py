@@ -12,7 +12,7 @@ from fasthmr_model.decoder.sequences import (
 )
 from fasthmr_model.encoder.config import PRESETS
 from fasthmr_model.encoder.model import build_encoder
-from fasthmr_model.tools import bundle_with_body_model
+from fasthmr_model.export import build_bundle
 
 SPEC = SequenceSplit("sequence-unit", seed=77, sequences=2, frames=6)
 
@@ -50,8 +50,8 @@ def test_split_ranges_and_cached_features(tmp_path, body):
     ranges = sequence_ranges(crops)
     assert folder.name == "sequence-val-first1x8" and len(crops) == 8
     assert len(ranges) == 1 and ranges[0] == slice(0, len(crops))
-    bundle = bundle_with_body_model(build_encoder(PRESETS["tiny"], seed=1), tmp_path / "bundle", {"source": "untrained"},
-                                    None, "pelvis", "tiny", overwrite=False)
+    bundle = build_bundle(build_encoder(PRESETS["tiny"], seed=1), tmp_path / "bundle",
+                          provenance={"source": "untrained"}, camera_anchor="pelvis", preset_name="tiny")
     first = encoder_outputs(bundle, crops, progress=False)
     assert first["feature"].shape == (len(crops), PRESETS["tiny"].head_width)
     cached = list((folder.parent / "features").glob("*.npz"))
@@ -79,8 +79,8 @@ def test_sequence_evaluation_reports_every_method(tmp_path, body):
     crops = load_crop_set(folder)
     torch.manual_seed(0)
     config = DecoderConfig(window=4, latent_tokens=2, latent_size=8, width=32, num_heads=2, mlp_width=64)
-    encoder_bundle = bundle_with_body_model(build_encoder(PRESETS["tiny"], seed=1), tmp_path / "bundle",
-                                            {"source": "untrained"}, None, "pelvis", "tiny", overwrite=False)
+    encoder_bundle = build_bundle(build_encoder(PRESETS["tiny"], seed=1), tmp_path / "bundle",
+                                  provenance={"source": "untrained"}, camera_anchor="pelvis", preset_name="tiny")
     bundle = bundle_with_decoder(encoder_bundle, OneStepDecoder(MotionVAE(config), Denoiser(config), 1.0).eval(),
                                  tmp_path / "with-decoder", {"source": "untrained"})
     result = evaluate_sequences(bundle, crops, latency_runs=3)

@@ -15,13 +15,12 @@ SHIPPED_LIMIT_BYTES = 25 * 1024 * 1024
 def test_default_bundle_loads_and_says_what_it_is():
     bundle = load_bundle()  # verifies every checksum
     assert bundle.path == default_bundle_path()
-    assert bundle.manifest["encoder"]["preset"] == "tiny"
+    assert bundle.preset == "tiny"
     assert bundle.camera_anchor == "pelvis"
-    provenance = bundle.manifest["provenance"]
+    provenance = bundle.provenance
     assert provenance["source"] == "synthetic-trained" and provenance["steps"] > 0
     # The node runs the merged encoder: Mask-ToMe's 40/40/22 schedule; no ECLM (a poor trade on `tiny`).
-    merge = bundle.manifest["encoder"]["merge"]
-    assert merge["plan"]["token_schedule"] == [40, 40, 22] and merge["plan"]["merged_windows"] == []
+    assert bundle.merge_plan.token_schedule == (40, 40, 22) and bundle.merge_plan.merged_windows == ()
     shipped = sum(path.stat().st_size for path in default_bundle_path().iterdir())
     assert shipped < SHIPPED_LIMIT_BYTES
 
@@ -50,10 +49,10 @@ def test_default_bundle_recovers_people_of_rendered_test_frames():
 
 def test_default_bundle_ships_the_decoder_with_its_provenance():
     bundle = load_bundle()
-    section = bundle.manifest["decoder"]
-    assert section["window"] == section["config"]["window"] == 8
-    assert section["encoder_file_sha256"] == bundle.manifest["files"][bundle.manifest["encoder"]["file"]]["sha256"]
-    provenance = section["provenance"]
+    section = bundle.decoder
+    assert section.window == section.config["window"] == 8
+    assert section.encoder_file_sha256 == bundle.encoder_sha256
+    provenance = section.provenance
     assert provenance["source"] == "synthetic-trained"
     assert provenance["vae"]["steps"] > 0 and provenance["denoiser"]["steps"] > 0
     assert len(provenance["vae"]["encoder_errors"]["change_deg"]) == 24  # the VAE read the encoder's errors

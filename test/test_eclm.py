@@ -17,9 +17,8 @@ from fasthmr_model.encoder.eclm import merge_backbone_state, merge_block_weights
 from fasthmr_model.encoder.merge_plan import MergePlan
 from fasthmr_model.encoder.model import build_encoder
 from fasthmr_model.errors import BundleError, FastHMRError
-from fasthmr_model.export import encoder_reference_outputs, load_encoder_from_bundle
+from fasthmr_model.export import build_bundle, encoder_reference_outputs, load_encoder_from_bundle, parity_inputs
 from fasthmr_model.merging import merged_encoder, original_encoder
-from fasthmr_model.tools import bundle_with_body_model, parity_inputs
 from tiny_encoders import perturbed_tiny_encoder
 
 
@@ -109,8 +108,8 @@ def trained_like_model():
 
 @pytest.fixture(scope="module")
 def base_bundle(trained_like_model, tmp_path_factory):
-    return bundle_with_body_model(trained_like_model, tmp_path_factory.mktemp("eclm") / "base",
-                                  {"source": "untrained"}, None, "pelvis", "tiny", overwrite=False)
+    return build_bundle(trained_like_model, tmp_path_factory.mktemp("eclm") / "base",
+                        provenance={"source": "untrained"}, camera_anchor="pelvis", preset_name="tiny")
 
 
 def test_bundles_read_back_into_pytorch(trained_like_model, base_bundle, tmp_path):
@@ -120,8 +119,8 @@ def test_bundles_read_back_into_pytorch(trained_like_model, base_bundle, tmp_pat
         torch.testing.assert_close(loaded.state_dict()[name], value, atol=0, rtol=0, msg=name)
     plan = MergePlan(merged_windows=((3, 4),), token_schedule=(40, 40, 22))
     merged = merged_encoder(loaded, plan)
-    merged_bundle = bundle_with_body_model(merged, tmp_path / "merged", {"source": "untrained"}, None, "pelvis", "tiny",
-                                           overwrite=False)
+    merged_bundle = build_bundle(merged, tmp_path / "merged",
+                                 provenance={"source": "untrained"}, camera_anchor="pelvis", preset_name="tiny")
     again = load_encoder_from_bundle(merged_bundle)
     assert again.plan == plan and len(again.backbone.blocks) == 11
     images, flags = parity_inputs(2)
@@ -149,14 +148,13 @@ def test_merge_command_writes_a_calibrated_bundle(base_bundle, tmp_path, capsys)
                  "--cache", str(cache), "--out", str(out)]) == 0
     assert "wrote" in capsys.readouterr().out
     merged = load_bundle(out)
-    record = merged.manifest["encoder"]["merge"]
+    record = merged.merge
     # tau 1000 mm: every window passes, so the search commits one window of all 12 blocks.
     assert record["eclm"]["merged_blocks"] == [list(range(12))] and record["eclm"]["tau_mm"] == 1000
     assert record["plan"]["token_schedule"] == [40, 40, 22]
     assert set(record["calibration"]) == {"split", "persons", "mpjpe_original_mm", "mpjpe_layers_merged_mm",
                                           "mpjpe_merged_mm"}
-    assert merged.manifest["provenance"]["merged_from"] == {
-        "bundle": bundle.path.name, "encoder_sha256": bundle.manifest["files"]["encoder.onnx"]["sha256"]}
+    assert merged.provenance["merged_from"] == {"bundle": bundle.path.name, "encoder_sha256": bundle.encoder_sha256}
     assert main(["merge", "--bundle", str(out), "--tau", "1", "--frames", "2", "--cache", str(cache),
                  "--out", str(tmp_path / "twice")]) == 2
     assert "already merged" in capsys.readouterr().err
@@ -165,8 +163,8 @@ def test_merge_command_writes_a_calibrated_bundle(base_bundle, tmp_path, capsys)
 def test_a_token_merged_bundle_gives_back_its_original(trained_like_model, base_bundle, tmp_path):
     """The shipped default merges tokens only: `fasthmr merge` and `fasthmr bench` start from its weights."""
     tokens_only = merged_encoder(load_encoder_from_bundle(base_bundle), MergePlan(token_schedule=(40, 40, 22)))
-    bundle = bundle_with_body_model(tokens_only, tmp_path / "tokens", {"source": "untrained"}, None, "pelvis", "tiny",
-                                    overwrite=False)
+    bundle = build_bundle(tokens_only, tmp_path / "tokens",
+                          provenance={"source": "untrained"}, camera_anchor="pelvis", preset_name="tiny")
     original = original_encoder(bundle)
     assert original.plan == MergePlan()
     for name, value in trained_like_model.state_dict().items():

@@ -10,9 +10,8 @@ import torch
 from fasthmr_model.bundle import ENCODER_CONTRACT, load_bundle
 from fasthmr_model.encoder.config import NUM_TOKENS, PRESETS, EncoderConfig
 from fasthmr_model.errors import FastHMRError, InputError
-from fasthmr_model.export import encoder_reference_outputs
+from fasthmr_model.export import build_bundle, encoder_reference_outputs, parity_inputs
 from fasthmr_model.runtime import EncoderSession, RuntimeConfig, create_session, select_providers
-from fasthmr_model.tools import bundle_with_body_model, parity_inputs
 from tiny_encoders import perturbed_tiny_encoder
 
 
@@ -24,7 +23,7 @@ def tiny_model():
 @pytest.fixture(scope="module")
 def tiny_bundle(tiny_model, tmp_path_factory):
     out = tmp_path_factory.mktemp("bundles") / "tiny"
-    return bundle_with_body_model(tiny_model, out, {"source": "untrained"}, None, "pelvis", "tiny", overwrite=False)
+    return build_bundle(tiny_model, out, provenance={"source": "untrained"}, camera_anchor="pelvis", preset_name="tiny")
 
 
 @pytest.mark.parametrize("batch", [1, 3])
@@ -58,9 +57,9 @@ def test_backbone_tokens_reach_the_head_unreshaped(tiny_model):
 
 def test_large_graphs_keep_weights_outside(tiny_model, tmp_path):
     """Graphs over protobuf's 2 GB limit (ViT-H) are written with an external data file; forced here."""
-    bundle = bundle_with_body_model(tiny_model, tmp_path / "external", {"source": "untrained"}, None, "pelvis", "tiny",
-                                    overwrite=False, external_data=True)
-    assert "encoder.onnx.data" in bundle.manifest["files"]
+    bundle = build_bundle(tiny_model, tmp_path / "external", provenance={"source": "untrained"}, camera_anchor="pelvis",
+                          preset_name="tiny", external_data=True)
+    assert "encoder.onnx.data" in bundle.file_names
     files = bundle.manifest["files"]
     assert files["encoder.onnx.data"]["bytes"] > 20 * files["encoder.onnx"]["bytes"]  # the weights sit beside it
     images, person_tokens = parity_inputs(2)

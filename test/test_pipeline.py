@@ -16,8 +16,8 @@ from fasthmr_model.data.crop import camera_translation, prepare_persons
 from fasthmr_model.encoder.config import PRESETS
 from fasthmr_model.encoder.model import build_encoder
 from fasthmr_model.errors import InputError
+from fasthmr_model.export import build_bundle
 from fasthmr_model.pipeline import FramePipeline
-from fasthmr_model.tools import bundle_with_body_model
 
 K = np.array([[500.0, 0.0, 160.0], [0.0, 500.0, 120.0], [0.0, 0.0, 1.0]])
 
@@ -25,8 +25,8 @@ K = np.array([[500.0, 0.0, 160.0], [0.0, 500.0, 120.0], [0.0, 0.0, 1.0]])
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory):
     out = tmp_path_factory.mktemp("pipeline") / "tiny"
-    return bundle_with_body_model(build_encoder(PRESETS["tiny"], seed=5), out, {"source": "untrained"}, None, "pelvis",
-                                  "tiny", overwrite=False)
+    return build_bundle(build_encoder(PRESETS["tiny"], seed=5), out,
+                        provenance={"source": "untrained"}, camera_anchor="pelvis", preset_name="tiny")
 
 
 def frame() -> tuple[np.ndarray, np.ndarray]:

@@ -12,9 +12,8 @@ from fasthmr_model.encoder.config import NUM_TOKENS, PRESETS
 from fasthmr_model.encoder.merge_plan import MergePlan, encoder_macs, schedule_for
 from fasthmr_model.encoder.tome import TokenState, descending_rank, initial_state, merge_step
 from fasthmr_model.errors import FastHMRError
-from fasthmr_model.export import encoder_reference_outputs
+from fasthmr_model.export import build_bundle, encoder_reference_outputs, parity_inputs
 from fasthmr_model.runtime import EncoderSession, RuntimeConfig
-from fasthmr_model.tools import bundle_with_body_model, parity_inputs
 from tiny_encoders import perturbed_tiny_encoder
 
 MERGED_PLAN = MergePlan(merged_windows=((8, 9),), token_schedule=(40, 40, 22))
@@ -126,7 +125,8 @@ def merged_model():
 @pytest.fixture(scope="module")
 def merged_bundle(merged_model, tmp_path_factory):
     out = tmp_path_factory.mktemp("merged") / "bundle"
-    return bundle_with_body_model(merged_model, out, {"source": "untrained"}, None, "pelvis", "tiny", overwrite=False)
+    return build_bundle(merged_model, out, provenance={"source": "untrained"}, camera_anchor="pelvis",
+                        preset_name="tiny")
 
 
 def person_flag_cases(batch: int) -> dict[str, np.ndarray]:
@@ -161,8 +161,8 @@ def test_merged_graph_is_static_and_recorded(merged_bundle):
     ops = {node.op_type for node in graph.graph.node}
     assert not ops & {"ScatterElements", "ScatterND", "NonZero", "TopK", "Unique"}, ops
     assert graph.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "B"
-    assert merged_bundle.manifest["encoder"]["merge"]["plan"] == MERGED_PLAN.to_dict()
-    assert MergePlan.from_dict(merged_bundle.manifest["encoder"]["merge"]["plan"]).remaining_tokens == 90
+    assert merged_bundle.merge["plan"] == MERGED_PLAN.to_dict()
+    assert merged_bundle.merge_plan == MERGED_PLAN and merged_bundle.merge_plan.remaining_tokens == 90
 
 
 def test_person_flags_steer_the_merged_encoder(merged_bundle):

@@ -97,7 +97,8 @@ def test_a_model_that_predicts_its_mean_scores_as_the_baseline(built, tmp_path):
             readout.bias.zero_()
         model.head.mean_pose_6d.copy_(torch.from_numpy(pose_6d)[None])
         model.head.mean_betas.copy_(torch.from_numpy(betas)[None])
-    bundle = build_bundle(model, tmp_path / "mean", body, {"source": "test"}, "pelvis", "tiny")
+    bundle = build_bundle(model, tmp_path / "mean", provenance={"source": "test"}, camera_anchor="pelvis",
+                          body_model=body, preset_name="tiny")
     result = evaluate_bundle(load_bundle(bundle.path), crops)
     assert result["persons"] == len(crops) and result["frames"] >= 1
     for metric in ("mpjpe", "pa_mpjpe", "pve"):

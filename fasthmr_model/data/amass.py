@@ -30,7 +30,7 @@ from fasthmr_model.errors import InputError
 # AMASS z-up -> our y-up: a rotation by -90 degrees about x, (x, y, z) -> (x, z, -y).
 AMASS_TO_WORLD = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])
 # Pose widths by body model, and how many of their leading joints are SMPL's.
-POSE_WIDTHS = {72: ("SMPL", NUM_JOINTS), 156: ("SMPL-H", 22), 165: ("SMPL-X", 22)}
+POSE_WIDTHS = {3 * NUM_JOINTS: ("SMPL", NUM_JOINTS), 156: ("SMPL-H", 22), 165: ("SMPL-X", 22)}
 FRAME_RATE_KEYS = ("mocap_framerate", "mocap_frame_rate")
 GENDERS = ("neutral", "male", "female")
 MOCAP_LABEL = "mocap"

@@ -135,7 +135,7 @@ def read_3dpw(sequence_file, images, body_model: BodyModel) -> DatasetSequence:
     per_actor = []
     for actor in range(actors):
         entry = {key: content[key][actor] for key in ("poses", "trans", "betas", "campose_valid")}
-        poses = _array(path, entry, "poses", (frame_count, 72), f"{what} (actor {actor})")
+        poses = _array(path, entry, "poses", (frame_count, 3 * NUM_JOINTS), f"{what} (actor {actor})")
         trans = _array(path, entry, "trans", (frame_count, 3), f"{what} (actor {actor})")
         betas = _array(path, entry, "betas", (None,), f"{what} (actor {actor})")
         if len(betas) < NUM_BETAS:

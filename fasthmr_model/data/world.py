@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from fasthmr_model.body.lbs import BodyModel
+from fasthmr_model.body.skeleton import NUM_BETAS, NUM_JOINTS
 from fasthmr_model.data.crop import PreprocessConfig, prepare_persons
 from fasthmr_model.errors import FastHMRError
 from fasthmr_model.staging import move_into_place, staging_folder
@@ -37,12 +38,12 @@ CHUNK_FRAMES = 200
 CROP_FIELDS = {
     "windows": ((IMAGE_HEIGHT, IMAGE_WIDTH, 3), np.uint8),
     "person_tokens": ((NUM_TOKENS,), np.uint8),
-    "rotmats": ((24, 3, 3), np.float32),      # camera-frame global orientation first
-    "betas": ((10,), np.float32),
-    "translation": ((3,), np.float32),        # body model transl, camera frame
-    "joints_3d": ((24, 3), np.float32),       # camera frame, metres
-    "joints_2d": ((24, 2), np.float32),       # crop-normalised: (pixel - crop centre) / crop side
-    "joint_visible": ((24,), np.bool_),
+    "rotmats": ((NUM_JOINTS, 3, 3), np.float32),  # camera-frame global orientation first
+    "betas": ((NUM_BETAS,), np.float32),
+    "translation": ((3,), np.float32),            # body model transl, camera frame
+    "joints_3d": ((NUM_JOINTS, 3), np.float32),   # camera frame, metres
+    "joints_2d": ((NUM_JOINTS, 2), np.float32),   # crop-normalised: (pixel - crop centre) / crop side
+    "joint_visible": ((NUM_JOINTS,), np.bool_),
     "crop_boxes": ((3,), np.float32),
     "frame_index": ((), np.int64),
     "instance_id": ((), np.int64),

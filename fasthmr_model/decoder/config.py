@@ -1,7 +1,7 @@
 """The decoder's sizes and diffusion schedule settings, as data (the bundle manifest stores them).
 
 Sizes, chosen to train on a 2-core CPU in minutes and to cost a small fraction of the tiny encoder per
-frame (PAPER.md's 243 frames -> 27 x 512 latents, width 512, 9 + 5 layers would not):
+frame (the paper's 243 frames -> 27 x 512 latents, width 512, 9 + 5 layers would not):
 - window 8 frames (0.27 s at 30 frames/s): per-frame jitter changes from frame to frame, so a few frames
   smooth it (a plain exponential average that cuts the encoder's acceleration error 3x remembers about 3);
   a longer window costs more per frame and gives the latents more to carry. Against 16 frames (VAEs read
@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
-from fasthmr_model.decoder.pose import FEATURE_SIZE
+from fasthmr_model.decoder.pose import POSE_SIZE
 from fasthmr_model.errors import FastHMRError
 
 
@@ -38,7 +38,7 @@ class DecoderConfig:
         width, num_heads, mlp_width: every transformer's token width, heads and feed-forward width.
         vae_layers, denoiser_layers: layers per transformer (odd: in, middle, out with long skips).
         dropout: on the denoiser's attention and feed-forward outputs, in training (its data are few).
-        pose_size: numbers per frame of the pose representation (decoder.pose.FEATURE_SIZE).
+        pose_size: numbers per frame of the pose representation (decoder.pose.POSE_SIZE).
         timesteps, beta_start, beta_end: the DDPM schedule (scaled-linear betas, zero terminal SNR).
     """
 
@@ -52,7 +52,7 @@ class DecoderConfig:
     vae_layers: int = 1
     denoiser_layers: int = 1
     dropout: float = 0.1
-    pose_size: int = FEATURE_SIZE
+    pose_size: int = POSE_SIZE
     timesteps: int = 1000
     beta_start: float = 0.00085
     beta_end: float = 0.012
@@ -64,8 +64,8 @@ class DecoderConfig:
                                    f"{getattr(self, name)}")
         if self.width % self.num_heads:
             raise FastHMRError(f"width {self.width} must be a multiple of num_heads {self.num_heads}")
-        if self.pose_size != FEATURE_SIZE:
-            raise FastHMRError(f"pose_size {self.pose_size} is not this version's representation ({FEATURE_SIZE}); "
+        if self.pose_size != POSE_SIZE:
+            raise FastHMRError(f"pose_size {self.pose_size} is not this version's representation ({POSE_SIZE}); "
                                "retrain the decoder")
 
     def to_dict(self) -> dict:

@@ -19,6 +19,7 @@ import numpy as np
 
 from fasthmr_model.body.lbs import BodyModel
 from fasthmr_model.body.rotations import rot6d_to_matrix
+from fasthmr_model.body.skeleton import NUM_JOINTS
 from fasthmr_model.bundle import Bundle
 from fasthmr_model.data.crop import normalise_windows
 from fasthmr_model.data.world import CropSet
@@ -42,7 +43,7 @@ def predicted_rotmats(bundle: Bundle, crops: CropSet, runtime: RuntimeConfig = R
     session = DecoderSession(bundle, runtime)
     count = len(crops)
     betas = encoded["betas"].astype(np.float64)
-    rotmats = {"per_frame": rot6d_to_matrix(encoded["pose_6d"].reshape(count, 24, 6))}
+    rotmats = {"per_frame": rot6d_to_matrix(encoded["pose_6d"].reshape(count, NUM_JOINTS, 6))}
     rest = body_rest_points(body, betas)
     frames = frame_inputs(rest, encoded["feature"], rotmats["per_frame"])
     for method, decode in (("offline", decode_offline), ("causal", decode_causal)):
@@ -80,7 +81,7 @@ def latency_ms(bundle: Bundle, crops: CropSet, runtime: RuntimeConfig = RuntimeC
         encoded_at = time.perf_counter()
         # The encoder's rotations are read out for the per-frame pose anyway (the pipeline's result), so the
         # decoder's time starts from them.
-        rotmats = rot6d_to_matrix(encoded.pose_6d.reshape(1, 24, 6))
+        rotmats = rot6d_to_matrix(encoded.pose_6d.reshape(1, NUM_JOINTS, 6))
         started_at = time.perf_counter()
         rest = body_rest_points(body, encoded.betas.astype(np.float64))  # as StreamingDecoder.step: once for both
         frame = frame_inputs(rest, encoded.feature, rotmats)
@@ -101,14 +102,14 @@ def latency_ms(bundle: Bundle, crops: CropSet, runtime: RuntimeConfig = RuntimeC
 
 def evaluate_sequences(bundle: Bundle, crops: CropSet, runtime: RuntimeConfig = RuntimeConfig(),
                        progress: bool = False, latency_runs: int = LATENCY_RUNS) -> dict:
-    """The issue's JSON: {per_frame, offline, causal: {mpjpe, pa_mpjpe, pve, accel}, latency_ms, ...}."""
+    """The sequence scores as JSON: {per_frame, offline, causal: {mpjpe, pa_mpjpe, pve, accel}, latency_ms, ...}."""
     rotmats, betas = predicted_rotmats(bundle, crops, runtime, progress)
     body = BodyModel.from_file(bundle.body_model_path)
     result = {method: score(body, crops, betas, rotmats[method]) for method in METHODS}
     latency = latency_ms(bundle, crops, runtime, latency_runs)
     result["latency_ms"] = latency
     result["decoder_to_encoder_cost"] = round(latency["decoder"] / latency["encoder"], 3)
-    result["window"] = int(bundle.manifest["decoder"]["window"])
+    result["window"] = bundle.decoder.window
     result["sequences"] = len(sequence_ranges(crops))
     result["frames"] = len(crops)
     return result

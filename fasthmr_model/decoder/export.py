@@ -14,9 +14,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from fasthmr_model.body.skeleton import NUM_JOINTS
 from fasthmr_model.bundle import Bundle, load_bundle, write_bundle
 from fasthmr_model.decoder.config import DecoderConfig
-from fasthmr_model.decoder.pose import FEATURE_SIZE, NUM_POINTS, NUM_TWISTS, TWIST_JOINTS
+from fasthmr_model.decoder.pose import NUM_POINTS, NUM_TWISTS, POSE_SIZE, TWIST_JOINTS
 from fasthmr_model.errors import BundleError
 from fasthmr_model.export import ONNX_OPSET
 
@@ -32,14 +33,14 @@ def decoder_contract(config: DecoderConfig) -> dict:
         "inputs": {
             "features": {"dtype": "float32", "shape": ["B", config.window, config.feature_size],
                          "meaning": "the encoder's `feature` output of the window's frames, oldest first"},
-            "frame_poses": {"dtype": "float32", "shape": ["B", config.window, FEATURE_SIZE],
+            "frame_poses": {"dtype": "float32", "shape": ["B", config.window, POSE_SIZE],
                             "meaning": "the encoder's pose of the window's frames (its pose_6d and betas) in the "
                                        "representation of `poses`, oldest first"},
             "noise": {"dtype": "float32", "shape": ["B", config.latent_tokens, config.latent_size],
                       "meaning": "the diffusion's starting sample at t = T - 1 (feed decoder.noise)"},
         },
         "outputs": {
-            "poses": {"dtype": "float32", "shape": ["B", config.window, FEATURE_SIZE],
+            "poses": {"dtype": "float32", "shape": ["B", config.window, POSE_SIZE],
                       "meaning": f"per frame {NUM_POINTS} root-relative points x 3 (24 SMPL joints, then the end "
                                  f"points of joints 10, 11, 15, 22, 23), then {NUM_TWISTS} twists (cos, sin) of "
                                  f"joints {list(TWIST_JOINTS)}; camera frame, metres"},
@@ -55,7 +56,7 @@ def noise_sample(config: DecoderConfig) -> np.ndarray:
 def export_decoder_onnx(model: torch.nn.Module, path: Path) -> Path:
     """Export a OneStepDecoder to `path` with a dynamic batch axis."""
     config = model.denoiser.config
-    example = (torch.zeros(1, config.window, config.feature_size), torch.zeros(1, config.window, FEATURE_SIZE),
+    example = (torch.zeros(1, config.window, config.feature_size), torch.zeros(1, config.window, POSE_SIZE),
                torch.zeros(1, config.latent_tokens, config.latent_size))
     with torch.no_grad():
         torch.onnx.export(model.eval(), example, str(path), dynamo=False, opset_version=ONNX_OPSET,
@@ -71,7 +72,7 @@ def bundle_with_decoder(encoder_bundle: Bundle, model: torch.nn.Module, out: Pat
     manifest = {key: value for key, value in encoder_bundle.manifest.items()
                 if key not in ("format", "format_version", "files")}
     with tempfile.TemporaryDirectory(prefix="fasthmr-decoder-") as scratch:
-        files = {name: encoder_bundle.path / name for name in encoder_bundle.manifest["files"] if name != DECODER_FILE}
+        files = {name: encoder_bundle.path / name for name in encoder_bundle.file_names if name != DECODER_FILE}
         files[DECODER_FILE] = export_decoder_onnx(model, Path(scratch) / DECODER_FILE)
         manifest["decoder"] = {
             "file": DECODER_FILE,
@@ -79,7 +80,7 @@ def bundle_with_decoder(encoder_bundle: Bundle, model: torch.nn.Module, out: Pat
             "config": config.to_dict(),
             "contract": decoder_contract(config),
             "noise": [round(float(value), 6) for value in noise_sample(config).reshape(-1)],
-            "encoder_file_sha256": encoder_bundle.manifest["files"][encoder_bundle.manifest["encoder"]["file"]]["sha256"],
+            "encoder_file_sha256": encoder_bundle.encoder_sha256,
             "provenance": provenance,
         }
         return write_bundle(out, files, manifest, overwrite=overwrite)
@@ -95,7 +96,7 @@ def decoder_parity(model: torch.nn.Module, bundle: Bundle, batch: int = 3, seed:
     features = rng.standard_normal((batch, config.window, config.feature_size)).astype(np.float32)
     # Poses near the VAE's data: its mean and spread, so that the comparison runs where the graph is used.
     frame_poses = (model.denoiser.pose_mean.numpy() + model.denoiser.pose_std.numpy()
-                   * rng.standard_normal((batch, config.window, FEATURE_SIZE))).astype(np.float32)
+                   * rng.standard_normal((batch, config.window, POSE_SIZE))).astype(np.float32)
     session = DecoderSession(bundle, RuntimeConfig(provider="cpu"))
     noise = np.broadcast_to(session.noise, (batch,) + session.noise.shape)
     with torch.no_grad():
@@ -115,7 +116,7 @@ def bundle_encoder_errors(encoder_bundle_path, cache: Path, progress: bool = Tru
     encoder_bundle = load_bundle(encoder_bundle_path)
     crops = load_crop_set(build_sequence_split("train", cache, encoder_bundle.body_model_path, progress=progress))
     encoded = encoder_outputs(encoder_bundle, crops, progress=progress)
-    rotmats = rot6d_to_matrix(encoded["pose_6d"].reshape(-1, 24, 6).astype(np.float64))
+    rotmats = rot6d_to_matrix(encoded["pose_6d"].reshape(-1, NUM_JOINTS, 6).astype(np.float64))
     return measure_encoder_errors(np.asarray(crops.rotmats, np.float64), rotmats, sequence_ranges(crops))
 
 

@@ -7,7 +7,7 @@ one-step graph that the bundle ships.
   tokens; W frame tokens] -> the distribution tokens' mean and log-variance (B, L, C); decoding reads
   [L latent tokens; W frame queries] -> (B, W, 131).
 - Denoiser: [L noisy latent tokens; 1 timestep token; W frame tokens] -> v (B, L, C) (in-context
-  conditioning, PAPER.md). A frame token is the frame's encoder feature projected, plus (our addition) the
+  conditioning, as in the paper). A frame token is the frame's encoder feature projected, plus (our addition) the
   encoder's own pose of that frame in the decoder's representation, normalised like the VAE's input and
   projected. The pose is a fixed function of the same feature (the head's read-out, then forward
   kinematics), so the condition carries no new information; but a denoiser conditioned on the feature

@@ -1,6 +1,6 @@
 """The decoder's pose representation (HybrIK-style joints + twists) and its analytical inverse kinematics.
 
-PAPER.md's decoder represents a frame as 29 joints and 23 twist angles (133 numbers) and recovers SMPL's
+The paper's decoder represents a frame as 29 joints and 23 twist angles (133 numbers) and recovers SMPL's
 rotations by HybrIK's swing-twist IK. Our body models give SMPL's 24 joints, whose five leaves (the feet,
 the head and the hands) carry rotations that move no joint, so like HybrIK we add one end point per leaf:
 the leaf joint plus END_LENGTH metres along its parent bone's rest direction, carried by the leaf's
@@ -13,7 +13,7 @@ and spine3) are fixed by their children's directions alone (a Kabsch fit), so th
 twists in all, one per non-root joint except spine3.
 
 Per frame: 29 root-relative points (x, y, z) in the frame of the global orientation (the camera frame
-for camera-frame poses), then 22 (cos, sin) pairs: FEATURE_SIZE = 29 * 3 + 22 * 2 = 131 numbers.
+for camera-frame poses), then 22 (cos, sin) pairs: POSE_SIZE = 29 * 3 + 22 * 2 = 131 numbers.
 Only the directions of bones enter the IK, so predicted points with other bone lengths (or another
 person's shape) still give rotations; the rest directions come from the body model and the betas.
 
@@ -40,7 +40,7 @@ CHILDREN = tuple(tuple(point for point in range(1, NUM_POINTS) if POINT_PARENTS[
 # Non-root joints with one child carry a twist; the pelvis and spine3 (three children each) do not.
 TWIST_JOINTS = tuple(joint for joint in range(1, NUM_JOINTS) if len(CHILDREN[joint]) == 1)
 NUM_TWISTS = len(TWIST_JOINTS)
-FEATURE_SIZE = 3 * NUM_POINTS + 2 * NUM_TWISTS
+POSE_SIZE = 3 * NUM_POINTS + 2 * NUM_TWISTS  # numbers per frame of the representation: 131
 # Below this, a bone direction counts as zero (a degenerate prediction) and the swing as the identity.
 _TINY = 1e-12
 _EYE = np.eye(3)
@@ -173,7 +173,7 @@ def twist_cos_sin(rotations: np.ndarray, rest_directions: np.ndarray) -> np.ndar
 
 
 def encode_pose(rest: np.ndarray, rotmats: np.ndarray) -> np.ndarray:
-    """Rest points (B, 29, 3) and rotations (B, 24, 3, 3) -> the representation (B, FEATURE_SIZE), float64."""
+    """Rest points (B, 29, 3) and rotations (B, 24, 3, 3) -> the representation (B, POSE_SIZE), float64."""
     rest = _check(rest, (NUM_POINTS, 3), "rest points")
     rotmats = _check(rotmats, (NUM_JOINTS, 3, 3), "rotmats")
     points, _ = forward_points(rest, rotmats)
@@ -183,8 +183,8 @@ def encode_pose(rest: np.ndarray, rotmats: np.ndarray) -> np.ndarray:
 
 
 def split_representation(representation: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(B, FEATURE_SIZE) -> points (B, 29, 3) and twists (B, 22, 2) (cos, sin)."""
-    representation = _check(representation, (FEATURE_SIZE,), "pose representation")
+    """(B, POSE_SIZE) -> points (B, 29, 3) and twists (B, 22, 2) (cos, sin)."""
+    representation = _check(representation, (POSE_SIZE,), "pose representation")
     count = len(representation)
     return (representation[:, :3 * NUM_POINTS].reshape(count, NUM_POINTS, 3),
             representation[:, 3 * NUM_POINTS:].reshape(count, NUM_TWISTS, 2))
@@ -254,7 +254,7 @@ _SEVERAL_PARENT_ROWS = np.array([list(_ROW_JOINTS).index(max(PARENTS[joint], 0))
 
 
 def inverse_kinematics(rest: np.ndarray, representation: np.ndarray) -> np.ndarray:
-    """HybrIK's analytical IK: rest points (B, 29, 3) and representations (B, FEATURE_SIZE) -> local
+    """HybrIK's analytical IK: rest points (B, 29, 3) and representations (B, POSE_SIZE) -> local
     rotations (B, 24, 3, 3), global orientation first.
 
     Walks the tree from the pelvis, one depth level at a time (a level's parents are known by then): a

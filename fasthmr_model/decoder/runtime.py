@@ -1,6 +1,6 @@
 """The decoder at run time: decoder.onnx in ONNX Runtime, the causal streaming step, and offline decoding.
 
-Per frame and person (DESIGN.md, step 5): the encoder's feature and its pose (in the decoder's
+Per frame and person: the encoder's feature and its pose (in the decoder's
 representation, decoder.pose, with the encoder's betas) enter the track's ring buffer; the window ending at
 this frame goes through decoder.onnx (one denoising step + the VAE decoder); the newest frame's points and
 twists go through the IK with the encoder's betas; the result replaces the encoder's pose, while shape and
@@ -18,44 +18,41 @@ from typing import NamedTuple
 import numpy as np
 
 from fasthmr_model.body.lbs import BodyModel
+from fasthmr_model.body.skeleton import NUM_BETAS, NUM_JOINTS
 from fasthmr_model.bundle import Bundle
 from fasthmr_model.decoder.config import DecoderConfig
-from fasthmr_model.decoder.pose import FEATURE_SIZE, body_rest_points, encode_pose, inverse_kinematics
+from fasthmr_model.decoder.pose import POSE_SIZE, body_rest_points, encode_pose, inverse_kinematics
 from fasthmr_model.decoder.streaming import TrackWindows
 from fasthmr_model.errors import BundleError, InputError
 from fasthmr_model.runtime import RuntimeConfig, create_session
-
-
-def has_decoder(bundle: Bundle) -> bool:
-    return isinstance(bundle.manifest.get("decoder"), dict)
 
 
 class DecoderSession:
     """The bundle's decoder.onnx in ONNX Runtime with its fixed noise sample, warmed up at construction.
 
     With threads left to ONNX Runtime (0), the graph runs on one thread: its operators are too small to
-    split (session 3's 16-frame, 3 + 3-layer graph took 0.30 ms per person-frame on one thread and 0.51 on
-    two, on the 2-core CI machine).
+    split (a 16-frame graph with 3 + 3 layers took 0.30 ms per person-frame on one thread and 0.51 ms on two,
+    on a 2-core CPU).
     """
 
     def __init__(self, bundle: Bundle, config: RuntimeConfig = RuntimeConfig()) -> None:
-        if not has_decoder(bundle):
+        section = bundle.decoder
+        if section is None:
             raise BundleError(f"{bundle.path} has no decoder; train one with `fasthmr train decoder --bundle "
                               f"{bundle.path} ...` or use per-frame poses")
-        section = bundle.manifest["decoder"]
-        self.config = DecoderConfig.from_dict(section["config"])
+        self.config = DecoderConfig.from_dict(section.config)
         if self.config.feature_size != bundle.feature_size:
             raise BundleError(f"{bundle.path}: the decoder reads {self.config.feature_size}-d features, the encoder "
                               f"gives {bundle.feature_size}; retrain the decoder on this encoder")
-        self.noise = np.asarray(section["noise"], np.float32).reshape(self.config.latent_tokens, self.config.latent_size)
+        self.noise = np.asarray(section.noise, np.float32).reshape(self.config.latent_tokens, self.config.latent_size)
         single = config if config.threads else replace(config, threads=1)
-        self.session = create_session(bundle.path / section["file"], single)
+        self.session = create_session(bundle.path / section.file, single)
         names = ([node.name for node in self.session.get_inputs()], [node.name for node in self.session.get_outputs()])
         if names != (["features", "frame_poses", "noise"], ["poses"]):
-            raise BundleError(f"{bundle.path / section['file']} has inputs/outputs {names}, not the decoder contract "
+            raise BundleError(f"{bundle.path / section.file} has inputs/outputs {names}, not the decoder contract "
                               "(features, frame_poses, noise -> poses): retrain the decoder with this fasthmr")
         self.run(np.zeros((1, self.config.window, self.config.feature_size), np.float32),
-                 np.zeros((1, self.config.window, FEATURE_SIZE), np.float32))
+                 np.zeros((1, self.config.window, POSE_SIZE), np.float32))
 
     @property
     def window(self) -> int:
@@ -67,8 +64,8 @@ class DecoderSession:
         window = self.config.window
         if features.ndim != 3 or features.shape[1:] != (window, self.config.feature_size):
             raise InputError(f"decoder features must be (B, {window}, {self.config.feature_size}), got {features.shape}")
-        if frame_poses.shape != (len(features), window, FEATURE_SIZE):
-            raise InputError(f"decoder frame poses must be ({len(features)}, {window}, {FEATURE_SIZE}), "
+        if frame_poses.shape != (len(features), window, POSE_SIZE):
+            raise InputError(f"decoder frame poses must be ({len(features)}, {window}, {POSE_SIZE}), "
                              f"got {frame_poses.shape}")
         noise = np.ascontiguousarray(np.broadcast_to(self.noise, (len(features),) + self.noise.shape))
         return self.session.run(None, {"features": np.ascontiguousarray(features, np.float32),
@@ -113,23 +110,23 @@ class StreamingDecoder:
     def __init__(self, bundle: Bundle, body_model: BodyModel, runtime: RuntimeConfig) -> None:
         self.session = DecoderSession(bundle, runtime)
         self.body_model = body_model
-        self.windows = TrackWindows(self.session.window, self.session.config.feature_size + FEATURE_SIZE)
+        self.windows = TrackWindows(self.session.window, self.session.config.feature_size + POSE_SIZE)
 
     def step(self, track_ids, features: np.ndarray, rotmats: np.ndarray, betas: np.ndarray) -> DecodedPoses:
         """One frame: track_ids (B,), the encoder's features (B, D), rotations (B, 24, 3, 3) and betas (B, 10)
         -> DecodedPoses."""
         count = len(np.asarray(track_ids).reshape(-1))
         betas, rotmats = np.asarray(betas), np.asarray(rotmats)
-        if betas.shape != (count, 10) or rotmats.shape != (count, 24, 3, 3):
-            raise InputError(f"betas and rotmats must be ({count}, 10) and ({count}, 24, 3, 3) for {count} tracks, "
-                             f"got {betas.shape} and {rotmats.shape}")
+        if betas.shape != (count, NUM_BETAS) or rotmats.shape != (count, NUM_JOINTS, 3, 3):
+            raise InputError(f"betas and rotmats must be ({count}, {NUM_BETAS}) and ({count}, {NUM_JOINTS}, 3, 3) for "
+                             f"{count} tracks, got {betas.shape} and {rotmats.shape}")
         features = np.asarray(features)
         if features.shape != (count, self.session.config.feature_size):
             raise InputError(f"features must be ({count}, {self.session.config.feature_size}) for {count} tracks, "
                              f"got {features.shape}")
         if count == 0:
             windows = self.windows.push(track_ids, np.zeros((0, self.windows.feature_size), np.float32))
-            return DecodedPoses(np.zeros((0, 24, 3, 3)), windows.frames, windows.warm_up, windows.reset)
+            return DecodedPoses(np.zeros((0, NUM_JOINTS, 3, 3)), windows.frames, windows.warm_up, windows.reset)
         rest = body_rest_points(self.body_model, np.asarray(betas, np.float64))  # for the pose in and the IK out
         windows = self.windows.push(track_ids, frame_inputs(rest, features, rotmats))
         newest = self.session.run_frames(windows.features)[:, -1]
@@ -171,6 +168,6 @@ def sliding_windows(frames: np.ndarray, window: int, starts: np.ndarray) -> np.n
 
 def _run_batched(session: DecoderSession, windows: np.ndarray, batch_size: int) -> np.ndarray:
     if len(windows) == 0:
-        return np.zeros((0, session.window, FEATURE_SIZE), np.float32)
+        return np.zeros((0, session.window, POSE_SIZE), np.float32)
     return np.concatenate([session.run_frames(windows[start:start + batch_size])
                            for start in range(0, len(windows), batch_size)])

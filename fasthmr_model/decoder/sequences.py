@@ -162,7 +162,7 @@ def encoder_outputs(bundle, crops: CropSet, cache: Path | None = None, batch_siz
     from fasthmr_model.data.crop import normalise_windows
     from fasthmr_model.runtime import EncoderSession, RuntimeConfig
 
-    digest = bundle.manifest["files"][bundle.manifest["encoder"]["file"]]["sha256"][:16]
+    digest = bundle.encoder_sha256[:16]
     folder = Path(cache) if cache is not None else crops.folder.parent / "features"
     path = folder / f"{crops.folder.name}.{digest}.npz"
     if path.is_file():

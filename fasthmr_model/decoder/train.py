@@ -6,14 +6,14 @@ representation per frame. Denoiser data: the rendered training sequences' per-fr
 the encoder's own poses in that representation (of the bundle given, e.g. the merged default) with the true
 poses; encoder and VAE are frozen.
 
-Windows of W frames are cut at random from the sequences, with the augmentations the issue asks for:
+Windows of W frames are cut at random from the sequences, with these augmentations:
 time reversal, time warping (replay at 0.75x-1.33x speed by linear interpolation, of features and poses
 alike) and warm-up windows (the first frames of a track, padded with copies of its first frame as the
 streaming buffer pads them).
 
 Losses: the VAE, MSE on the normalised representation + KL (weight 1e-5, a tenth of MLD's: the one-step
 denoiser regresses latents and needs no smooth prior, and the reconstruction is a floor under the decoder's
-error); the denoiser, PAPER.md's ||v^ - v||^2 + ||eps^ - eps||^2 on unit-variance latents. Only t = T - 1
+error); the denoiser, the paper's ||v^ - v||^2 + ||eps^ - eps||^2 on unit-variance latents. Only t = T - 1
 is ever sampled, so half of every batch trains there and the other half at uniform t (the paper trains all t; the terminal step is the one
 the node runs).
 
@@ -43,6 +43,7 @@ import torch
 from tqdm import tqdm
 
 from fasthmr_model.body.lbs import BodyModel
+from fasthmr_model.body.skeleton import NUM_BETAS, NUM_JOINTS
 from fasthmr_model.decoder.config import DecoderConfig
 from fasthmr_model.decoder.diffusion import diffusion_schedule
 from fasthmr_model.decoder.model import Denoiser, MotionVAE, OneStepDecoder
@@ -130,7 +131,7 @@ def random_camera_rotations(rng: np.random.Generator, count: int) -> np.ndarray:
 def sequence_representation(body_model: BodyModel, betas: np.ndarray, rotmats: np.ndarray) -> np.ndarray:
     """One person's frames: betas (10,) or per frame (T, 10), rotmats (T, 24, 3, 3) -> representations
     (T, 131) float32."""
-    betas = np.broadcast_to(np.asarray(betas, np.float64), (len(rotmats), 10))
+    betas = np.broadcast_to(np.asarray(betas, np.float64), (len(rotmats), NUM_BETAS))
     return encode_pose(body_rest_points(body_model, betas), rotmats).astype(np.float32)
 
 
@@ -150,7 +151,8 @@ def motion_dataset(body_model: BodyModel, sequences: int, seed: int, amass_files
     for motion, camera in zip(motions, cameras):
         rotmats = np.array(motion.rotmats, np.float32)
         rotmats[:, 0] = camera @ rotmats[:, 0]
-        rest = body_rest_points(body_model, np.asarray(motion.betas, np.float64).reshape(1, 10)).astype(np.float32)
+        betas = np.asarray(motion.betas, np.float64).reshape(1, NUM_BETAS)
+        rest = body_rest_points(body_model, betas).astype(np.float32)
         series.append((rotmats, np.broadcast_to(rest, (len(rotmats),) + rest.shape[1:])))
     return series
 
@@ -223,7 +225,7 @@ def encoder_like_windows(rng: np.random.Generator, rotmats: np.ndarray, rest: np
     the motion itself.
     """
     count, window = rotmats.shape[:2]
-    rotmats = rotmats.reshape(-1, 24, 3, 3).astype(np.float64)
+    rotmats = rotmats.reshape(-1, NUM_JOINTS, 3, 3).astype(np.float64)
     rest = rest.reshape(-1, rest.shape[-2], 3).astype(np.float64)
     # Windows time-warped by interpolation hold blends of rotations: back to the nearest rotations.
     left, _, right = np.linalg.svd(rotmats)
@@ -235,12 +237,13 @@ def encoder_like_windows(rng: np.random.Generator, rotmats: np.ndarray, rest: np
     from fasthmr_model.body.rotations import axis_angle_to_matrix
 
     across = np.linspace(-0.5, 0.5, window)[None, :, None, None]
-    slow = (rng.standard_normal((count, 1, 24, 3)) + config.error_drift * across * rng.standard_normal((count, 1, 24, 3)))
+    slow = (rng.standard_normal((count, 1, NUM_JOINTS, 3))
+            + config.error_drift * across * rng.standard_normal((count, 1, NUM_JOINTS, 3)))
     slow = slow * (config.error_scale * errors.slow_sigma)[:, None]
-    slowed = rotmats @ axis_angle_to_matrix(slow.reshape(-1, 24, 3))
+    slowed = rotmats @ axis_angle_to_matrix(slow.reshape(-1, NUM_JOINTS, 3))
     targets = encode_pose(rest, slowed).reshape(count, window, -1)
     targets[..., 3 * NUM_POINTS:] = clean[..., 3 * NUM_POINTS:]
-    jitter = rng.standard_normal((count * window, 24, 3)) * (config.jitter_scale * errors.jitter_sigma)[:, None]
+    jitter = rng.standard_normal((count * window, NUM_JOINTS, 3)) * (config.jitter_scale * errors.jitter_sigma)[:, None]
     jittered = encode_pose(rest, slowed @ axis_angle_to_matrix(jitter)).reshape(count, window, -1)
     chosen = (rng.random(count) < config.jitter_share)[:, None, None]
     return np.where(chosen, jittered, targets).astype(np.float32), targets.astype(np.float32)
@@ -475,9 +478,10 @@ def vae_reconstruction_mm(vae: MotionVAE, body_model_path: Path, sequences: int 
     flat_decoded = decoded.reshape(-1, decoded.shape[-1])
     true_points, _ = split_representation(flat_true)
     points, _ = split_representation(flat_decoded)
-    rest = body_rest_points(body, np.zeros((len(flat_true), 10)))
-    _, joints = body.forward(np.zeros((len(flat_true), 10)), inverse_kinematics(rest, flat_decoded), with_vertices=False)
-    _, true_joints = body.forward(np.zeros((len(flat_true), 10)), inverse_kinematics(rest, flat_true), with_vertices=False)
+    mean_shape = np.zeros((len(flat_true), NUM_BETAS))
+    rest = body_rest_points(body, mean_shape)
+    _, joints = body.forward(mean_shape, inverse_kinematics(rest, flat_decoded), with_vertices=False)
+    _, true_joints = body.forward(mean_shape, inverse_kinematics(rest, flat_true), with_vertices=False)
     return {"points_mm": round(float(1000 * np.linalg.norm(points - true_points, axis=-1).mean()), 2),
             "mpjpe_mm": round(float(mpjpe(joints, true_joints, (1, 2)).mean()), 2),
             "windows": len(poses)}
@@ -496,7 +500,7 @@ def sequence_dataset(crops, encoded: dict[str, np.ndarray], body_model: BodyMode
 
     series = []
     for rows in sequence_ranges(crops):
-        encoder_rotmats = rot6d_to_matrix(encoded["pose_6d"][rows].reshape(-1, 24, 6).astype(np.float64))
+        encoder_rotmats = rot6d_to_matrix(encoded["pose_6d"][rows].reshape(-1, NUM_JOINTS, 6).astype(np.float64))
         frame_poses = sequence_representation(body_model, encoded["betas"][rows], encoder_rotmats)
         poses = sequence_representation(body_model, np.asarray(crops.betas[rows.start]),
                                         np.asarray(crops.rotmats[rows], np.float64))
@@ -600,7 +604,7 @@ def _causal_validation(series: list, vae: MotionVAE, latent_scale: float, decode
             stack.append(sliding_windows(member, window, starts))
         lengths.append(len(sequence[0]))
     features, frame_poses, poses = (torch.from_numpy(np.concatenate(stack)).to(device) for stack in members)
-    true_joints = poses[:, -1, :3 * NUM_POINTS].reshape(-1, NUM_POINTS, 3)[:, :24]
+    true_joints = poses[:, -1, :3 * NUM_POINTS].reshape(-1, NUM_POINTS, 3)[:, :NUM_JOINTS]
     owner = np.repeat(np.arange(len(lengths)), lengths)
     noise = torch.randn((1, decoder_config.latent_tokens, decoder_config.latent_size),
                         generator=torch.Generator().manual_seed(seed)).to(device)
@@ -610,22 +614,13 @@ def _causal_validation(series: list, vae: MotionVAE, latent_scale: float, decode
         errors = []
         for rows in torch.split(torch.arange(len(poses), device=device), 1024):
             latents = -model(noise.expand(len(rows), -1, -1), last[rows], features[rows], frame_poses[rows])
-            decoded = vae.decode(latents * latent_scale)[:, -1, :3 * NUM_POINTS].reshape(-1, NUM_POINTS, 3)[:, :24]
+            decoded = vae.decode(latents * latent_scale)[:, -1, :3 * NUM_POINTS]
+            decoded = decoded.reshape(-1, NUM_POINTS, 3)[:, :NUM_JOINTS]
             errors.append((decoded - true_joints[rows]).norm(dim=-1).mean(dim=-1))
         per_frame = 1000.0 * torch.cat(errors).cpu().numpy()
         return np.bincount(owner, per_frame) / np.asarray(lengths)
 
     return scores
-
-
-def load_denoiser(run: Path) -> tuple[Denoiser, float, dict]:
-    path = Path(run) / CHECKPOINT_NAME
-    if not path.is_file():
-        raise FastHMRError(f"{path} is missing: train the denoiser first with `fasthmr train decoder --run {run}`")
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    denoiser = Denoiser(DecoderConfig.from_dict(state["decoder_config"]))
-    denoiser.load_state_dict(state["best"]["model"] if state.get("best") else state["model"])
-    return denoiser.eval(), float(state["latent_scale"]), state
 
 
 def one_step_decoder(vae: MotionVAE, denoiser: Denoiser, latent_scale: float) -> OneStepDecoder:

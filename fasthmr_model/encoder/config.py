@@ -9,12 +9,16 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from fasthmr_model.body.skeleton import NUM_JOINTS
 from fasthmr_model.errors import FastHMRError
 
 # HMR2.0 feeds the central 192 columns of a 256x256 crop: the person box is expanded to 3:4 (w:h).
 IMAGE_HEIGHT = 256
 IMAGE_WIDTH = 192
 CROP_SIZE = 256
+# HMR2.0's crop camera (s, tx, ty) projects with a 5000 px focal length in the 256 px crop, i.e. nearly
+# orthographically; the camera sits at depth 2 * CROP_FOCAL_PX / (CROP_SIZE * s).
+CROP_FOCAL_PX = 5000.0
 PATCH_SIZE = 16
 # ViTPose's patch conv pads by 2 px, so (256 + 4 - 16) // 16 + 1 = 16 rows and (192 + 4 - 16) // 16 + 1 = 12 columns.
 PATCH_PADDING = 2
@@ -23,9 +27,7 @@ TOKEN_GRID = (
     (IMAGE_WIDTH + 2 * PATCH_PADDING - PATCH_SIZE) // PATCH_SIZE + 1,
 )
 NUM_TOKENS = TOKEN_GRID[0] * TOKEN_GRID[1]
-NUM_BODY_JOINTS = 24  # SMPL's tree: global orientation + 23 body joints
-NUM_BETAS = 10
-POSE_6D_SIZE = 6 * NUM_BODY_JOINTS
+POSE_6D_SIZE = 6 * NUM_JOINTS  # SMPL's tree (global orientation + 23 body joints) x 6D rotation
 CAM_SIZE = 3
 
 

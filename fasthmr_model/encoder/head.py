@@ -13,7 +13,8 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from fasthmr_model.encoder.config import CAM_SIZE, NUM_BETAS, POSE_6D_SIZE, EncoderConfig
+from fasthmr_model.body.skeleton import NUM_BETAS
+from fasthmr_model.encoder.config import CAM_SIZE, POSE_6D_SIZE, EncoderConfig
 
 
 class HeadOutput(NamedTuple):

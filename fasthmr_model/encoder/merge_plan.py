@@ -15,7 +15,8 @@ import dataclasses
 import math
 from dataclasses import asdict, dataclass
 
-from fasthmr_model.encoder.config import NUM_TOKENS, EncoderConfig
+from fasthmr_model.body.skeleton import NUM_BETAS
+from fasthmr_model.encoder.config import CAM_SIZE, NUM_TOKENS, POSE_6D_SIZE, EncoderConfig
 from fasthmr_model.errors import FastHMRError
 
 # The paper's schedule: 40 per block until M' = 90 of the 192 tokens remain.
@@ -161,4 +162,4 @@ def encoder_macs(config: EncoderConfig, plan: MergePlan = MergePlan()) -> int:
                  + 2 * remaining * width * head_inner  # cross-attention keys and values
                  + 2 * remaining * head_inner  # attention over the image tokens
                  + 2 * config.head_width * config.head_mlp_width)
-    return total + config.head_depth * per_layer + config.head_width * (144 + 10 + 3)
+    return total + config.head_depth * per_layer + config.head_width * (POSE_6D_SIZE + NUM_BETAS + CAM_SIZE)

@@ -31,6 +31,7 @@ import torch
 from tqdm import tqdm
 
 from fasthmr_model.body.rotations import matrix_to_rot6d
+from fasthmr_model.body.skeleton import NUM_JOINTS
 from fasthmr_model.body.smplx_layer import load_smplx_layer
 from fasthmr_model.bundle import IMAGENET_MEAN, IMAGENET_STD
 from fasthmr_model.data.world import CropSet, load_crop_set
@@ -86,7 +87,7 @@ class TokenHeatmap(torch.nn.Module):
     def __init__(self, width: int) -> None:
         super().__init__()
         self.norm = torch.nn.LayerNorm(width)
-        self.logits = torch.nn.Linear(width, 24)
+        self.logits = torch.nn.Linear(width, NUM_JOINTS)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         return self.logits(self.norm(tokens)).transpose(1, 2)
@@ -120,7 +121,7 @@ class Losses:
 
     def __call__(self, outputs, heatmap_logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         count = outputs.pose_6d.shape[0]
-        rotmats = rot6d_to_matrix(outputs.pose_6d.reshape(count, 24, 6))
+        rotmats = rot6d_to_matrix(outputs.pose_6d.reshape(count, NUM_JOINTS, 6))
         joints = self.joints(outputs.betas, rotmats)
         true_joints = batch["joints_3d"] - batch["joints_3d"][:, :1]
         terms = {
@@ -193,7 +194,7 @@ def training_mean_parameters(crops: CropSet) -> tuple[np.ndarray, np.ndarray]:
     mean betas (10,). HMR2.0 starts its read-outs from SMPL's mean parameters; ours come from our data."""
     mean = crops.rotmats.mean(axis=0)  # (24, 3, 3)
     u, _, vt = np.linalg.svd(mean)
-    fix = np.ones((24, 3))
+    fix = np.ones((NUM_JOINTS, 3))
     fix[:, 2] = np.sign(np.linalg.det(u @ vt))
     nearest = (u * fix[:, None, :]) @ vt
     return matrix_to_rot6d(nearest).reshape(-1).astype(np.float32), crops.betas.mean(axis=0).astype(np.float32)

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from fasthmr_model.encoder.config import CROP_SIZE
-
-# HMR2.0 projects with a 5000 px focal length in the 256 px crop, i.e. nearly orthographically.
-CROP_FOCAL_PX = 5000.0
+from fasthmr_model.encoder.config import CROP_FOCAL_PX, CROP_SIZE
 
 
 def rot6d_to_matrix(rot6d: torch.Tensor) -> torch.Tensor:
