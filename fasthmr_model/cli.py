@@ -108,7 +108,7 @@ def _train_vae(args: argparse.Namespace) -> None:
 
         errors = bundle_encoder_errors(args.bundle, args.cache, progress=not args.quiet)
     vae = train_vae(Path(args.run), body_model, sizes, _decoder_training_config(args),
-                    args.amass, progress=not args.quiet, errors=errors)
+                    amass_files=args.amass, errors=errors, progress=not args.quiet)
     print(f"VAE in {args.run}; held-out reconstruction: {vae_reconstruction_mm(vae, body_model)}")
 
 

@@ -1,1 +1,2 @@
-"""Training code (torch at import): the encoder on the synthetic world. Never imported at run time."""
+"""Training code (torch at import): the one training loop (loop.py) and the encoder's training (encoder.py).
+Never imported at run time."""
