@@ -1,4 +1,5 @@
-"""The shared training loop on a tiny model: resume, atomic checkpoints, clipping, schedule."""
+"""The shared training loop on a tiny model (resume, atomic checkpoints, clipping, schedule), and the shipped
+recipes that `fasthmr train` takes its defaults from."""
 
 from __future__ import annotations
 
@@ -9,10 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from fasthmr_model.decoder.train import TrainingConfig
+from fasthmr_model.bundle import default_bundle_path
+from fasthmr_model.cli import _training_config, build_parser
 from fasthmr_model.errors import FastHMRError
 from fasthmr_model.train.loop import (CHECKPOINT_NAME, GRADIENT_CLIP_NORM, LOG_NAME, learning_rate_at,
                                       read_checkpoint, save_checkpoint, train_loop)
+from fasthmr_model.train.recipes import DENOISER_RECIPE, VAE_RECIPE, EncoderTrainingConfig, TrainingConfig
 
 SHORT = TrainingConfig(steps=6, batch_size=4, learning_rate=0.05, warmup_steps=2, checkpoint_every=3, log_every=2)
 
@@ -167,3 +170,29 @@ def test_encoder_checkpoints_from_before_the_shared_loop_still_resume(tmp_path):
     train_loop(kind="encoder", run=tmp_path / "run", modules={"model": model, "token_heatmap": heatmap},
                config=SHORT, loss_of_step=probe_loss(model, SHORT), samples="images", progress=False)
     assert [json.loads(line)["step"] for line in (tmp_path / "run" / LOG_NAME).read_text().splitlines()] == [6]
+
+
+def test_the_recipes_are_what_the_default_bundle_was_trained_with():
+    """threads and device say where a run trained, not what it learnt: the recipes leave them at their defaults."""
+    provenance = json.loads((default_bundle_path() / "manifest.json").read_text())["decoder"]["provenance"]
+    machine = ("threads", "device")
+    for recipe, run in ((VAE_RECIPE, "vae"), (DENOISER_RECIPE, "denoiser")):
+        shipped = provenance[run]["config"]
+        assert {key: value for key, value in dataclasses.asdict(recipe).items() if key not in machine} == \
+            {key: value for key, value in shipped.items() if key not in machine}
+
+
+@pytest.mark.parametrize("command, config", [
+    (["train", "vae", "--run", "R"], VAE_RECIPE),
+    (["train", "decoder", "--run", "R", "--vae-run", "V", "--out", "B"], DENOISER_RECIPE),
+    (["train", "encoder", "--run", "R", "--out", "B"], EncoderTrainingConfig()),
+])
+def test_training_flags_default_to_the_recipe_and_set_its_fields(command, config):
+    assert _training_config(config, build_parser().parse_args(command)) == config
+    changed = build_parser().parse_args(command + ["--steps", "7", "--learning-rate", "0.25"])
+    assert _training_config(config, changed) == dataclasses.replace(config, steps=7, learning_rate=0.25)
+
+
+def test_the_vae_flags_set_the_motion_sequences_and_the_jitter():
+    args = build_parser().parse_args(["train", "vae", "--run", "R", "--sequences", "3", "--jitter-scale", "0"])
+    assert _training_config(VAE_RECIPE, args) == dataclasses.replace(VAE_RECIPE, motion_sequences=3, jitter_scale=0.0)

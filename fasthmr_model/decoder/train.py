@@ -28,7 +28,8 @@ without noise and validation it learnt them by heart, and corrections learnt on 
 sequences by 20 mm and hurt others by as much.
 
 Both run the shared training loop (train.loop: AdamW, warm-up and cosine decay, clipping, atomic checkpoints,
-resume, the log).
+resume, the log); their configs are train.recipes.TrainingConfig, the shipped ones VAE_RECIPE and
+DENOISER_RECIPE.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from fasthmr_model.decoder.model import Denoiser, MotionVAE, OneStepDecoder
 from fasthmr_model.decoder.pose import NUM_POINTS, body_rest_points, encode_pose
 from fasthmr_model.errors import FastHMRError
 from fasthmr_model.train.loop import CHECKPOINT_NAME, read_checkpoint, train_loop, training_device
+from fasthmr_model.train.recipes import TrainingConfig
 
 MOTION_SEED = 21_000  # VAE training motions; validation motions use MOTION_SEED + 1
 MOTION_FRAMES = 300
@@ -59,55 +61,6 @@ class WindowAugmentation:
     reverse_probability: float = 0.5
     speed_range: tuple = (0.75, 1.33)
     warm_up_probability: float = 0.15
-
-
-@dataclass(frozen=True)
-class TrainingConfig:
-    """Args:
-        steps, batch_size, learning_rate, weight_decay, warmup_steps: AdamW with linear warm-up, cosine decay.
-        kl_weight: the VAE's KL term.
-        newest_frame_weight: the VAE's reconstruction weight of a window's newest frame (the others weigh 1):
-            the causal stream emits that frame only.
-        terminal_fraction: share of each denoiser batch trained at t = T - 1.
-        feature_noise: Gaussian noise added to the denoiser's input features, times each feature's spread.
-        turn_probability: share of the denoiser's windows turned about the camera's y axis (turn_windows).
-        pose_loss_weight: the denoiser's pose-space term: its x0 prediction decoded by the frozen VAE against
-            the true poses (pose_error).
-        twist_loss_weight: the twists' weight in that term, against 1 for the points. The image fixes a bone's
-            turn about itself poorly (the encoder's twists are off by several of their spreads, its points by
-            about half of one, on the val sequences) and joint positions do not depend on it; at weight 1 the
-            twists were most of the loss.
-        motion_sequences: generated motion sequences for the VAE (MOTION_FRAMES frames each).
-        error_scale, error_drift, jitter_scale, jitter_share: the VAE's encoder-like windows (EncoderErrors):
-            the slow errors' size and their drift across a window, in units of the encoder's measured ones;
-            the per-frame jitter's size in units of its measured one, and the share of windows that carry it
-            (the others are read as they are to be reconstructed).
-        checkpoint_every, log_every: in steps. seed: data order and every step's random draws. threads: torch threads
-        (0 = torch's default). device: cpu or cuda.
-    """
-
-    steps: int = 3000
-    batch_size: int = 64
-    learning_rate: float = 5e-4
-    weight_decay: float = 0.01
-    warmup_steps: int = 100
-    kl_weight: float = 1e-5
-    newest_frame_weight: float = 4.0
-    terminal_fraction: float = 0.5
-    feature_noise: float = 1.0
-    turn_probability: float = 0.5
-    pose_loss_weight: float = 1.0
-    twist_loss_weight: float = 0.1
-    motion_sequences: int = 600
-    error_scale: float = 1.0
-    error_drift: float = 1.0
-    jitter_scale: float = 6.0
-    jitter_share: float = 0.9
-    checkpoint_every: int = 250
-    log_every: int = 50
-    seed: int = 0
-    threads: int = 0
-    device: str = "cpu"
 
 
 # ----------------------------------------------------------------------------------------------------

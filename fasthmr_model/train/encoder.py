@@ -11,14 +11,15 @@ so training sits on the mean-pose plateau for a long time. A training-only read-
 dense signal from the first step: per joint, a softmax over the 192 tokens must pick the token that holds the
 joint (a 16x12 heatmap, as ViTPose's). It is not part of the exported encoder.
 
-The optimisation, checkpoints, resume and log are the shared loop's (train.loop). On a CUDA device the whole
-crop set is copied to the GPU once (the train split's 5.6 GB of windows fit), batches are gathered there, and
-the forward pass runs in bfloat16 autocast (the losses stay in float32).
+The optimisation, checkpoints, resume and log are the shared loop's (train.loop); the config is
+train.recipes.EncoderTrainingConfig. On a CUDA device the whole crop set is copied to the GPU once (the train
+split's 5.6 GB of windows fit), batches are gathered there, and the forward pass runs in bfloat16 autocast
+(the losses stay in float32).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -34,42 +35,7 @@ from fasthmr_model.encoder.model import FastHMREncoder, build_encoder
 from fasthmr_model.errors import FastHMRError
 from fasthmr_model.train.geometry import project_to_crop, rot6d_to_matrix
 from fasthmr_model.train.loop import CHECKPOINT_NAME, read_checkpoint, train_loop, training_device
-
-
-@dataclass(frozen=True)
-class EncoderTrainingConfig:
-    """Args:
-        preset: encoder preset to train.
-        steps: optimiser steps in all (a resumed run continues up to this count).
-        batch_size, learning_rate, weight_decay, warmup_steps: AdamW with linear warm-up, cosine decay to 0.
-        weight_*: loss weights (HMR2.0's 0.05 / 0.01 / 0.001 / 0.001 / 0.0005, times 100; the token heatmap
-            is ours, see the module docstring).
-        brightness_jitter, contrast_jitter: per-sample photometric augmentation (fractions).
-        checkpoint_every, log_every: in steps.
-        seed: initialisation, batch order and every step's random draws.
-        threads: torch intra-op threads (0 = torch's default).
-        device: torch device to train on ("cpu", "cuda", "cuda:1", ...).
-    """
-
-    preset: str = "tiny"
-    steps: int = 4000
-    batch_size: int = 32
-    learning_rate: float = 1e-4
-    weight_decay: float = 0.05
-    warmup_steps: int = 200
-    weight_joints_3d: float = 5.0
-    weight_joints_2d: float = 1.0
-    weight_global_orient: float = 0.1
-    weight_body_pose: float = 0.1
-    weight_betas: float = 0.05
-    weight_token_heatmap: float = 0.5
-    brightness_jitter: float = 0.2
-    contrast_jitter: float = 0.2
-    checkpoint_every: int = 250
-    log_every: int = 25
-    seed: int = 0
-    threads: int = 0
-    device: str = "cpu"
+from fasthmr_model.train.recipes import EncoderTrainingConfig
 
 
 class TokenHeatmap(torch.nn.Module):
