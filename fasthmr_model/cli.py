@@ -78,30 +78,31 @@ def _world_body_model(cache: Path, body_model: str | None) -> Path:
 def _train_encoder(args: argparse.Namespace) -> None:
     from fasthmr_model.data.world import build_split
     from fasthmr_model.export import build_bundle
-    from fasthmr_model.train.encoder import EncoderTrainingConfig, train_encoder, training_provenance
+    from fasthmr_model.train.encoder import train_encoder, training_provenance
+    from fasthmr_model.train.recipes import EncoderTrainingConfig
 
     body_model = _world_body_model(args.cache, args.body_model)
     data = build_split("train", args.cache, body_model, frames=args.frames)
-    config = EncoderTrainingConfig(steps=args.steps, batch_size=args.batch_size, learning_rate=args.learning_rate,
-                                   seed=args.seed, device=args.device, warmup_steps=args.warmup_steps)
+    config = _training_config(EncoderTrainingConfig(), args)
     model = train_encoder(data, Path(args.run), body_model, config, progress=not args.quiet)
     bundle = build_bundle(model, Path(args.out), provenance=training_provenance(data, Path(args.run), config),
                           camera_anchor="pelvis", body_model=body_model, preset_name=config.preset, overwrite=True)
     print(f"wrote {bundle.path}")
 
 
-def _decoder_training_config(args: argparse.Namespace):
-    from fasthmr_model.decoder.train import TrainingConfig
+def _training_config(recipe, args: argparse.Namespace):
+    """The training config `recipe` (a frozen dataclass) with the flags that set its fields (each flag's dest is
+    the field's name, and its default the recipe's value)."""
+    from dataclasses import fields, replace
 
-    return TrainingConfig(steps=args.steps, batch_size=args.batch_size, learning_rate=args.learning_rate,
-                          seed=args.seed, threads=args.threads, device=args.device,
-                          **({"motion_sequences": args.sequences} if getattr(args, "sequences", None) else {}),
-                          **({"jitter_scale": args.jitter_scale} if getattr(args, "jitter_scale", None) else {}))
+    return replace(recipe, **{field.name: getattr(args, field.name) for field in fields(recipe)
+                              if hasattr(args, field.name)})
 
 
 def _train_vae(args: argparse.Namespace) -> None:
     from fasthmr_model.decoder.config import DecoderConfig
     from fasthmr_model.decoder.train import train_vae, vae_reconstruction_mm
+    from fasthmr_model.train.recipes import VAE_RECIPE
 
     body_model = _world_body_model(args.cache, args.body_model)
     sizes = DecoderConfig(window=args.window, latent_tokens=args.latent_tokens, latent_size=args.latent_size,
@@ -111,16 +112,17 @@ def _train_vae(args: argparse.Namespace) -> None:
         from fasthmr_model.decoder.export import bundle_encoder_errors
 
         errors = bundle_encoder_errors(args.bundle, args.cache, progress=not args.quiet)
-    vae = train_vae(Path(args.run), body_model, sizes, _decoder_training_config(args),
-                    args.amass, progress=not args.quiet, errors=errors)
+    vae = train_vae(Path(args.run), body_model, sizes, _training_config(VAE_RECIPE, args),
+                    amass_files=args.amass, errors=errors, progress=not args.quiet)
     print(f"VAE in {args.run}; held-out reconstruction: {vae_reconstruction_mm(vae, body_model)}")
 
 
 def _train_decoder(args: argparse.Namespace) -> None:
     from fasthmr_model.decoder.export import train_and_bundle_decoder
+    from fasthmr_model.train.recipes import DENOISER_RECIPE
 
     bundle = train_and_bundle_decoder(Path(args.run), Path(args.vae_run), args.bundle, Path(args.out), args.cache,
-                                      _decoder_training_config(args), progress=not args.quiet)
+                                      _training_config(DENOISER_RECIPE, args), progress=not args.quiet)
     print(f"wrote {bundle.path}")
 
 
@@ -267,57 +269,65 @@ def build_parser(extensions=()) -> argparse.ArgumentParser:
     sequences.add_argument("--body-model", help="SMPL .pkl/.npz to pose instead of the synthetic body")
     sequences.set_defaults(handler=_world_sequences)
 
+    # Training flags take their defaults from the configs and recipes (train.recipes), and each flag's dest
+    # is the config field it sets (_training_config).
+    from fasthmr_model.train.recipes import DENOISER_RECIPE, VAE_RECIPE, EncoderTrainingConfig, TrainingConfig
+
+    encoder_defaults = EncoderTrainingConfig()
     train = commands.add_parser("train", help="training runs").add_subparsers(dest="train_command", required=True)
     encoder = train.add_parser("encoder", help="train the tiny encoder on the synthetic train split (CPU or GPU)")
     encoder.add_argument("--run", required=True, help="run folder: checkpoint and loss log; resumes if present")
     encoder.add_argument("--out", required=True, help="bundle folder to write at the end")
-    encoder.add_argument("--steps", type=int, default=4000)
-    encoder.add_argument("--batch-size", type=int, default=32)
-    encoder.add_argument("--learning-rate", type=float, default=1e-4)
-    encoder.add_argument("--warmup-steps", type=int, default=200, help="linear warm-up before the cosine decay")
-    encoder.add_argument("--seed", type=int, default=0)
-    encoder.add_argument("--device", default="cpu", help="torch device: cpu (default) or cuda")
+    encoder.add_argument("--steps", type=int, default=encoder_defaults.steps, help="(default: %(default)s)")
+    encoder.add_argument("--batch-size", type=int, default=encoder_defaults.batch_size, help="(default: %(default)s)")
+    encoder.add_argument("--learning-rate", type=float, default=encoder_defaults.learning_rate,
+                         help="(default: %(default)s)")
+    encoder.add_argument("--warmup-steps", type=int, default=encoder_defaults.warmup_steps,
+                         help="linear warm-up before the cosine decay (default: %(default)s)")
+    encoder.add_argument("--seed", type=int, default=encoder_defaults.seed)
+    encoder.add_argument("--device", default=encoder_defaults.device, help="torch device: cpu (default) or cuda")
     encoder.add_argument("--cache", type=Path, default=default_cache())
     encoder.add_argument("--frames", type=int, help="only the first N frames of the train split (smoke runs)")
     encoder.add_argument("--body-model", help="SMPL .pkl/.npz instead of the synthetic body")
     encoder.add_argument("--quiet", action="store_true", help="no progress bar")
     encoder.set_defaults(handler=_train_encoder)
 
-    def decoder_training(parser: argparse.ArgumentParser, steps: int, learning_rate: float) -> argparse.ArgumentParser:
+    def decoder_training(parser: argparse.ArgumentParser, recipe: TrainingConfig) -> argparse.ArgumentParser:
         parser.add_argument("--run", required=True, help="run folder: checkpoint and loss log; resumes if present")
-        parser.add_argument("--steps", type=int, default=steps)
-        parser.add_argument("--batch-size", type=int, default=64)
-        parser.add_argument("--learning-rate", type=float, default=learning_rate)
-        parser.add_argument("--seed", type=int, default=0)
-        parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
-        parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+        parser.add_argument("--steps", type=int, default=recipe.steps, help="(default: %(default)s)")
+        parser.add_argument("--batch-size", type=int, default=recipe.batch_size, help="(default: %(default)s)")
+        parser.add_argument("--learning-rate", type=float, default=recipe.learning_rate, help="(default: %(default)s)")
+        parser.add_argument("--seed", type=int, default=recipe.seed)
+        parser.add_argument("--threads", type=int, default=recipe.threads, help="torch threads (0 = torch's default)")
+        parser.add_argument("--device", choices=("cpu", "cuda"), default=recipe.device)
         parser.add_argument("--cache", type=Path, default=default_cache())
         parser.add_argument("--quiet", action="store_true", help="no progress bar")
         return parser
 
-    vae = decoder_training(train.add_parser("vae", help="train the decoder's motion VAE on generated motions"), 12000,
-                           5e-4)
+    vae = decoder_training(train.add_parser("vae", help="train the decoder's motion VAE on generated motions"),
+                           VAE_RECIPE)
     vae.add_argument("--window", type=int, default=8, help="frames per window W")
     vae.add_argument("--latent-tokens", type=int, default=8, help="latent tokens L")
     vae.add_argument("--latent-size", type=int, default=32, help="numbers per latent token C")
     vae.add_argument("--layers", type=int, default=1,
                      help="layers of the VAE's encoder and decoder, odd; the denoiser, which starts as the VAE's "
                           "encoder, gets as many")
-    vae.add_argument("--sequences", type=int, help="generated motion sequences (default 600 x 300 frames)")
+    vae.add_argument("--sequences", dest="motion_sequences", type=int, default=VAE_RECIPE.motion_sequences,
+                     help="generated motion sequences (default: %(default)s)")
     vae.add_argument("--amass", nargs="*", default=(), help="AMASS-format .npz files to train on as well")
     vae.add_argument("--body-model", help="SMPL .pkl/.npz instead of the synthetic body")
     vae.add_argument("--bundle", help="the encoder bundle whose errors on the rendered training sequences shape the "
                                       "VAE's windows (default: the shipped default bundle)")
-    vae.add_argument("--jitter-scale", type=float,
+    vae.add_argument("--jitter-scale", type=float, default=VAE_RECIPE.jitter_scale,
                      help="the per-frame jitter put on the VAE's input windows, in units of the encoder's measured "
-                          "one (default: decoder.train.TrainingConfig's)")
+                          "one (default: %(default)s)")
     vae.add_argument("--plain", action="store_true",
                      help="train on the motions as they are, not read as an encoder's poses")
     vae.set_defaults(handler=_train_vae)
 
     decoder = decoder_training(train.add_parser(
         "decoder", help="train the latent denoiser on a bundle's features of the rendered sequences; "
-                        "write the bundle with its decoder"), 3000, 5e-5)  # it starts from the VAE's encoder
+                        "write the bundle with its decoder"), DENOISER_RECIPE)
     decoder.add_argument("--vae-run", required=True, help="the VAE's run folder (`fasthmr train vae`)")
     decoder.add_argument("--bundle", help="the encoder bundle whose features condition the decoder "
                                           "(default: the shipped default bundle)")

@@ -25,6 +25,7 @@ from fasthmr_model.decoder.train import EncoderErrors, TrainingConfig, one_step_
 from fasthmr_model.encoder.config import PRESETS
 from fasthmr_model.encoder.model import build_encoder
 from fasthmr_model.export import build_bundle
+from fasthmr_model.train.loop import LOG_NAME
 
 
 def main(out: Path, device: str) -> dict:
@@ -45,14 +46,14 @@ def main(out: Path, device: str) -> dict:
                 rng.standard_normal((frames, POSE_SIZE)).astype(np.float32),
                 rng.standard_normal((frames, POSE_SIZE)).astype(np.float32))
 
-    denoiser, scale = train_denoiser(out / "denoiser", vae, [sequence(30), sequence(20)], config, False,
-                                     [sequence(12), sequence(9), sequence(15)])
+    denoiser, scale = train_denoiser(out / "denoiser", vae, [sequence(30), sequence(20)], config,
+                                     validation_series=[sequence(12), sequence(9), sequence(15)], progress=False)
     wall = time.perf_counter() - started
     encoder_bundle = build_bundle(build_encoder(PRESETS["tiny"], seed=3), out / "encoder",
                                   provenance={"source": "untrained"}, camera_anchor="pelvis", preset_name="tiny")
     model = one_step_decoder(vae, denoiser, scale)
     bundle = bundle_with_decoder(encoder_bundle, model, out / "with-decoder", {"source": "cuda check"})
-    log = [json.loads(line) for line in (out / "denoiser" / "log.jsonl").read_text().splitlines()]
+    log = [json.loads(line) for line in (out / "denoiser" / LOG_NAME).read_text().splitlines()]
     name = torch.cuda.get_device_name(0) if device == "cuda" else "cpu"
     return {"device": name, "torch": torch.__version__, "train_wall_s": round(wall, 1),
             "validations": [record for record in log if "validation" in record],

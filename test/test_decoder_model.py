@@ -254,15 +254,15 @@ def test_the_denoiser_starts_as_the_vae_encoder():
 
 
 def test_training_keeps_the_start_unless_a_checkpoint_beats_it_significantly(tmp_path):
-    """_loop's early stopping: per-sequence validation scores; a checkpoint whose gain over the start is
-    within twice its standard error never replaces the start, a clear gain does."""
-    from fasthmr_model.decoder.train import _loop
+    """The training loop's early stopping: per-sequence validation scores; a checkpoint whose gain over the
+    start is within twice its standard error never replaces the start, a clear gain does."""
+    from fasthmr_model.train.loop import train_loop
 
     def kept_step(run, later_scores):
         model = torch.nn.Linear(2, 1)
         calls = []
 
-        def scores(_model):
+        def scores():
             calls.append(None)
             return [10.0, 10.0, 10.0, 10.0] if len(calls) == 1 else later_scores[len(calls) - 2]
 
@@ -270,8 +270,9 @@ def test_training_keeps_the_start_unless_a_checkpoint_beats_it_significantly(tmp
             return {"total": model(torch.ones(1, 2)).square().sum()}
 
         config = TrainingConfig(steps=4, checkpoint_every=2, log_every=2, learning_rate=0.1, warmup_steps=0)
-        _loop("probe", tmp_path / run, model, config, loss_of_step, {}, False, scores)
-        return torch.load(tmp_path / run / "checkpoint.pt", weights_only=False)["best"]["step"]
+        train_loop(kind="probe", run=tmp_path / run, modules={"model": model}, config=config,
+                   loss_of_step=loss_of_step, samples="probes", validation_scores=scores, progress=False)
+        return torch.load(tmp_path / run / "checkpoint.pt", weights_only=True)["best"]["step"]
 
     noisy_gain = [9.0, 11.5, 8.5, 10.8]  # mean gain 0.05 +- 1.3: noise
     assert kept_step("noise", [noisy_gain, noisy_gain]) == 0

@@ -128,6 +128,7 @@ def train_and_bundle_decoder(run: Path, vae_run: Path, encoder_bundle_path, out:
     from fasthmr_model.data.world import load_crop_set
     from fasthmr_model.decoder.sequences import build_sequence_split, encoder_outputs
     from fasthmr_model.decoder.train import load_vae, one_step_decoder, sequence_dataset, train_denoiser
+    from fasthmr_model.train.loop import CHECKPOINT_NAME, read_checkpoint
 
     encoder_bundle = load_bundle(encoder_bundle_path)
     body = BodyModel.from_file(encoder_bundle.body_model_path)
@@ -136,9 +137,11 @@ def train_and_bundle_decoder(run: Path, vae_run: Path, encoder_bundle_path, out:
     vae, vae_state = load_vae(vae_run)
     denoiser, latent_scale = train_denoiser(
         run, vae, sequence_dataset(crops, encoder_outputs(encoder_bundle, crops, progress=progress), body), config,
-        progress, sequence_dataset(validation, encoder_outputs(encoder_bundle, validation, progress=progress), body))
+        validation_series=sequence_dataset(validation, encoder_outputs(encoder_bundle, validation, progress=progress),
+                                           body),
+        progress=progress)
     model = one_step_decoder(vae, denoiser, latent_scale)
-    state = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=False)
+    state = read_checkpoint(run / CHECKPOINT_NAME)
     # Run and data folders by name only: a manifest never records a machine's paths (checksums identify files).
     provenance = {
         "source": "synthetic-trained",

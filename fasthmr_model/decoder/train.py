@@ -23,24 +23,23 @@ sequences), so that its encoder is a smoother of the encoder's poses; the denois
 (Denoiser.start_from_vae_encoder). The denoiser gets Gaussian noise on its input features (feature_noise
 times each feature's spread) and is validated at the start and every checkpoint by decoding the val
 sequences causally; it keeps the best weights, a trained checkpoint only if it beats the start by more
-than the per-sequence noise (_loop). The rendered training set is 200 sequences: without noise and
-validation it learnt them by heart, and corrections learnt on them helped some val sequences by 20 mm and
-hurt others by as much.
+than the per-sequence noise (train.loop.significant_gain). The rendered training set is 200 sequences:
+without noise and validation it learnt them by heart, and corrections learnt on them helped some val
+sequences by 20 mm and hurt others by as much.
 
-AdamW, cosine decay, checkpoints written atomically every few hundred steps; a run resumes from its folder.
+Both run the shared training loop (train.loop: AdamW, warm-up and cosine decay, clipping, atomic checkpoints,
+resume, the log); their configs are train.recipes.TrainingConfig, the shipped ones VAE_RECIPE and
+DENOISER_RECIPE.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from fasthmr_model.body.lbs import BodyModel
 from fasthmr_model.body.skeleton import NUM_BETAS, NUM_JOINTS
@@ -49,10 +48,9 @@ from fasthmr_model.decoder.diffusion import diffusion_schedule
 from fasthmr_model.decoder.model import Denoiser, MotionVAE, OneStepDecoder
 from fasthmr_model.decoder.pose import NUM_POINTS, body_rest_points, encode_pose
 from fasthmr_model.errors import FastHMRError
-from fasthmr_model.train.encoder import learning_rate_at
+from fasthmr_model.train.loop import CHECKPOINT_NAME, read_checkpoint, train_loop, training_device
+from fasthmr_model.train.recipes import TrainingConfig
 
-CHECKPOINT_NAME = "checkpoint.pt"
-LOG_NAME = "log.jsonl"
 MOTION_SEED = 21_000  # VAE training motions; validation motions use MOTION_SEED + 1
 MOTION_FRAMES = 300
 
@@ -64,55 +62,6 @@ class WindowAugmentation:
     reverse_probability: float = 0.5
     speed_range: tuple = (0.75, 1.33)
     warm_up_probability: float = 0.15
-
-
-@dataclass(frozen=True)
-class TrainingConfig:
-    """Args:
-        steps, batch_size, learning_rate, weight_decay, warmup_steps: AdamW with linear warm-up, cosine decay.
-        kl_weight: the VAE's KL term.
-        newest_frame_weight: the VAE's reconstruction weight of a window's newest frame (the others weigh 1):
-            the causal stream emits that frame only.
-        terminal_fraction: share of each denoiser batch trained at t = T - 1.
-        feature_noise: Gaussian noise added to the denoiser's input features, times each feature's spread.
-        turn_probability: share of the denoiser's windows turned about the camera's y axis (turn_windows).
-        pose_loss_weight: the denoiser's pose-space term: its x0 prediction decoded by the frozen VAE against
-            the true poses (pose_error).
-        twist_loss_weight: the twists' weight in that term, against 1 for the points. The image fixes a bone's
-            turn about itself poorly (the encoder's twists are off by several of their spreads, its points by
-            about half of one, on the val sequences) and joint positions do not depend on it; at weight 1 the
-            twists were most of the loss.
-        motion_sequences: generated motion sequences for the VAE (MOTION_FRAMES frames each).
-        error_scale, error_drift, jitter_scale, jitter_share: the VAE's encoder-like windows (EncoderErrors):
-            the slow errors' size and their drift across a window, in units of the encoder's measured ones;
-            the per-frame jitter's size in units of its measured one, and the share of windows that carry it
-            (the others are read as they are to be reconstructed).
-        checkpoint_every, log_every: in steps. seed: data order and initialisation. threads: torch threads
-        (0 = torch's default). device: cpu or cuda.
-    """
-
-    steps: int = 3000
-    batch_size: int = 64
-    learning_rate: float = 5e-4
-    weight_decay: float = 0.01
-    warmup_steps: int = 100
-    kl_weight: float = 1e-5
-    newest_frame_weight: float = 4.0
-    terminal_fraction: float = 0.5
-    feature_noise: float = 1.0
-    turn_probability: float = 0.5
-    pose_loss_weight: float = 1.0
-    twist_loss_weight: float = 0.1
-    motion_sequences: int = 600
-    error_scale: float = 1.0
-    error_drift: float = 1.0
-    jitter_scale: float = 6.0
-    jitter_share: float = 0.9
-    checkpoint_every: int = 250
-    log_every: int = 50
-    seed: int = 0
-    threads: int = 0
-    device: str = "cpu"
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -296,111 +245,6 @@ def turn_windows(rng: np.random.Generator, probability: float, *windows: np.ndar
 
 
 # ----------------------------------------------------------------------------------------------------
-# Training loop pieces
-
-
-def _save(path: Path, state: dict) -> None:
-    temporary = path.with_suffix(".tmp")
-    torch.save(state, temporary)
-    os.replace(temporary, path)
-
-
-def _device(config: TrainingConfig) -> torch.device:
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    if config.device == "cuda" and not torch.cuda.is_available():
-        raise FastHMRError("--device cuda asked for, but torch sees no CUDA device; use --device cpu")
-    return torch.device(config.device)
-
-
-def _loop(name: str, run: Path, model: torch.nn.Module, config: TrainingConfig, loss_of_step, extra_state: dict,
-          progress: bool, validation_scores=None) -> None:
-    """The shared optimisation loop: resumes from run/checkpoint.pt, logs, checkpoints.
-
-    With validation_scores (a function of the model, in eval mode, returning per-item scores (S,), lower
-    better), the start and every checkpoint are scored and the model ends as the weights that scored
-    lowest on average, where a trained checkpoint counts only if it beats the start significantly:
-    by more than twice the standard error of its per-item gains (few validation sequences vary a lot
-    from one to the next, and a gain smaller than that did not carry over to other sequences).
-    """
-    run.mkdir(parents=True, exist_ok=True)
-    optimiser = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
-    checkpoint = run / CHECKPOINT_NAME
-    step, wall_s = 0, 0.0
-    best, start_scores = None, None
-    if checkpoint.is_file():
-        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-        if state.get("kind") != name:
-            raise FastHMRError(f"{checkpoint} is a {state.get('kind')} run, not {name}; use another run folder")
-        model.load_state_dict(state["model"])
-        optimiser.load_state_dict(state["optimiser"])
-        step, wall_s = state["step"], state["wall_s"]
-        best = state.get("best")
-        start_scores = None if state.get("start_scores") is None else np.asarray(state["start_scores"])
-    model.train()
-    bar = tqdm(total=config.steps, initial=step, disable=not progress, desc=f"train {name}", unit="step")
-    sums: dict[str, float] = {}
-    started = time.perf_counter()
-    with open(run / LOG_NAME, "a") as log:
-
-        def validate() -> None:
-            nonlocal best, start_scores
-            model.eval()
-            with torch.no_grad():
-                scores = np.asarray(validation_scores(model), np.float64)
-            model.train()
-            mean = float(scores.mean())
-            record = {"step": step, "validation": round(mean, 6)}
-            if start_scores is None:
-                start_scores = scores
-            else:
-                gains = start_scores - scores
-                margin = 2.0 * gains.std(ddof=1) / np.sqrt(len(gains)) if len(gains) > 1 else 0.0
-                record.update(gain=round(float(gains.mean()), 6), margin=round(float(margin), 6))
-                if gains.mean() <= margin:
-                    mean = np.inf  # not significantly better than the start: never kept
-            log.write(json.dumps(record) + "\n")
-            if best is None or mean < best["validation"]:
-                best = {"step": step, "validation": mean,
-                        "model": {key: value.detach().cpu().clone() for key, value in model.state_dict().items()}}
-
-        if validation_scores is not None and step == 0:
-            validate()  # the start is a candidate too, and what training must beat
-        while step < config.steps:
-            for group in optimiser.param_groups:
-                group["lr"] = learning_rate_at(step, config)
-            terms = loss_of_step(step)
-            optimiser.zero_grad(set_to_none=True)
-            terms["total"].backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimiser.step()
-            step += 1
-            bar.update(1)
-            for key, value in terms.items():
-                sums[key] = sums.get(key, 0.0) + float(value.detach())
-            if step % config.log_every == 0 or step == config.steps:
-                elapsed = time.perf_counter() - started
-                wall_s += elapsed
-                count = step % config.log_every or config.log_every
-                record = {"step": step, "wall_s": round(wall_s, 1), **{k: round(v / count, 6) for k, v in sums.items()}}
-                log.write(json.dumps(record) + "\n")
-                log.flush()
-                bar.set_postfix(loss=record["total"])
-                sums, started = {}, time.perf_counter()
-            if step % config.checkpoint_every == 0 or step == config.steps:
-                if validation_scores is not None:
-                    validate()
-                _save(checkpoint, {"kind": name, "model": model.state_dict(), "optimiser": optimiser.state_dict(),
-                                   "step": step, "wall_s": wall_s, "config": asdict(config), "best": best,
-                                   "start_scores": None if start_scores is None else start_scores.tolist(),
-                                   **extra_state})
-    bar.close()
-    if best is not None:
-        model.load_state_dict(best["model"])
-    model.eval()
-
-
-# ----------------------------------------------------------------------------------------------------
 # VAE
 
 
@@ -412,11 +256,11 @@ def newest_frame_weights(window: int, newest_weight: float, device) -> torch.Ten
     return weights * (window / weights.sum())
 
 
-def train_vae(run: Path, body_model_path: Path, decoder_config: DecoderConfig, config: TrainingConfig,
-              amass_files=(), progress: bool = True, errors: EncoderErrors | None = None) -> MotionVAE:
+def train_vae(run: Path, body_model_path: Path, decoder_config: DecoderConfig, config: TrainingConfig, *,
+              amass_files=(), errors: EncoderErrors | None = None, progress: bool = True) -> MotionVAE:
     """Train (or resume) the motion VAE in `run`; returns it (eval mode, on the CPU). With an encoder's errors
     (measure_encoder_errors), it learns to read windows as that encoder gives them (encoder_like_windows)."""
-    device = _device(config)
+    device = training_device(config)
     body = BodyModel.from_file(body_model_path)
     series = motion_dataset(body, config.motion_sequences, MOTION_SEED, amass_files)
     vae = MotionVAE(decoder_config)
@@ -440,9 +284,11 @@ def train_vae(run: Path, body_model_path: Path, decoder_config: DecoderConfig, c
         kl = 0.5 * (mean.square() + log_variance.exp() - 1.0 - log_variance).sum(dim=(1, 2)).mean()
         return {"total": reconstruction + config.kl_weight * kl, "reconstruction": reconstruction, "kl": kl}
 
-    _loop("vae", run, vae, config, loss_of_step, {"decoder_config": decoder_config.to_dict(),
-                                                   "amass_files": [str(path) for path in amass_files],
-                                                   "encoder_errors": errors.to_dict() if errors else None}, progress)
+    train_loop(kind="vae", run=run, modules={"model": vae}, config=config, loss_of_step=loss_of_step,
+               samples="windows", extra_state={"decoder_config": decoder_config.to_dict(),
+                                               "amass_files": [str(path) for path in amass_files],
+                                               "encoder_errors": errors.to_dict() if errors else None},
+               progress=progress)
     return vae.cpu()
 
 
@@ -508,14 +354,14 @@ def sequence_dataset(crops, encoded: dict[str, np.ndarray], body_model: BodyMode
     return series
 
 
-def train_denoiser(run: Path, vae: MotionVAE, series: list, config: TrainingConfig, progress: bool = True,
-                   validation_series: list | None = None) -> tuple[Denoiser, float]:
+def train_denoiser(run: Path, vae: MotionVAE, series: list, config: TrainingConfig, *,
+                   validation_series: list | None = None, progress: bool = True) -> tuple[Denoiser, float]:
     """Train (or resume) the denoiser in `run` on (features, frame poses, true poses) series (sequence_dataset)
     with the VAE frozen, starting as the VAE's encoder; returns the denoiser (eval mode, CPU) and the latent
     scale. With validation series (the val sequences), the weights kept are those that decode the val
-    sequences causally best (_causal_validation), the start included (_loop: a trained checkpoint must beat
-    the start significantly)."""
-    device = _device(config)
+    sequences causally best (_causal_validation), the start included (train_loop: a trained checkpoint must
+    beat the start significantly)."""
+    device = training_device(config)
     decoder_config = vae.config
     feature_size = series[0][0].shape[1]
     if feature_size != decoder_config.feature_size:
@@ -528,7 +374,7 @@ def train_denoiser(run: Path, vae: MotionVAE, series: list, config: TrainingConf
     # Diffusion's scale factor), so that the denoiser works on unit-variance latents as the schedule assumes.
     checkpoint = run / CHECKPOINT_NAME
     if checkpoint.is_file():
-        latent_scale = float(torch.load(checkpoint, map_location="cpu", weights_only=False)["latent_scale"])
+        latent_scale = float(read_checkpoint(checkpoint)["latent_scale"])
     else:
         (_, _, poses) = cut_windows(series, decoder_config.window, 2048, np.random.default_rng([config.seed, 1 << 30]),
                                     None)
@@ -580,10 +426,11 @@ def train_denoiser(run: Path, vae: MotionVAE, series: list, config: TrainingConf
 
     validation_scores = None
     if validation_series:
-        validation_scores = _causal_validation(validation_series, vae, latent_scale, decoder_config, config.seed,
-                                               device)
-    _loop("denoiser", run, denoiser, config, loss_of_step,
-          {"latent_scale": latent_scale, "decoder_config": decoder_config.to_dict()}, progress, validation_scores)
+        scores = _causal_validation(validation_series, vae, latent_scale, decoder_config, config.seed, device)
+        validation_scores = partial(scores, denoiser)
+    train_loop(kind="denoiser", run=run, modules={"model": denoiser}, config=config, loss_of_step=loss_of_step,
+               samples="windows", extra_state={"latent_scale": latent_scale, "decoder_config": decoder_config.to_dict()},
+               validation_scores=validation_scores, progress=progress)
     return denoiser.cpu(), latent_scale
 
 

@@ -11,24 +11,19 @@ so training sits on the mean-pose plateau for a long time. A training-only read-
 dense signal from the first step: per joint, a softmax over the 192 tokens must pick the token that holds the
 joint (a 16x12 heatmap, as ViTPose's). It is not part of the exported encoder.
 
-AdamW with warm-up and cosine decay; a checkpoint every few hundred steps (written atomically) from which
-a run resumes; one JSON line of losses per log interval. On a CUDA device the whole crop set is copied to the
-GPU once (the train split's 5.6 GB of windows fit), batches are gathered there, and the forward pass runs in
-bfloat16 autocast (the losses stay in float32).
+The optimisation, checkpoints, resume and log are the shared loop's (train.loop); the config is
+train.recipes.EncoderTrainingConfig. On a CUDA device the whole crop set is copied to the GPU once (the train
+split's 5.6 GB of windows fit), batches are gathered there, and the forward pass runs in bfloat16 autocast
+(the losses stay in float32).
 """
 
 from __future__ import annotations
 
-import json
-import math
-import os
-import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from fasthmr_model.body.rotations import matrix_to_rot6d
 from fasthmr_model.body.skeleton import NUM_JOINTS
@@ -40,45 +35,8 @@ from fasthmr_model.encoder.config import CROP_SIZE, PATCH_PADDING, PATCH_SIZE, T
 from fasthmr_model.encoder.model import FastHMREncoder, build_encoder
 from fasthmr_model.errors import FastHMRError
 from fasthmr_model.train.geometry import project_to_crop, rot6d_to_matrix
-
-CHECKPOINT_NAME = "checkpoint.pt"
-LOG_NAME = "log.jsonl"
-
-
-@dataclass(frozen=True)
-class EncoderTrainingConfig:
-    """Args:
-        preset: encoder preset to train.
-        steps: optimiser steps in all (a resumed run continues up to this count).
-        batch_size, learning_rate, weight_decay, warmup_steps: AdamW with linear warm-up, cosine decay to 0.
-        weight_*: loss weights (HMR2.0's 0.05 / 0.01 / 0.001 / 0.001 / 0.0005, times 100; the token heatmap
-            is ours, see the module docstring).
-        brightness_jitter, contrast_jitter: per-sample photometric augmentation (fractions).
-        checkpoint_every, log_every: in steps.
-        seed: initialisation and batch order.
-        threads: torch intra-op threads (0 = torch's default).
-        device: torch device to train on ("cpu", "cuda", "cuda:1", ...).
-    """
-
-    preset: str = "tiny"
-    steps: int = 4000
-    batch_size: int = 32
-    learning_rate: float = 1e-4
-    weight_decay: float = 0.05
-    warmup_steps: int = 200
-    weight_joints_3d: float = 5.0
-    weight_joints_2d: float = 1.0
-    weight_global_orient: float = 0.1
-    weight_body_pose: float = 0.1
-    weight_betas: float = 0.05
-    weight_token_heatmap: float = 0.5
-    brightness_jitter: float = 0.2
-    contrast_jitter: float = 0.2
-    checkpoint_every: int = 250
-    log_every: int = 25
-    seed: int = 0
-    threads: int = 0
-    device: str = "cpu"
+from fasthmr_model.train.loop import CHECKPOINT_NAME, read_checkpoint, train_loop, training_device
+from fasthmr_model.train.recipes import EncoderTrainingConfig
 
 
 class TokenHeatmap(torch.nn.Module):
@@ -200,56 +158,21 @@ def training_mean_parameters(crops: CropSet) -> tuple[np.ndarray, np.ndarray]:
     return matrix_to_rot6d(nearest).reshape(-1).astype(np.float32), crops.betas.mean(axis=0).astype(np.float32)
 
 
-def learning_rate_at(step: int, config) -> float:
-    """Linear warm-up over config.warmup_steps, then cosine decay to 0 at config.steps, from config.learning_rate
-    (the encoder's and the decoder's training share it)."""
-    if step < config.warmup_steps:
-        return config.learning_rate * (step + 1) / config.warmup_steps
-    progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
-    return config.learning_rate * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-
-def _save_checkpoint(path: Path, model, heatmap, optimiser, step: int, config: EncoderTrainingConfig,
-                     wall_s: float) -> None:
-    temporary = path.with_suffix(".tmp")
-    torch.save({"model": model.state_dict(), "token_heatmap": heatmap.state_dict(),
-                "optimiser": optimiser.state_dict(), "step": step,
-                "config": asdict(config), "wall_s": wall_s}, temporary)
-    os.replace(temporary, path)
-
-
-def train_encoder(data: Path, run: Path, body_model_path: Path, config: EncoderTrainingConfig,
+def train_encoder(data: Path, run: Path, body_model_path: Path, config: EncoderTrainingConfig, *,
                   progress: bool = True) -> FastHMREncoder:
-    """Train (or resume) in `run` on the crop set in `data`; returns the model after `config.steps` steps."""
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    device = torch.device(config.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise FastHMRError(f"training device {config.device!r} asked for, but torch sees no CUDA GPU; use --device cpu")
+    """Train (or resume) in `run` on the crop set in `data`; returns the model (eval mode, on the CPU) after
+    `config.steps` steps."""
+    device = training_device(config)
     crops = load_crop_set(data)
     if crops.split_name == "test":
         raise FastHMRError(f"{data} is the test split: it is only evaluated, never trained on; train on 'train'")
-    run.mkdir(parents=True, exist_ok=True)
     model = build_encoder(preset(config.preset), seed=config.seed)
     heatmap = TokenHeatmap(model.config.width)
-    parameters = list(model.parameters()) + list(heatmap.parameters())
-    optimiser = torch.optim.AdamW(parameters, lr=config.learning_rate, weight_decay=config.weight_decay)
-    checkpoint_path = run / CHECKPOINT_NAME
-    step, wall_s = 0, 0.0
-    if checkpoint_path.is_file():
-        state = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
-        if state["config"]["preset"] != config.preset:
-            raise FastHMRError(f"{checkpoint_path} trains preset {state['config']['preset']!r}, not "
-                               f"{config.preset!r}; use another run folder")
-        model.load_state_dict(state["model"])
-        heatmap.load_state_dict(state["token_heatmap"])
-        optimiser.load_state_dict(state["optimiser"])
-        step, wall_s = state["step"], state["wall_s"]
-    else:
-        mean_pose_6d, mean_betas = training_mean_parameters(crops)
-        with torch.no_grad():
-            model.head.mean_pose_6d.copy_(torch.from_numpy(mean_pose_6d)[None])
-            model.head.mean_betas.copy_(torch.from_numpy(mean_betas)[None])
+    # The read-outs start from the data's mean parameters (a resumed run loads its own over them).
+    mean_pose_6d, mean_betas = training_mean_parameters(crops)
+    with torch.no_grad():
+        model.head.mean_pose_6d.copy_(torch.from_numpy(mean_pose_6d)[None])
+        model.head.mean_betas.copy_(torch.from_numpy(mean_betas)[None])
     model.to(device)
     heatmap.to(device)
     losses = Losses(config, body_model_path)
@@ -257,52 +180,28 @@ def train_encoder(data: Path, run: Path, body_model_path: Path, config: EncoderT
     batches = Batches(crops, device)
     # bfloat16 autocast on GPUs only: on the CPU it is slower than float32 here.
     autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
-    # Each step's batch depends only on (seed, step), so a resumed run sees the batches it would have seen.
-    model.train()
-    bar = tqdm(total=config.steps, initial=step, disable=not progress, desc="train encoder", unit="step")
-    sums: dict[str, float] = {}
-    interval_start = time.perf_counter()
-    with open(run / LOG_NAME, "a") as log:
-        while step < config.steps:
-            rng = np.random.default_rng([config.seed, step])
-            # Smoke runs on a few frames may have fewer crops than a batch: draw with replacement then.
-            indices = rng.choice(len(crops), config.batch_size, replace=len(crops) < config.batch_size)
-            batch = batches(indices, rng, config)
-            for group in optimiser.param_groups:
-                group["lr"] = learning_rate_at(step, config)
-            with autocast:
-                tokens = model.backbone(batch["image"])
-                outputs, heatmap_logits = model.head(tokens), heatmap(tokens)
-            outputs = type(outputs)(*(value.float() for value in outputs))
-            terms = losses(outputs, heatmap_logits.float(), batch)
-            optimiser.zero_grad(set_to_none=True)
-            terms["total"].backward()
-            torch.nn.utils.clip_grad_norm_(parameters, 1.0)
-            optimiser.step()
-            step += 1
-            bar.update(1)
-            for name, value in terms.items():
-                sums[name] = sums.get(name, 0.0) + value.detach()  # summed on the device: no sync per step
-            if step % config.log_every == 0 or step == config.steps:
-                elapsed = time.perf_counter() - interval_start
-                wall_s += elapsed
-                count = step % config.log_every or config.log_every
-                record = {"step": step, "lr": learning_rate_at(step - 1, config), "wall_s": round(wall_s, 1),
-                          "images_per_s": round(count * config.batch_size / elapsed, 1),
-                          **{name: round(float(total) / count, 5) for name, total in sums.items()}}
-                log.write(json.dumps(record) + "\n")
-                log.flush()
-                bar.set_postfix(loss=record["total"], joint_l1_mm=round(1000 * record["joints_3d"], 1))
-                sums, interval_start = {}, time.perf_counter()
-            if step % config.checkpoint_every == 0 or step == config.steps:
-                _save_checkpoint(checkpoint_path, model, heatmap, optimiser, step, config, wall_s)
-    bar.close()
+
+    def loss_of_step(step: int) -> dict[str, torch.Tensor]:
+        rng = np.random.default_rng([config.seed, step])
+        # Smoke runs on a few frames may have fewer crops than a batch: draw with replacement then.
+        indices = rng.choice(len(crops), config.batch_size, replace=len(crops) < config.batch_size)
+        batch = batches(indices, rng, config)
+        with autocast:
+            tokens = model.backbone(batch["image"])
+            outputs, heatmap_logits = model.head(tokens), heatmap(tokens)
+        outputs = type(outputs)(*(value.float() for value in outputs))
+        return losses(outputs, heatmap_logits.float(), batch)
+
+    train_loop(kind="encoder", run=run, modules={"model": model, "token_heatmap": heatmap}, config=config,
+               loss_of_step=loss_of_step, samples="images", same_config=("preset",),
+               postfix=lambda record: {"loss": record["total"], "joint_l1_mm": round(1000 * record["joints_3d"], 1)},
+               progress=progress)
     return model.to("cpu").eval()
 
 
 def training_provenance(data: Path, run: Path, config: EncoderTrainingConfig) -> dict:
     """What the bundle's manifest says about how its encoder was trained."""
-    state = torch.load(run / CHECKPOINT_NAME, map_location="cpu", weights_only=True)
+    state = read_checkpoint(run / CHECKPOINT_NAME)
     device = torch.cuda.get_device_name(config.device) if config.device.startswith("cuda") else "cpu"
     return {"source": "synthetic-trained", "description": "tiny encoder trained on the synthetic world's train split",
             "data": Path(data).name, "run": Path(run).name,  # names only: never a machine's paths
