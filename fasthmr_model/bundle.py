@@ -1,8 +1,9 @@
 """Model bundles: a folder with the ONNX graphs, the body model and one JSON manifest.
 
 The encoder graph is a contract (`ENCODER_CONTRACT`, written into every manifest) so that programs outside
-Python can run it. Loading checks the format version and every file's SHA-256; writing builds the bundle in
-a temporary folder beside the target and renames it into place, so a failed write leaves nothing behind.
+Python can run it. A bundle is sealed: loading checks the format version, that every file is a plain name in
+the folder, that every file a section names is listed, and every file's size and SHA-256; writing builds the
+bundle in a staging folder beside the target and moves it into place, so a failed write leaves nothing behind.
 Run-time module: numpy and the standard library only.
 """
 
@@ -12,7 +13,6 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -23,12 +23,15 @@ from fasthmr_model.body.skeleton import NUM_BETAS
 from fasthmr_model.encoder.config import CAM_SIZE, IMAGE_HEIGHT, IMAGE_WIDTH, NUM_TOKENS, POSE_6D_SIZE, EncoderConfig
 from fasthmr_model.encoder.merge_plan import MergePlan
 from fasthmr_model.errors import BundleError, FastHMRError
+from fasthmr_model.staging import move_into_place, staging_folder
 
 BUNDLE_FORMAT = "fasthmr-bundle"
 BUNDLE_FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 ENCODER_FILE = "encoder.onnx"
 BODY_MODEL_FILE = "body_model.npz"
+# The largest manifest read: the shipped one is about 30 kB (the decoder's noise sample is most of it).
+MANIFEST_MAX_BYTES = 4 * 1024 * 1024
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -189,8 +192,11 @@ def default_bundle_path() -> Path:
 def load_bundle(path: str | os.PathLike | None = None, verify_checksums: bool = True) -> Bundle:
     """Read and check the bundle at `path` (the shipped default when None).
 
-    Raises BundleError naming the file and what to do when the folder or manifest is missing or malformed,
-    the format version differs, a listed file is absent, or a checksum does not match.
+    A bundle is sealed: its files are plain names inside its folder, every file a section names (encoder,
+    body model, decoder) is listed in `files`, and every listed file has its size and SHA-256. Raises
+    BundleError naming the file and what to do when the folder or manifest is missing, malformed or too large,
+    the format version differs, a name leaves the folder, a named file is unlisted or absent, or a size or
+    checksum does not match.
     """
     folder = Path(path) if path is not None else default_bundle_path()
     manifest_path = folder / MANIFEST_NAME
@@ -199,31 +205,43 @@ def load_bundle(path: str | os.PathLike | None = None, verify_checksums: bool = 
                           "`fasthmr convert-hmr2` or `fasthmr train`, or omit it to use the default bundle")
     if not manifest_path.is_file():
         raise BundleError(f"{manifest_path} is missing: {folder} is not a model bundle (or was only partly copied)")
-    try:
-        manifest = json.loads(manifest_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise BundleError(f"{manifest_path} is not valid JSON ({error}); the bundle is corrupt: rebuild or re-copy it")
-    if not isinstance(manifest, dict) or manifest.get("format") != BUNDLE_FORMAT:
-        raise BundleError(f"{manifest_path} is not a {BUNDLE_FORMAT} manifest")
+    manifest = _read_manifest(manifest_path)
     version = manifest.get("format_version")
     if version != BUNDLE_FORMAT_VERSION:
         raise BundleError(
             f"{manifest_path} has format version {version!r}, this fasthmr reads version {BUNDLE_FORMAT_VERSION}; "
             "re-export the bundle with this version of fasthmr"
         )
-    for section, key in (("encoder", "file"), ("encoder", "config"), ("encoder", "camera_anchor"),
-                         ("body_model", "file")):
-        if not isinstance(manifest.get(section), dict) or key not in manifest[section]:
-            raise BundleError(f"{manifest_path} lacks {section}.{key}; the bundle is incomplete: rebuild it")
+    for section, key, kind in (("encoder", "file", str), ("encoder", "config", dict), ("encoder", "camera_anchor", str),
+                               ("body_model", "file", str)):
+        if not isinstance(manifest.get(section), dict) or not isinstance(manifest[section].get(key), kind):
+            raise BundleError(f"{manifest_path} lacks {section}.{key} (a {kind.__name__}); the bundle is incomplete "
+                              "or was edited: rebuild it")
+    if "decoder" in manifest and not isinstance(manifest["decoder"], dict):
+        raise BundleError(f"{manifest_path}: the decoder section is not an object; rebuild the bundle")
     files = manifest.get("files")
     if not isinstance(files, dict) or not files:
         raise BundleError(f"{manifest_path} lists no files; the bundle is incomplete: rebuild it")
+    named = {f"{section}.file": manifest[section].get("file") for section in ("encoder", "body_model", "decoder")
+             if isinstance(manifest.get(section), dict)}
+    for field, name in named.items():
+        if name not in files:
+            raise BundleError(f"{manifest_path}: {field} {name!r} is not among the checksummed files; a bundle loads "
+                              "only files it lists: rebuild the bundle")
+    inside = folder.resolve()
     for name, record in files.items():
+        if not _is_plain_name(name):
+            raise BundleError(f"{manifest_path} lists {name!r}, which is not a plain file name inside the bundle "
+                              "folder; a bundle never reads outside its folder: rebuild it")
         file_path = folder / name
-        if not file_path.is_file():
-            raise BundleError(f"{file_path} is listed in the manifest but missing; re-copy the whole bundle folder")
-        if verify_checksums and sha256_of(file_path) != record.get("sha256"):
-            raise BundleError(f"{file_path} does not match its checksum in {manifest_path}; "
+        if not file_path.is_file() or file_path.resolve().parent != inside:
+            raise BundleError(f"{file_path} is listed in the manifest but missing (or links outside the bundle); "
+                              "re-copy the whole bundle folder")
+        if (not isinstance(record, dict) or not isinstance(record.get("sha256"), str)
+                or type(record.get("bytes")) is not int):
+            raise BundleError(f"{manifest_path}: the record of {name} needs a sha256 and a byte count; rebuild the bundle")
+        if file_path.stat().st_size != record["bytes"] or (verify_checksums and sha256_of(file_path) != record["sha256"]):
+            raise BundleError(f"{file_path} does not match its size or checksum in {manifest_path}; "
                               "the file is corrupt or was changed: re-copy or rebuild the bundle")
     if manifest["encoder"]["camera_anchor"] not in CAMERA_ANCHORS:
         raise BundleError(f"{manifest_path}: encoder.camera_anchor is {manifest['encoder']['camera_anchor']!r}, "
@@ -231,13 +249,41 @@ def load_bundle(path: str | os.PathLike | None = None, verify_checksums: bool = 
     bundle = Bundle(path=folder, manifest=manifest)
     try:
         bundle.encoder_config
+        bundle.merge_plan
+        bundle.decoder
     except FastHMRError as error:
         raise BundleError(f"{manifest_path}: {error}") from None
+    except (TypeError, ValueError, KeyError, AttributeError) as error:
+        raise BundleError(f"{manifest_path} has a malformed section ({type(error).__name__}: {error}); the bundle "
+                          "was edited or written by another tool: rebuild it") from None
     return bundle
 
 
+def _read_manifest(manifest_path: Path) -> dict:
+    """The manifest's JSON object, refused when larger than MANIFEST_MAX_BYTES or nested too deep."""
+    size = manifest_path.stat().st_size
+    if size > MANIFEST_MAX_BYTES:
+        raise BundleError(f"{manifest_path} is {size / 1e6:.1f} MB; a manifest is at most {MANIFEST_MAX_BYTES / 1e6:.0f} "
+                          "MB: this is not a fasthmr bundle")
+    try:
+        manifest = json.loads(manifest_path.read_bytes())
+    except (ValueError, UnicodeDecodeError, RecursionError) as error:
+        raise BundleError(f"{manifest_path} is not valid JSON ({type(error).__name__}: {error}); the bundle is corrupt: "
+                          "rebuild or re-copy it") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != BUNDLE_FORMAT:
+        raise BundleError(f"{manifest_path} is not a {BUNDLE_FORMAT} manifest")
+    return manifest
+
+
+def _is_plain_name(name) -> bool:
+    """A file name with no folder part: not empty, not . or .., no separator, no NUL."""
+    return (isinstance(name, str) and name not in ("", ".", "..") and "/" not in name and "\\" not in name
+            and "\0" not in name and Path(name).name == name)
+
+
 def write_bundle(out: str | os.PathLike, files: dict[str, Path], manifest: dict, overwrite: bool = False) -> Bundle:
-    """Write a bundle folder atomically.
+    """Write a bundle folder atomically: built in a staging folder beside `out` (fasthmr_model.staging) and moved
+    into place; replacing an existing bundle exchanges the two, so `out` holds the old bundle or the new one.
 
     Args:
         out: the bundle folder to create.
@@ -248,12 +294,10 @@ def write_bundle(out: str | os.PathLike, files: dict[str, Path], manifest: dict,
     out = Path(out)
     if out.exists() and not overwrite:
         raise BundleError(f"{out} already exists; choose another --out or remove it first")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    # mkdtemp makes the folder private (0700); a bundle is read by other users (a node's service account).
-    umask = os.umask(0)
-    os.umask(umask)
-    staging.chmod(0o777 & ~umask)
+    bad = [name for name in files if not _is_plain_name(name)]
+    if bad:
+        raise BundleError(f"bundle file names must be plain names inside the folder, got {bad}")
+    staging = staging_folder(out)
     try:
         records = {}
         for name, source in files.items():
@@ -262,13 +306,7 @@ def write_bundle(out: str | os.PathLike, files: dict[str, Path], manifest: dict,
             records[name] = {"sha256": sha256_of(target), "bytes": target.stat().st_size}
         full = {"format": BUNDLE_FORMAT, "format_version": BUNDLE_FORMAT_VERSION, **manifest, "files": records}
         (staging / MANIFEST_NAME).write_text(json.dumps(full, indent=2, sort_keys=False) + "\n")
-        if out.exists():
-            retired = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
-            os.replace(out, retired / out.name)
-            os.replace(staging, out)
-            shutil.rmtree(retired)
-        else:
-            os.replace(staging, out)
+        move_into_place(staging, out, overwrite=overwrite)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

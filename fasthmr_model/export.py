@@ -28,6 +28,7 @@ from fasthmr_model.encoder.config import IMAGE_HEIGHT, IMAGE_WIDTH, NUM_TOKENS
 from fasthmr_model.encoder.merge_plan import MergePlan
 from fasthmr_model.errors import BundleError
 from fasthmr_model.runtime import EncoderSession, RuntimeConfig
+from fasthmr_model.staging import scratch_folder
 
 ONNX_OPSET = 17
 # Protobuf cannot hold a message of 2 GiB or more; stay well below it.
@@ -111,7 +112,7 @@ def build_bundle(model, out: Path, *, provenance: dict, camera_anchor: str, body
     """
     from fasthmr_model.body.model_file import load_body_model_file
 
-    with tempfile.TemporaryDirectory(prefix="fasthmr-export-") as scratch:
+    with scratch_folder(out) as scratch:  # beside the bundle: a killed export's is removed by the next one
         if body_model is None:
             from fasthmr_model.body.synthetic import write_synthetic_body
 

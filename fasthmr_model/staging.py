@@ -10,6 +10,7 @@ other with nothing in between.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import errno
@@ -17,6 +18,7 @@ import os
 import secrets
 import shutil
 from pathlib import Path
+from typing import Iterator
 
 from fasthmr_model.errors import FastHMRError
 
@@ -34,6 +36,17 @@ def staging_folder(target: str | os.PathLike) -> Path:
     folder = target.parent / f".{target.name}{STAGING_MARK}{os.getpid()}-{secrets.token_hex(4)}"
     folder.mkdir()
     return folder
+
+
+@contextlib.contextmanager
+def scratch_folder(target: str | os.PathLike) -> Iterator[Path]:
+    """A staging folder beside `target` for intermediate files (an export before it becomes a bundle), removed
+    on leaving; a killed process's is removed by the next writer of `target`."""
+    folder = staging_folder(target)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def remove_abandoned(target: str | os.PathLike) -> list[Path]:

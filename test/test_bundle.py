@@ -55,14 +55,12 @@ def test_accessors_of_an_unmerged_bundle_without_a_decoder(bundle_path):
 
 def test_a_decoder_section_missing_keys_is_refused(tmp_path, sources):
     fields = dict(manifest_fields(), decoder={"file": "encoder.onnx", "window": 8})
-    bundle = write_bundle(tmp_path / "bundle", sources, fields)
-    assert bundle.has_decoder
     with pytest.raises(BundleError, match="decoder section lacks"):
-        bundle.decoder
+        write_bundle(tmp_path / "bundle", sources, fields)
 
 
 def test_written_bundle_is_readable_by_other_users(bundle_path):
-    """mkdtemp's private 0700 staging folder must not become the bundle's mode."""
+    """The staging folder's mode becomes the bundle's: readable as the umask allows (a node's service account)."""
     umask = os.umask(0)
     os.umask(umask)
     assert bundle_path.stat().st_mode & 0o777 == 0o777 & ~umask
@@ -102,7 +100,7 @@ def _bad_config(path):
     (_no_encoder_section, "lacks encoder.file"),
     (_bad_config, "width must be a positive integer"),
     (lambda p: (p / "encoder.onnx").unlink(), "encoder.onnx is listed in the manifest but missing"),
-    (lambda p: (p / "body_model.npz").write_bytes(b"changed"), "body_model.npz does not match its checksum"),
+    (lambda p: (p / "body_model.npz").write_bytes(b"changed"), "body_model.npz does not match its size or checksum"),
 ])
 def test_broken_bundles_say_which_file_and_what_to_do(bundle_path, damage, message):
     damage(bundle_path)
@@ -131,3 +129,67 @@ def test_failed_write_leaves_nothing_behind(tmp_path, sources):
     with pytest.raises(FileNotFoundError):
         write_bundle(tmp_path / "bundle", sources, manifest_fields())
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sources"]
+
+
+def _edit_manifest(path, edit):
+    manifest = json.loads((path / MANIFEST_NAME).read_text())
+    edit(manifest)
+    (path / MANIFEST_NAME).write_text(json.dumps(manifest))
+
+
+def _outside_graph(path):
+    """encoder.file names a graph outside the bundle, listed with its real checksum."""
+    outside = path.parent / "outside.onnx"
+    outside.write_bytes((path / "encoder.onnx").read_bytes())
+
+    def edit(manifest):
+        manifest["encoder"]["file"] = "../outside.onnx"
+        manifest["files"]["../outside.onnx"] = dict(manifest["files"]["encoder.onnx"])
+    _edit_manifest(path, edit)
+
+
+def _absolute_graph(path):
+    def edit(manifest):
+        manifest["encoder"]["file"] = str((path / "encoder.onnx").resolve())
+    _edit_manifest(path, edit)
+
+
+def _unlisted_graph(path):
+    """A changed graph dropped from `files`, so that no checksum covers it."""
+    (path / "other.onnx").write_bytes(b"not checked")
+
+    def edit(manifest):
+        manifest["encoder"]["file"] = "other.onnx"
+    _edit_manifest(path, edit)
+
+
+def _symlink_outside(path):
+    outside = path.parent / "elsewhere.onnx"
+    (path / "encoder.onnx").rename(outside)
+    (path / "encoder.onnx").symlink_to(outside)
+
+
+@pytest.mark.parametrize("damage, message", [
+    (_outside_graph, "not a plain file name inside the bundle folder"),
+    (_absolute_graph, "is not among the checksummed files"),
+    (_unlisted_graph, "is not among the checksummed files"),
+    (lambda p: _edit_manifest(p, lambda m: m["files"].update({"../../etc/passwd": {"sha256": "0", "bytes": 1}})),
+     "not a plain file name"),
+    (_symlink_outside, "links outside the bundle"),
+    (lambda p: _edit_manifest(p, lambda m: m.update(files=["encoder.onnx"])), "lists no files"),
+    (lambda p: _edit_manifest(p, lambda m: m["files"]["encoder.onnx"].pop("bytes")), "needs a sha256 and a byte count"),
+    (lambda p: _edit_manifest(p, lambda m: m.update(encoder=5)), "lacks encoder.file"),
+    (lambda p: _edit_manifest(p, lambda m: m.update(decoder=[1])), "decoder section is not an object"),
+    (lambda p: (p / MANIFEST_NAME).write_text("[" * 100_000 + "]" * 100_000), "not valid JSON"),
+    (lambda p: (p / MANIFEST_NAME).write_text(" " * (5 * 1024 * 1024) + "{}"), "a manifest is at most"),
+    (lambda p: (p / "encoder.onnx").write_bytes(b""), "does not match its size or checksum"),
+])
+def test_unsealed_bundles_are_refused(bundle_path, damage, message, capsys):
+    """Nothing outside the folder, nothing unlisted, nothing unchecked loads; `fasthmr info` says why too."""
+    from fasthmr_model.cli import main
+
+    damage(bundle_path)
+    with pytest.raises(BundleError, match=message):
+        load_bundle(bundle_path)
+    assert main(["info", str(bundle_path)]) == 2
+    assert message.split()[0] in capsys.readouterr().err

@@ -8,7 +8,6 @@ one, so that consecutive windows of a stream do not jitter with fresh noise), an
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +19,7 @@ from fasthmr_model.decoder.config import DecoderConfig
 from fasthmr_model.decoder.pose import NUM_POINTS, NUM_TWISTS, POSE_SIZE, TWIST_JOINTS
 from fasthmr_model.errors import BundleError
 from fasthmr_model.export import ONNX_OPSET
+from fasthmr_model.staging import scratch_folder
 
 DECODER_FILE = "decoder.onnx"
 DECODER_INPUTS = ("features", "frame_poses", "noise")
@@ -71,7 +71,7 @@ def bundle_with_decoder(encoder_bundle: Bundle, model: torch.nn.Module, out: Pat
     config = model.denoiser.config
     manifest = {key: value for key, value in encoder_bundle.manifest.items()
                 if key not in ("format", "format_version", "files")}
-    with tempfile.TemporaryDirectory(prefix="fasthmr-decoder-") as scratch:
+    with scratch_folder(out) as scratch:  # beside the bundle: a killed export's is removed by the next one
         files = {name: encoder_bundle.path / name for name in encoder_bundle.file_names if name != DECODER_FILE}
         files[DECODER_FILE] = export_decoder_onnx(model, Path(scratch) / DECODER_FILE)
         manifest["decoder"] = {
