@@ -19,6 +19,7 @@ from fasthmr_model.decoder.config import DecoderConfig
 from fasthmr_model.decoder.pose import FEATURE_SIZE, NUM_POINTS, NUM_TWISTS, TWIST_JOINTS
 from fasthmr_model.errors import BundleError
 from fasthmr_model.export import ONNX_OPSET
+from fasthmr_model.torch_files import load_torch_checkpoint
 
 DECODER_FILE = "decoder.onnx"
 DECODER_INPUTS = ("features", "frame_poses", "noise")
@@ -137,7 +138,7 @@ def train_and_bundle_decoder(run: Path, vae_run: Path, encoder_bundle_path, out:
         run, vae, sequence_dataset(crops, encoder_outputs(encoder_bundle, crops, progress=progress), body), config,
         progress, sequence_dataset(validation, encoder_outputs(encoder_bundle, validation, progress=progress), body))
     model = one_step_decoder(vae, denoiser, latent_scale)
-    state = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=False)
+    state = load_torch_checkpoint(run / "checkpoint.pt")
     # Run and data folders by name only: a manifest never records a machine's paths (checksums identify files).
     provenance = {
         "source": "synthetic-trained",
