@@ -10,9 +10,7 @@ Export-time module: imports torch.
 
 from __future__ import annotations
 
-import pickle
 import re
-import types
 from pathlib import Path
 
 import torch
@@ -20,6 +18,7 @@ import torch
 from fasthmr_model.encoder.config import NUM_TOKENS, EncoderConfig
 from fasthmr_model.encoder.model import FastHMREncoder
 from fasthmr_model.errors import CheckpointError, FastHMRError
+from fasthmr_model.torch_files import load_torch_checkpoint
 
 IGNORED_PREFIXES = ("discriminator.", "smpl.")
 IGNORED_KEYS = ("initialized",)
@@ -82,50 +81,13 @@ def ours_to_hmr2(key: str) -> str | None:
     return _rename(key, _BACKWARD)
 
 
-class _Opaque:
-    """Stands in for a class a checkpoint names but we do not need (e.g. a yacs config in hyper_parameters)."""
-
-    def __init__(self, *args, **kwargs) -> None:
-        self.args = args
-
-    def __setstate__(self, state) -> None:
-        self.state = state
-
-    def __setitem__(self, key, value) -> None:  # dict subclasses are rebuilt item by item
-        pass
-
-
-class _RestrictedUnpickler(pickle.Unpickler):
-    """Builds tensors and plain containers; every other class becomes an inert _Opaque (no code runs)."""
-
-    ALLOWED_MODULES = ("torch", "torch._utils", "torch.storage", "collections", "numpy", "numpy.core.multiarray",
-                       "numpy._core.multiarray", "_codecs")
-
-    def find_class(self, module: str, name: str):
-        if module in self.ALLOWED_MODULES or (module == "builtins" and name in ("set", "frozenset", "slice")):
-            return super().find_class(module, name)
-        return _Opaque
-
-
-_restricted_pickle = types.SimpleNamespace(Unpickler=_RestrictedUnpickler, load=pickle.load, __name__="restricted")
-
-
 def load_checkpoint_state(path: str | Path) -> dict[str, torch.Tensor]:
-    """The `state_dict` of a Lightning checkpoint, loaded without running code from the file."""
+    """The `state_dict` of a Lightning checkpoint, loaded without running code from the file (load_torch_checkpoint)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist; pass the HMR2.0 .ckpt file")
-    try:
-        try:
-            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError:
-            # Lightning stores hyper-parameters (HMR2.0: a yacs config) that the safe loader refuses.
-            checkpoint = torch.load(path, map_location="cpu", weights_only=False, pickle_module=_restricted_pickle)
-    except Exception as error:  # torch raises assorted types for truncated or non-torch files
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise CheckpointError(f"cannot read {path} as a PyTorch checkpoint ({first_line}); is the file complete?"
-                              ) from None
-    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict):
+    checkpoint = load_torch_checkpoint(path)
+    if not isinstance(checkpoint.get("state_dict"), dict):
         raise CheckpointError(f"{path} has no 'state_dict': it is not a PyTorch Lightning checkpoint of HMR2.0")
     return checkpoint["state_dict"]
 

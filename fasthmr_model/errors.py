@@ -10,7 +10,8 @@ class BundleError(FastHMRError):
 
 
 class CheckpointError(FastHMRError):
-    """A checkpoint has unknown, missing or mis-shaped tensors."""
+    """A checkpoint cannot be read, names a global it may not (refused, never run), or has unknown, missing or
+    mis-shaped tensors."""
 
 
 class InputError(FastHMRError):

@@ -11,7 +11,6 @@ from typing import NamedTuple
 
 import numpy as np
 import onnxruntime as ort
-from onnxruntime.capi.onnxruntime_pybind11_state import Fail, InvalidGraph, InvalidProtobuf, NoSuchFile
 
 from fasthmr_model.bundle import Bundle
 from fasthmr_model.encoder.config import IMAGE_HEIGHT, IMAGE_WIDTH, NUM_TOKENS
@@ -65,12 +64,13 @@ def create_session(model_path: Path, config: RuntimeConfig = RuntimeConfig()) ->
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.add_session_config_entry("session.inter_op.allow_spinning", "0")
     options.log_severity_level = 3
+    providers = select_providers(config.provider)
     try:
-        return ort.InferenceSession(str(model_path), sess_options=options,
-                                    providers=select_providers(config.provider))
-    except (Fail, InvalidGraph, InvalidProtobuf, NoSuchFile) as error:
-        raise BundleError(f"onnxruntime cannot load {model_path}: {error}; the graph is corrupt or was "
-                          "exported by an incompatible tool: re-export the bundle") from None
+        return ort.InferenceSession(str(model_path), sess_options=options, providers=providers)
+    except Exception as error:  # onnxruntime's own types (an empty file: InvalidArgument), RuntimeError, OSError
+        raise BundleError(f"onnxruntime cannot load {model_path} ({type(error).__name__}: {error}); the file is "
+                          "empty, truncated or corrupt, or was exported by an incompatible tool: re-export the "
+                          "bundle") from None
 
 
 class EncoderOutput(NamedTuple):

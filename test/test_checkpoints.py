@@ -167,16 +167,16 @@ def test_damaged_checkpoints_name_the_keys(checkpoint_file, damage, message):
 
 def test_checkpoint_with_foreign_hyperparameters_loads_without_running_code(tmp_path):
     """Lightning stores HMR2.0's yacs config; the loader must not need (or run) that class."""
-    module = types.ModuleType("yacs_standin")
+    module = types.ModuleType("yacs.config")
 
     class CfgNode(dict):
         def __reduce__(self):
             return (CfgNode, (), None, None, iter(self.items()))
 
-    CfgNode.__module__ = "yacs_standin"
+    CfgNode.__module__ = "yacs.config"
     CfgNode.__qualname__ = "CfgNode"
     module.CfgNode = CfgNode
-    sys.modules["yacs_standin"] = module
+    sys.modules["yacs"], sys.modules["yacs.config"] = types.ModuleType("yacs"), module
     try:
         config = CfgNode()
         config["MODEL"] = {"IMAGE_SIZE": 256}
@@ -184,7 +184,7 @@ def test_checkpoint_with_foreign_hyperparameters_loads_without_running_code(tmp_
         checkpoint["hyper_parameters"] = {"cfg": config}
         torch.save(checkpoint, tmp_path / "with_cfg.ckpt")
     finally:
-        del sys.modules["yacs_standin"]
+        del sys.modules["yacs"], sys.modules["yacs.config"]
     state = load_checkpoint_state(tmp_path / "with_cfg.ckpt")
     assert "backbone.pos_embed" in state
 

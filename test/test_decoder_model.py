@@ -18,6 +18,7 @@ from fasthmr_model.decoder.model import Denoiser, MotionVAE, OneStepDecoder
 from fasthmr_model.decoder.pose import POSE_SIZE
 from fasthmr_model.decoder.runtime import DecoderSession, StreamingDecoder, decode_causal, decode_offline
 from fasthmr_model.runtime import RuntimeConfig
+from fasthmr_model.torch_files import load_torch_checkpoint
 from fasthmr_model.decoder.train import (
     EncoderErrors, TrainingConfig, WindowAugmentation, cut_windows, encoder_like_windows, measure_encoder_errors,
     train_denoiser, train_vae, turn_windows,
@@ -76,7 +77,7 @@ def test_vae_and_denoiser_train(tmp_path):
     vae = train_vae(tmp_path / "vae", body_path, TINY, config, progress=False, errors=errors)
     logs = [json.loads(line) for line in (tmp_path / "vae" / "log.jsonl").read_text().splitlines()]
     assert [record["step"] for record in logs] == [1, 2, 3] and all(np.isfinite(r["total"]) for r in logs)
-    stored = torch.load(tmp_path / "vae" / "checkpoint.pt", weights_only=False)["encoder_errors"]
+    stored = load_torch_checkpoint(tmp_path / "vae" / "checkpoint.pt")["encoder_errors"]
     np.testing.assert_allclose(EncoderErrors.from_dict(stored).mean, errors.mean, atol=1e-4)  # kept in degrees, 3 decimals
     rng = np.random.default_rng(0)
     series = [(rng.standard_normal((30, TINY.feature_size)).astype(np.float32),
@@ -272,7 +273,7 @@ def test_training_keeps_the_start_unless_a_checkpoint_beats_it_significantly(tmp
         config = TrainingConfig(steps=4, checkpoint_every=2, log_every=2, learning_rate=0.1, warmup_steps=0)
         train_loop(kind="probe", run=tmp_path / run, modules={"model": model}, config=config,
                    loss_of_step=loss_of_step, samples="probes", validation_scores=scores, progress=False)
-        return torch.load(tmp_path / run / "checkpoint.pt", weights_only=True)["best"]["step"]
+        return load_torch_checkpoint(tmp_path / run / "checkpoint.pt")["best"]["step"]
 
     noisy_gain = [9.0, 11.5, 8.5, 10.8]  # mean gain 0.05 +- 1.3: noise
     assert kept_step("noise", [noisy_gain, noisy_gain]) == 0

@@ -13,8 +13,9 @@ import torch
 from fasthmr_model.bundle import default_bundle_path
 from fasthmr_model.cli import _training_config, build_parser
 from fasthmr_model.errors import FastHMRError
-from fasthmr_model.train.loop import (CHECKPOINT_NAME, GRADIENT_CLIP_NORM, LOG_NAME, learning_rate_at,
-                                      read_checkpoint, save_checkpoint, train_loop)
+from fasthmr_model.torch_files import load_torch_checkpoint as read_checkpoint
+from fasthmr_model.train.loop import (CHECKPOINT_NAME, GRADIENT_CLIP_NORM, LOG_NAME, learning_rate_at, save_checkpoint,
+                                      train_loop)
 from fasthmr_model.train.recipes import DENOISER_RECIPE, VAE_RECIPE, EncoderTrainingConfig, TrainingConfig
 
 SHORT = TrainingConfig(steps=6, batch_size=4, learning_rate=0.05, warmup_steps=2, checkpoint_every=3, log_every=2)

@@ -4,19 +4,19 @@ official SMPL .pkl, without chumpy, scipy or smplx.
 Official SMPL .pkl files were pickled by Python 2 and hold chumpy objects (`chumpy.ch.Ch`,
 `chumpy.reordering.*`) and a scipy.sparse joint regressor. chumpy does not import on Python 3.11
 with numpy 2, and a pickle can run arbitrary code, so they are read with a restricted unpickler: it
-builds numpy arrays, turns chumpy and scipy.sparse objects into stand-ins that keep only their
-pickled state (then rebuilt as dense arrays), and refuses every other class.
+builds numpy arrays, turns the chumpy and scipy.sparse classes such files hold (each by its full
+name) into stand-ins that keep only their pickled state (then rebuilt as dense arrays, their declared
+shapes and indices checked first), and refuses every other class.
 """
 
 import dataclasses
-import pickle
 from pathlib import Path
 
 import numpy as np
 
 from fasthmr_model.body.skeleton import JOINT_NAMES, NUM_BETAS, NUM_JOINTS, NUM_POSE_BASIS, PARENTS
 from fasthmr_model.errors import BodyModelError
-from fasthmr_model.pickles import NumpyUnpickler
+from fasthmr_model.pickles import MAX_ARRAY_BYTES, NumpyUnpickler, load_npz_arrays
 
 REQUIRED_KEYS = ("v_template", "f", "J_regressor", "weights", "shapedirs", "posedirs", "kintree_table")
 _WHAT_TO_DO = (
@@ -92,7 +92,13 @@ class _ChumpyObject(_PickledState):
         if "x" in state:
             return _dense(state["x"])
         if kind == "Select" and "a" in state:
-            selected = _dense(state["a"]).ravel()[np.asarray(state["idxs"])]
+            source = _dense(state["a"]).ravel()
+            indices = np.asarray(state.get("idxs"))
+            inside = indices.size == 0 or 0 <= indices.min() <= indices.max() < source.size
+            if indices.dtype.kind not in "iu" or not inside:
+                raise BodyModelError(f"a pickled {self.chumpy_class} selects {indices.dtype} indices outside its "
+                                     f"{source.size} values")
+            selected = source[indices]
             return selected.reshape(state["preferred_shape"]) if "preferred_shape" in state else selected
         if kind == "Reshape" and "a" in state:
             return _dense(state["a"]).reshape(state["newshape"])
@@ -113,12 +119,22 @@ class _SparseMatrix(_PickledState):
         state = getattr(self, "state", None)
         if not isinstance(state, dict) or not {"data", "indices", "indptr"} <= state.keys():
             raise BodyModelError(f"a pickled {self.sparse_class} has no data/indices/indptr to rebuild it from")
-        rows, columns = state["_shape"] if "_shape" in state else state["shape"]
-        data = np.asarray(state["data"], dtype=np.float64)
-        indices = np.asarray(state["indices"], dtype=np.int64)
-        indptr = np.asarray(state["indptr"], dtype=np.int64)
+        rows, columns = (int(size) for size in (state["_shape"] if "_shape" in state else state["shape"]))
+        data = np.asarray(state["data"], dtype=np.float64).ravel()
+        indices = np.asarray(state["indices"], dtype=np.int64).ravel()
+        indptr = np.asarray(state["indptr"], dtype=np.int64).ravel()
         compressed_columns = self.sparse_class.rsplit(".", 1)[-1].startswith("csc")
-        dense = np.zeros((columns, rows) if compressed_columns else (rows, columns))
+        lines, line_length = (columns, rows) if compressed_columns else (rows, columns)
+        # The declared shape is only a claim: check it, and that the indices stay inside it, before allocating.
+        if min(rows, columns) < 0 or rows * columns * 8 > MAX_ARRAY_BYTES:
+            raise BodyModelError(f"a pickled {self.sparse_class} declares the shape ({rows}, {columns}), beyond "
+                                 f"the {MAX_ARRAY_BYTES}-byte limit of a dense body model array")
+        inside = indices.size == 0 or 0 <= indices.min() <= indices.max() < line_length
+        if (len(indptr) != lines + 1 or indptr[0] != 0 or np.any(np.diff(indptr) < 0) or indptr[-1] != len(indices)
+                or len(indices) != len(data) or not inside):
+            raise BodyModelError(f"a pickled {self.sparse_class} of shape ({rows}, {columns}) has inconsistent "
+                                 "indptr/indices/data (indices outside the shape)")
+        dense = np.zeros((lines, line_length))
         # Each compressed line (a column for csc, a row for csr) owns data[indptr[i]:indptr[i + 1]].
         line_of_entry = np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))
         np.add.at(dense, (line_of_entry, indices), data)
@@ -132,29 +148,30 @@ def _dense(value):
     return np.asarray(value)
 
 
-_SPARSE_CLASS_NAMES = {"csc_matrix", "csr_matrix", "csc_array", "csr_array"}
+# The classes official SMPL pickles hold, by full name (scipy moved its sparse classes over the years).
+CHUMPY_CLASSES = (
+    "chumpy.ch.Ch", "chumpy.reordering.Select", "chumpy.reordering.Reshape", "chumpy.reordering.transpose",
+)
+SPARSE_CLASSES = (
+    "scipy.sparse.csc.csc_matrix", "scipy.sparse.csr.csr_matrix",
+    "scipy.sparse._csc.csc_matrix", "scipy.sparse._csr.csr_matrix",
+    "scipy.sparse._csc.csc_array", "scipy.sparse._csr.csr_array",
+    "scipy.sparse._arrays.csc_array", "scipy.sparse._arrays.csr_array",
+)
+
+
+def _stand_ins(base, attribute, full_names):
+    """{(module, name): a subclass of `base` that remembers in `attribute` which class it stands in for}."""
+    return {tuple(full_name.rsplit(".", 1)): type(base.__name__, (base,), {attribute: full_name})
+            for full_name in full_names}
 
 
 class _SmplUnpickler(NumpyUnpickler):
     """An unpickler that only builds numpy arrays, chumpy stand-ins and sparse stand-ins."""
 
-    _stand_ins = {}
-
-    def refuse(self, module, name):
-        if module == "chumpy" or module.startswith("chumpy."):
-            return self._stand_in(_ChumpyObject, "chumpy_class", f"{module}.{name}")
-        if module.startswith("scipy.sparse") and name in _SPARSE_CLASS_NAMES:
-            return self._stand_in(_SparseMatrix, "sparse_class", f"{module}.{name}")
-        raise pickle.UnpicklingError(
-            f"refusing to load {module}.{name}: only numpy, chumpy and scipy.sparse data are allowed"
-        )
-
-    @classmethod
-    def _stand_in(cls, base, attribute, qualified_name):
-        """One stand-in subclass per pickled class, remembering which class it replaces."""
-        if qualified_name not in cls._stand_ins:
-            cls._stand_ins[qualified_name] = type(base.__name__, (base,), {attribute: qualified_name})
-        return cls._stand_ins[qualified_name]
+    extra_globals = {**_stand_ins(_ChumpyObject, "chumpy_class", CHUMPY_CLASSES),
+                     **_stand_ins(_SparseMatrix, "sparse_class", SPARSE_CLASSES)}
+    content = "numpy arrays, chumpy Ch/Select/Reshape/transpose objects and scipy csc/csr matrices"
 
 
 def _read_pickle(path):
@@ -178,7 +195,7 @@ def _read_pickle(path):
         if key in content:
             try:
                 arrays[key] = _dense(content[key])
-            except BodyModelError as error:
+            except Exception as error:  # ours, or numpy's on a crafted reshape/transpose: all mean "unreadable"
                 raise BodyModelError(
                     f"Cannot read '{key}' of the body model pickle {path}: {error}. {_WHAT_TO_DO}"
                 ) from None
@@ -190,8 +207,7 @@ def _read_pickle(path):
 def _read_npz(path):
     """{key: array} from an .npz (no pickled objects allowed)."""
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            return {key: archive[key] for key in archive.files if key in REQUIRED_KEYS or key == "model_name"}
+        return load_npz_arrays(path, names=(*REQUIRED_KEYS, "model_name"))
     except ValueError as error:
         raise BodyModelError(
             f"Cannot read the body model {path}: {error}. An .npz must hold plain numeric arrays (no pickled "

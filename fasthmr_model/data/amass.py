@@ -26,6 +26,7 @@ from fasthmr_model.body.rotations import axis_angle_to_matrix
 from fasthmr_model.body.skeleton import JOINT_INDEX, NUM_BETAS, NUM_JOINTS
 from fasthmr_model.data.motion import MotionSequence, resample_sequence, rest_skeleton
 from fasthmr_model.errors import InputError
+from fasthmr_model.pickles import load_npz_arrays
 
 # AMASS z-up -> our y-up: a rotation by -90 degrees about x, (x, y, z) -> (x, z, -y).
 AMASS_TO_WORLD = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])
@@ -41,8 +42,7 @@ def _load_arrays(path):
     if not path.is_file():
         raise InputError(f"The AMASS file {path} does not exist.")
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            return {key: archive[key] for key in archive.files}
+        return load_npz_arrays(path)
     except ValueError as error:
         raise InputError(
             f"Cannot read the AMASS file {path}: {error}. It must be an .npz of plain arrays (no pickled "

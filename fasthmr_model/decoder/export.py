@@ -20,6 +20,7 @@ from fasthmr_model.decoder.pose import NUM_POINTS, NUM_TWISTS, POSE_SIZE, TWIST_
 from fasthmr_model.errors import BundleError
 from fasthmr_model.export import ONNX_OPSET
 from fasthmr_model.staging import scratch_folder
+from fasthmr_model.torch_files import load_torch_checkpoint
 
 DECODER_FILE = "decoder.onnx"
 DECODER_INPUTS = ("features", "frame_poses", "noise")
@@ -128,7 +129,7 @@ def train_and_bundle_decoder(run: Path, vae_run: Path, encoder_bundle_path, out:
     from fasthmr_model.data.world import load_crop_set
     from fasthmr_model.decoder.sequences import build_sequence_split, encoder_outputs
     from fasthmr_model.decoder.train import load_vae, one_step_decoder, sequence_dataset, train_denoiser
-    from fasthmr_model.train.loop import CHECKPOINT_NAME, read_checkpoint
+    from fasthmr_model.train.loop import CHECKPOINT_NAME
 
     encoder_bundle = load_bundle(encoder_bundle_path)
     body = BodyModel.from_file(encoder_bundle.body_model_path)
@@ -141,7 +142,7 @@ def train_and_bundle_decoder(run: Path, vae_run: Path, encoder_bundle_path, out:
                                            body),
         progress=progress)
     model = one_step_decoder(vae, denoiser, latent_scale)
-    state = read_checkpoint(run / CHECKPOINT_NAME)
+    state = load_torch_checkpoint(run / CHECKPOINT_NAME)
     # Run and data folders by name only: a manifest never records a machine's paths (checksums identify files).
     provenance = {
         "source": "synthetic-trained",

@@ -48,7 +48,8 @@ from fasthmr_model.decoder.diffusion import diffusion_schedule
 from fasthmr_model.decoder.model import Denoiser, MotionVAE, OneStepDecoder
 from fasthmr_model.decoder.pose import NUM_POINTS, body_rest_points, encode_pose
 from fasthmr_model.errors import FastHMRError
-from fasthmr_model.train.loop import CHECKPOINT_NAME, read_checkpoint, train_loop, training_device
+from fasthmr_model.torch_files import load_torch_checkpoint
+from fasthmr_model.train.loop import CHECKPOINT_NAME, train_loop, training_device
 from fasthmr_model.train.recipes import TrainingConfig
 
 MOTION_SEED = 21_000  # VAE training motions; validation motions use MOTION_SEED + 1
@@ -297,7 +298,7 @@ def load_vae(run: Path) -> tuple[MotionVAE, dict]:
     path = Path(run) / CHECKPOINT_NAME
     if not path.is_file():
         raise FastHMRError(f"{path} is missing: train the VAE first with `fasthmr train vae --run {run}`")
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    state = load_torch_checkpoint(path)
     if state.get("kind") != "vae":
         raise FastHMRError(f"{path} is a {state.get('kind')} run, not a VAE run")
     vae = MotionVAE(DecoderConfig.from_dict(state["decoder_config"]))
@@ -374,7 +375,7 @@ def train_denoiser(run: Path, vae: MotionVAE, series: list, config: TrainingConf
     # Diffusion's scale factor), so that the denoiser works on unit-variance latents as the schedule assumes.
     checkpoint = run / CHECKPOINT_NAME
     if checkpoint.is_file():
-        latent_scale = float(read_checkpoint(checkpoint)["latent_scale"])
+        latent_scale = float(load_torch_checkpoint(checkpoint)["latent_scale"])
     else:
         (_, _, poses) = cut_windows(series, decoder_config.window, 2048, np.random.default_rng([config.seed, 1 << 30]),
                                     None)

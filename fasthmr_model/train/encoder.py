@@ -35,7 +35,8 @@ from fasthmr_model.encoder.config import CROP_SIZE, PATCH_PADDING, PATCH_SIZE, T
 from fasthmr_model.encoder.model import FastHMREncoder, build_encoder
 from fasthmr_model.errors import FastHMRError
 from fasthmr_model.train.geometry import project_to_crop, rot6d_to_matrix
-from fasthmr_model.train.loop import CHECKPOINT_NAME, read_checkpoint, train_loop, training_device
+from fasthmr_model.torch_files import load_torch_checkpoint
+from fasthmr_model.train.loop import CHECKPOINT_NAME, train_loop, training_device
 from fasthmr_model.train.recipes import EncoderTrainingConfig
 
 
@@ -201,7 +202,7 @@ def train_encoder(data: Path, run: Path, body_model_path: Path, config: EncoderT
 
 def training_provenance(data: Path, run: Path, config: EncoderTrainingConfig) -> dict:
     """What the bundle's manifest says about how its encoder was trained."""
-    state = read_checkpoint(run / CHECKPOINT_NAME)
+    state = load_torch_checkpoint(run / CHECKPOINT_NAME)
     device = torch.cuda.get_device_name(config.device) if config.device.startswith("cuda") else "cpu"
     return {"source": "synthetic-trained", "description": "tiny encoder trained on the synthetic world's train split",
             "data": Path(data).name, "run": Path(run).name,  # names only: never a machine's paths

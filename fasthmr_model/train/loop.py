@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from fasthmr_model.torch_files import load_torch_checkpoint
 from fasthmr_model.errors import FastHMRError
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -102,11 +103,6 @@ def save_checkpoint(path: Path, state: dict) -> None:
         os.close(folder)
 
 
-def read_checkpoint(path: Path) -> dict:
-    """A checkpoint written by save_checkpoint, on the CPU; tensors and plain data only (weights_only)."""
-    return torch.load(path, map_location="cpu", weights_only=True)
-
-
 def significant_gain(start_scores: np.ndarray, scores: np.ndarray) -> tuple[float, float]:
     """Per-item validation scores (S,) of the start and of a checkpoint, lower better -> (the mean gain over
     the start, the margin it must exceed): twice the standard error of the per-item gains (0 for one item).
@@ -134,7 +130,7 @@ def train_loop(*, kind: str, run: Path, modules: dict[str, torch.nn.Module], con
         loss_of_step: step -> loss terms (0-dim tensors), "total" among them, which is minimised. Runs in
             training mode, with torch's generators seeded by step_seed(config.seed, step).
         samples: what a batch holds, for the log's throughput ("images" -> "images_per_s").
-        extra_state: more entries for the checkpoint (plain data: read_checkpoint loads weights only).
+        extra_state: more entries for the checkpoint (plain data: load_torch_checkpoint loads weights only).
         same_config: config fields that a resumed run must share with its checkpoint (e.g. the preset).
         validation_scores: with it, per-item scores (S,), lower better, of the modules as they are, called
             in eval mode without gradients at the start and at every checkpoint. The modules end as the
@@ -152,7 +148,7 @@ def train_loop(*, kind: str, run: Path, modules: dict[str, torch.nn.Module], con
     step, wall_s = 0, 0.0
     best, start_scores = None, None
     if checkpoint.is_file():
-        state = read_checkpoint(checkpoint)
+        state = load_torch_checkpoint(checkpoint)
         stored_kind = state.get("kind", UNLABELLED_KIND)
         if stored_kind != kind:
             raise FastHMRError(f"{checkpoint} is a {stored_kind} run, not {kind}; use another run folder")
