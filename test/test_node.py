@@ -561,6 +561,25 @@ def lifecycle_change(client, node_name: str, transition: int) -> None:
     assert client.call(ChangeState, f"/{node_name}/change_state", request).success
 
 
+@contextlib.contextmanager
+def unconfigured_node(environment: dict, log_folder: Path, bundle):
+    """(process, node name, Client) of a node started with autostart off: unconfigured, with no timer at all."""
+    unique = uuid.uuid4().hex[:6]
+    node_name = f"fasthmr_lifecycle_{unique}"
+    log = open(log_folder / "node.log", "w+")
+    process = subprocess.Popen(node_command(node_name, f"camera_lifecycle_{unique}", "autostart:=false",
+                                            f"bundle:={bundle.path}"),
+                               env=node_environment(environment), stdout=log, stderr=subprocess.STDOUT, text=True)
+    process.log = log
+    client = Client(node_name, f"camera_lifecycle_{unique}")
+    try:
+        yield process, node_name, client
+    finally:
+        client.close()
+        stop(process)
+        log.close()
+
+
 @pytest.mark.parametrize("state", ["unconfigured", "inactive", "active", "cleaned up"])
 @pytest.mark.parametrize("signal_number", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_stops_the_node_within_a_second_in_every_lifecycle_state(ros_env, tmp_path, untrained_tiny_bundle,
@@ -569,15 +588,7 @@ def test_a_signal_stops_the_node_within_a_second_in_every_lifecycle_state(ros_en
     from lifecycle_msgs.msg import Transition
     from lifecycle_msgs.srv import GetState
 
-    unique = uuid.uuid4().hex[:6]
-    node_name = f"fasthmr_signal_{unique}"
-    log = open(tmp_path / "node.log", "w+")
-    process = subprocess.Popen(node_command(node_name, f"camera_signal_{unique}", "autostart:=false",
-                                            f"bundle:={untrained_tiny_bundle.path}"),
-                               env=node_environment(ros_env), stdout=log, stderr=subprocess.STDOUT, text=True)
-    process.log = log
-    client = Client(node_name, f"camera_signal_{unique}")
-    try:
+    with unconfigured_node(ros_env, tmp_path, untrained_tiny_bundle) as (process, node_name, client):
         assert client.call(GetState, f"/{node_name}/get_state", GetState.Request()).current_state.label == "unconfigured"
         transitions = {"unconfigured": [], "inactive": [Transition.TRANSITION_CONFIGURE],
                        "active": [Transition.TRANSITION_CONFIGURE, Transition.TRANSITION_ACTIVATE],
@@ -589,28 +600,12 @@ def test_a_signal_stops_the_node_within_a_second_in_every_lifecycle_state(ros_en
         process.send_signal(signal_number)
         code = process.wait(timeout=ANSWER_TIMEOUT_S)
         assert time.monotonic() - start < 1.0 and code == 0, stop(process)
-    finally:
-        client.close()
-        stop(process)
-        log.close()
 
 
 def test_the_lifecycle_shutdown_ends_the_process_with_0(ros_env, tmp_path, untrained_tiny_bundle):
     from lifecycle_msgs.msg import Transition
 
-    unique = uuid.uuid4().hex[:6]
-    node_name = f"fasthmr_finalize_{unique}"
-    log = open(tmp_path / "node.log", "w+")
-    process = subprocess.Popen(node_command(node_name, f"camera_finalize_{unique}", "autostart:=false",
-                                            f"bundle:={untrained_tiny_bundle.path}"),
-                               env=node_environment(ros_env), stdout=log, stderr=subprocess.STDOUT, text=True)
-    process.log = log
-    client = Client(node_name, f"camera_finalize_{unique}")
-    try:
+    with unconfigured_node(ros_env, tmp_path, untrained_tiny_bundle) as (process, node_name, client):
         lifecycle_change(client, node_name, Transition.TRANSITION_CONFIGURE)
         lifecycle_change(client, node_name, Transition.TRANSITION_INACTIVE_SHUTDOWN)
         assert process.wait(timeout=5.0) == 0, stop(process)
-    finally:
-        client.close()
-        stop(process)
-        log.close()

@@ -160,3 +160,14 @@ def test_the_node_and_the_stream_run_without_torch_or_smplx():
                                check=True, cwd=REPOSITORY)
     report = json.loads(completed.stdout.strip().splitlines()[-1])
     assert report["heavy"] == [] and report["sources"][-1] == POSE_TEMPORAL
+
+
+def test_reset_starts_a_new_stream(decoder_bundle):
+    stream = StreamPipeline(decoder_bundle)
+    image, mask = frame(columns=((40, 90),))
+    for index in range(3):
+        stream.process(image, mask, K, 1.0 + index / 30)
+    stream.reset()
+    assert len(stream.decoder.windows) == 0
+    again = stream.process(image, mask, K, 5.0)
+    assert again.track_ids.tolist() == [2] and not again.ended_tracks
