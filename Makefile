@@ -34,7 +34,8 @@ export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
 export AMENT_PREFIX_PATH := $(VENV)
 
 # The tests of the node itself and its configuration (rclpy over loopback DDS), run on every distribution.
-NODE_TESTS := test/test_node.py test/test_node_config.py test/test_namespaces.py test/test_transport.py
+NODE_TESTS := test/test_node.py test/test_node_config.py test/test_namespaces.py test/test_transport.py \
+	test/test_node_control.py
 
 .PHONY: setup test test-node demo clean
 
