@@ -71,7 +71,7 @@ def test_package_xml_declares_what_the_tests_import():
 def readme_colcon_command() -> list[str]:
     """The README's `colcon build ...` line, with <repo> replaced by this repository."""
     readme = (REPOSITORY / "README.md").read_text()
-    (line,) = re.findall(r"^colcon build .*$", readme, re.MULTILINE)
+    (line,) = re.findall(r"colcon build [^&\n]*", readme)
     return shlex.split(line.replace("<repo>", str(REPOSITORY)))
 
 
