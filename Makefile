@@ -5,22 +5,39 @@
 #               so a second run with nothing changed does nothing.
 #   make test   the whole pytest suite
 #   make demo   the main job on the embedded default
+#   make test-node  the node's tests only (what CI runs on every distribution)
 #   make clean  build products and the setup stamp (keeps .venv; delete it for a fresh setup)
+#
+# ROS_DISTRO=kilted (the default) or jazzy chooses the ROS 2 wheels: Kilted in .venv from requirements.txt,
+# Jazzy (the LTS) in .venv-jazzy from requirements-jazzy.txt, e.g. `make setup test-node ROS_DISTRO=jazzy`.
 
+ROS_DISTRO ?= kilted
+ifeq ($(ROS_DISTRO),kilted)
 VENV := $(CURDIR)/.venv
+REQUIREMENTS := requirements.txt
+else ifeq ($(ROS_DISTRO),jazzy)
+VENV := $(CURDIR)/.venv-jazzy
+REQUIREMENTS := requirements-jazzy.txt
+else
+$(error ROS_DISTRO=$(ROS_DISTRO): make setup knows kilted (the default) and jazzy)
+endif
 PYTHON := $(VENV)/bin/python
 PYTHON311 ?= python3.11
 SETUP_STAMP := $(VENV)/.fasthmr_setup_stamp
 # Everything that changes what `make setup` installs. The top-level package markers are in it
 # because the editable install maps only the packages that existed when it ran.
-SETUP_INPUTS := requirements.txt setup.py setup.cfg package.xml $(sort $(wildcard msg/*)) \
+SETUP_INPUTS := $(REQUIREMENTS) requirements-base.txt setup.py setup.cfg package.xml $(sort $(wildcard msg/*)) \
 	scripts/build_fasthmr_msgs.sh $(sort $(wildcard */__init__.py))
 
 # DDS stays on this machine for every ROS process a recipe starts; ament finds packages in the venv.
 export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
 export AMENT_PREFIX_PATH := $(VENV)
 
-.PHONY: setup test demo clean
+# The tests of the node itself and its configuration (rclpy over loopback DDS), run on every distribution.
+NODE_TESTS := test/test_node.py test/test_node_config.py test/test_namespaces.py test/test_transport.py \
+	test/test_node_control.py
+
+.PHONY: setup test test-node demo clean
 
 setup:
 	@set -e; \
@@ -33,7 +50,7 @@ setup:
 		echo "make setup: creating $(VENV)"; \
 		$(PYTHON311) -m venv "$(VENV)"; \
 	fi; \
-	"$(PYTHON)" -m pip install -r requirements.txt; \
+	"$(PYTHON)" -m pip install -r $(REQUIREMENTS); \
 	scripts/build_fasthmr_msgs.sh "$(VENV)"; \
 	"$(PYTHON)" -m pip install --no-deps -e .; \
 	echo "$$inputs_hash" > "$(SETUP_STAMP).tmp"; \
@@ -42,6 +59,9 @@ setup:
 
 test: setup
 	"$(PYTHON)" -m pytest -q test
+
+test-node: setup
+	"$(PYTHON)" -m pytest -q $(NODE_TESTS)
 
 demo: setup
 	"$(VENV)/bin/fasthmr" demo

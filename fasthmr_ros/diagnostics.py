@@ -1,8 +1,10 @@
 """The node's counters and rates, and the diagnostic_msgs/DiagnosticArray that reports them.
 
 diagnostic_updater is not installable here; the node publishes /diagnostics itself: one DiagnosticStatus
-with the provider in use, input and output rates, per-stage latency (median and max over the period) and
-every drop and rejection counted since start. Thread-safe: the executor counts arrivals and drops, the
+with the provider in use, input and output rates, messages received per input since start, per-stage latency
+(median and max over the period) and every drop and rejection counted since start. When images and masks
+arrive at clearly different rates the status says which is slower: images lost on the way (large images
+over DDS) otherwise show up only as unpaired masks. Thread-safe: the executor counts arrivals and drops, the
 inference thread counts frames.
 """
 
@@ -35,6 +37,25 @@ DROP_COUNTERS = (
 # Counted, but not a loss.
 EVENT_COUNTERS = ("frames_processed", "frames_without_mask", "frames_without_person", "time_jumped_back")
 INPUTS = ("image", "mask", "camera_info")
+# Images and masks come in pairs: one input arriving below this share of the other's rate, and at least
+# RATE_GAP_MIN_MESSAGES fewer in a period, is reported as slower.
+RATE_GAP_RATIO = 0.9
+RATE_GAP_MIN_MESSAGES = 2
+
+
+def rate_gap(image_arrivals: int, mask_arrivals: int, elapsed_s: float) -> str | None:
+    """A plain sentence when images arrive clearly slower than masks or the reverse over a period, else None
+    (also when either input got nothing: no masks is a valid mask-less set-up, no images is reported apart)."""
+    if not image_arrivals or not mask_arrivals:
+        return None
+    slower, faster = sorted([("images", image_arrivals), ("masks", mask_arrivals)], key=lambda item: item[1])
+    if slower[1] >= RATE_GAP_RATIO * faster[1] or faster[1] - slower[1] < RATE_GAP_MIN_MESSAGES:
+        return None
+    cause = ("images are lost before the node (large images over DDS: see the transport setting) or the "
+             "segmentation runs faster" if slower[0] == "images" else "the segmentation is slower than the camera "
+             "or its masks are lost")
+    return (f"{slower[0]} arrive slower than {faster[0]} ({slower[1] / elapsed_s:.1f}/s against "
+            f"{faster[1] / elapsed_s:.1f}/s): {cause}")
 
 
 class NodeStatistics:
@@ -43,6 +64,7 @@ class NodeStatistics:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._totals = Counter({name: 0 for name in DROP_COUNTERS + EVENT_COUNTERS})
+        self._received = Counter({topic: 0 for topic in INPUTS})
         self._reset_period(time.monotonic())
 
     def _reset_period(self, now: float) -> None:
@@ -59,6 +81,7 @@ class NodeStatistics:
     def arrived(self, topic: str) -> None:
         with self._lock:
             self._arrivals[topic] += 1
+            self._received[topic] += 1
 
     def frame_done(self, timings_ms: dict[str, float]) -> None:
         with self._lock:
@@ -76,11 +99,12 @@ class NodeStatistics:
         now = time.monotonic()
         with self._lock:
             elapsed = max(now - self._period_start, 1e-9)
-            totals, period = dict(self._totals), self._period_counts
+            totals, period, received = dict(self._totals), self._period_counts, dict(self._received)
             arrivals, stages = self._arrivals, self._stage_ms
             self._reset_period(now)
         values = [("state", lifecycle_state), ("provider", provider)]
         values += [(f"input_rate_hz.{topic}", f"{arrivals[topic] / elapsed:.2f}") for topic in INPUTS]
+        values += [(f"received.{topic}", str(received[topic])) for topic in INPUTS]
         values.append(("output_rate_hz", f"{period['frames_processed'] / elapsed:.2f}"))
         for stage, samples in stages.items():
             values.append((f"latency_ms.{stage}.median", f"{np.median(samples):.2f}"))
@@ -88,12 +112,16 @@ class NodeStatistics:
         values += [(f"count.{name}", str(value)) for name, value in sorted(totals.items())]
 
         losses = {name: period[name] for name in DROP_COUNTERS if period[name]}
+        dropped = "dropped: " + ", ".join(f"{k} {v}" for k, v in losses.items())
+        gap = rate_gap(arrivals["image"], arrivals["mask"], elapsed)
         if period["internal_error"]:
             level, summary = DiagnosticStatus.ERROR, "internal errors (see the log)"
         elif lifecycle_state == "active" and not arrivals["image"]:
             level, summary = DiagnosticStatus.WARN, f"no image on the input topic for {elapsed:.1f} s"
+        elif gap:
+            level, summary = DiagnosticStatus.WARN, gap + (f"; {dropped}" if losses else "")
         elif losses:
-            level, summary = DiagnosticStatus.WARN, "dropped: " + ", ".join(f"{k} {v}" for k, v in losses.items())
+            level, summary = DiagnosticStatus.WARN, dropped
         else:
             level, summary = DiagnosticStatus.OK, f"{lifecycle_state}, {period['frames_processed'] / elapsed:.1f} frames/s"
         status = DiagnosticStatus(level=level, name=f"{node_name}: pipeline", message=summary, hardware_id=provider,

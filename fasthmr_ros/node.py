@@ -48,6 +48,8 @@ from fasthmr_ros.frame_processor import FrameProcessor, FrameRejected
 from fasthmr_ros.inputs import Frame, InputRules
 from fasthmr_ros.parameters import (CONFIG_CLASSES, INPUT_OPTIONS, PARAMETERS, SPECS, build_config, check_value,
                                     load_defaults)
+from fasthmr_ros.rclpy_compat import add_parameter_callbacks
+from fasthmr_ros.transport import apply_shipped_transport
 
 NODE_NAME = "fasthmr"
 # Outputs are reliable (RViz and most consumers subscribe reliably; a best-effort publisher would not
@@ -123,8 +125,7 @@ class FastHMRNode(LifecycleNode):
         for name, value in self._values.items():
             check_value(name, value)
         self._configs = {namespace: build_config(namespace, self._values) for namespace in CONFIG_CLASSES}
-        self.add_on_set_parameters_callback(self._check_parameters)
-        self.add_post_set_parameters_callback(self._apply_parameters)
+        add_parameter_callbacks(self, self._check_parameters, self._apply_parameters)
 
         self.statistics = NodeStatistics()
         self._steady_clock = Clock(clock_type=ClockType.STEADY_TIME)
@@ -376,8 +377,10 @@ class FastHMRNode(LifecycleNode):
 
     def _publish_diagnostics(self) -> None:
         provider = self._stream.provider if self._stream is not None else "none"
-        self._diagnostics_publisher.publish(self.statistics.report(self.get_clock().now().to_msg(), self.get_name(),
-                                                                  provider, self._state_label))
+        # The namespace tells two cameras' nodes apart ("cam1/fasthmr"); in the root namespace it is the name.
+        name = self.get_fully_qualified_name().lstrip("/")
+        self._diagnostics_publisher.publish(self.statistics.report(self.get_clock().now().to_msg(), name, provider,
+                                                                  self._state_label))
 
 
 def _interrupt(signal_number, frame) -> None:
@@ -395,13 +398,17 @@ def main(args: list[str] | None = None) -> int:
     # rclpy's own handler would shut the context down before the markers are cleared; SIGTERM (from a
     # process manager) ends the node like Ctrl-C.
     signal.signal(signal.SIGTERM, _interrupt)
-    with rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO):
+    # Fast DDS reads its profile when rclpy.init creates the participant: the environment must hold it before.
+    transport = apply_shipped_transport()
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    try:
         stopped = threading.Event()
         try:
             node = FastHMRNode(stopped=stopped)
         except (FastHMRError, rclpy.exceptions.ParameterException) as error:
             print(f"fasthmr_node: {error}", file=sys.stderr)
             return 1
+        node.get_logger().info(transport)
         executor = SingleThreadedExecutor()
         executor.add_node(node)
 
@@ -430,6 +437,8 @@ def main(args: list[str] | None = None) -> int:
             if node.state_label != "finalized":
                 node.trigger_shutdown()
             node.destroy_node()
+    finally:
+        rclpy.try_shutdown()  # not `with rclpy.init()`: Jazzy's rclpy has no such context manager
     return 0
 
 

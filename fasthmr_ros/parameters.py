@@ -95,18 +95,23 @@ CONFIG_CLASSES = {
 }
 
 
-def default_params_file() -> Path:
-    """config/fasthmr.yaml: installed in share/fasthmr_ros/config (colcon), else beside the package's source
+def config_file(name: str) -> Path:
+    """A file of config/: installed in share/fasthmr_ros/config (colcon), else beside the package's source
     folder (a source checkout or `pip install -e`)."""
     try:
         from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
 
-        installed = Path(get_package_share_directory(PACKAGE_NAME)) / "config" / PARAMS_FILE_NAME
+        installed = Path(get_package_share_directory(PACKAGE_NAME)) / "config" / name
         if installed.is_file():
             return installed
     except (ImportError, PackageNotFoundError, ValueError, OSError):  # OSError: AMENT_PREFIX_PATH unset
         pass
-    return Path(__file__).resolve().parent.parent / "config" / PARAMS_FILE_NAME
+    return Path(__file__).resolve().parent.parent / "config" / name
+
+
+def default_params_file() -> Path:
+    """config/fasthmr.yaml (config_file)."""
+    return config_file(PARAMS_FILE_NAME)
 
 
 def _flatten(tree: dict, prefix: str = "") -> dict:

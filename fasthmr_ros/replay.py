@@ -119,9 +119,11 @@ class ReplayReport:
 
 
 def default_topics() -> BagTopics:
-    """The node's input topics (config/fasthmr.yaml) and the ground-truth topic."""
+    """The node's input topics (config/fasthmr.yaml) as a node in the root namespace resolves them (bags hold
+    absolute names), and the ground-truth topic."""
     values = load_defaults()
-    return BagTopics(values["image_topic"], values["camera_info_topic"], values["mask_topic"])
+    absolute = {name: "/" + values[name].lstrip("/") for name in ("image_topic", "camera_info_topic", "mask_topic")}
+    return BagTopics(absolute["image_topic"], absolute["camera_info_topic"], absolute["mask_topic"])
 
 
 def body_arrays(body_model: BodyModel, bodies: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

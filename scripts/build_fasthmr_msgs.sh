@@ -6,7 +6,7 @@
 # Usage: scripts/build_fasthmr_msgs.sh [VENV]
 #   VENV defaults to $VIRTUAL_ENV, else the repository's .venv. It must already hold the ROS 2
 #   wheels listed in requirements.txt (rosidl generators, ament_cmake, catkin-pkg, the message
-#   packages). The build folder is build/fasthmr_msgs (git-ignored).
+#   packages). The build folder is build/fasthmr_msgs/<venv folder name> (git-ignored), one per venv.
 set -euo pipefail
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -66,7 +66,7 @@ print(f"build_fasthmr_msgs: include paths point at {python_include} and {numpy_i
       f"({rewritten} of {len(export_files)} export files rewritten)")
 PYTHON
 
-build_dir="$repo_root/build/fasthmr_msgs"
+build_dir="$repo_root/build/fasthmr_msgs/$(basename "$venv")"
 # A build folder configured for another source tree or venv (a copied checkout) cannot be reused.
 cache="$build_dir/CMakeCache.txt"
 if [[ -f "$cache" ]] && ! { grep -qxF "CMAKE_HOME_DIRECTORY:INTERNAL=$repo_root/msg" "$cache" &&

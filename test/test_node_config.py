@@ -1,7 +1,7 @@
 """The node's configuration files agree with each other and with the code: config/fasthmr.yaml holds every
 parameter (and the library defaults), the launch file starts the same executable with the same parameters
-file and remaps the same topics as the documented `fasthmr_node` command (launch itself is not installable
-here, so its file is read, not run)."""
+file and remaps the same topics as the documented `fasthmr_node` command, in its `namespace`, and RViz follows
+the same namespace and remappings (launch itself is not installable here, so its files are read, not run)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from fasthmr_ros.parameters import CONFIG_CLASSES, SPECS, build_config, check_va
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 LAUNCH_FILE = REPOSITORY / "launch" / "fasthmr.launch.py"
+TWO_CAMERAS_LAUNCH_FILE = REPOSITORY / "launch" / "fasthmr_two_cameras.launch.py"
 TOPIC_PARAMETERS = {"image": "image_topic", "camera_info": "camera_info_topic", "mask": "mask_topic"}
 
 
@@ -56,15 +57,21 @@ def test_a_parameters_file_with_missing_unknown_or_mistyped_entries_is_refused(t
         load_defaults(tmp_path / "nowhere.yaml")
 
 
+def assignments_of(path: Path) -> dict:
+    """Module-level `NAME = value` assignments of a file: name -> expression (ast)."""
+    tree = ast.parse(path.read_text())
+    return {node.targets[0].id: node.value for node in ast.walk(tree)
+            if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name)}
+
+
 def launch_node_calls():
-    """The keyword arguments of every launch_ros Node(...) in the launch file, and its REMAPPED_TOPICS."""
-    tree = ast.parse(LAUNCH_FILE.read_text())
-    assignments = {node.targets[0].id: node.value for node in ast.walk(tree)
-                   if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name)}
+    """The keyword arguments of every node action (launch_ros Node, or the LifecycleNode where the distribution
+    has it) in the launch file, and its REMAPPED_TOPICS."""
+    assignments = assignments_of(LAUNCH_FILE)
     package = ast.literal_eval(assignments["PACKAGE"])
     remapped = ast.literal_eval(assignments["REMAPPED_TOPICS"])
-    calls = [{keyword.arg: keyword.value for keyword in node.keywords} for node in ast.walk(tree)
-             if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "Node"]
+    calls = [{keyword.arg: keyword.value for keyword in node.keywords} for node in ast.walk(ast.parse(LAUNCH_FILE.read_text()))
+             if isinstance(node, ast.Call) and getattr(node.func, "id", None) in ("Node", "FastHMRNodeAction")]
     return package, remapped, calls
 
 
@@ -74,14 +81,56 @@ def test_launch_file_starts_the_console_script_with_the_parameters_file_and_the_
     assert package == "fasthmr_ros"
     assert ast.literal_eval(fasthmr["executable"]) == "fasthmr_node"
     assert ast.literal_eval(fasthmr["name"]) == "fasthmr"
-    assert ast.unparse(fasthmr["parameters"]) == "[LaunchConfiguration('params_file')]"
+    assert ast.unparse(fasthmr["parameters"]) == "[LaunchConfiguration('params_file'), use_sim_time]"
     source = LAUNCH_FILE.read_text()
     assert re.search(r'"params_file", default_value=PathJoinSubstitution\(\[config_folder, "fasthmr.yaml"\]\)', source)
     assert 'PathJoinSubstitution([FindPackageShare(PACKAGE), "config"])' in source
-    # Every remapped topic is the node's default for that input, and every input is remappable.
+    # Every remapped topic is the node's default for that input (relative: resolved in the namespace), and
+    # every input is remappable.
     defaults = load_defaults()
     assert {name: defaults[parameter] for name, parameter in TOPIC_PARAMETERS.items()} == remapped
-    assert "remappings=[(topic, LaunchConfiguration(name)) for name, topic in REMAPPED_TOPICS.items()]" in source
+    assert not any(topic.startswith("/") for topic in remapped.values())
+    assert "remappings = [(topic, LaunchConfiguration(name)) for name, topic in REMAPPED_TOPICS.items()]" in source
+    assert ast.unparse(fasthmr["remappings"]) == "remappings"
+
+
+def test_launch_file_has_namespace_and_sim_time_arguments_and_a_lifecycle_node_where_launch_ros_has_one():
+    source = LAUNCH_FILE.read_text()
+    _, _, calls = launch_node_calls()
+    assert re.search(r'DeclareLaunchArgument\("namespace", default_value=""', source)
+    assert re.search(r'DeclareLaunchArgument\("use_sim_time", default_value="false"', source)
+    assert ('use_sim_time = {"use_sim_time": ParameterValue(LaunchConfiguration("use_sim_time"), value_type=bool)}'
+            in source)
+    for call in calls:  # the node and RViz: the same namespace, remappings and clock
+        assert ast.unparse(call["namespace"]) == "LaunchConfiguration('namespace')"
+        assert ast.unparse(call["remappings"]) == "remappings"
+        assert "use_sim_time" in ast.unparse(call["parameters"])
+    assert ("try:  # the lifecycle-aware action, where this distribution's launch_ros has it\n"
+            "    from launch_ros.actions import LifecycleNode as FastHMRNodeAction\n"
+            "except ImportError:\n    FastHMRNodeAction = Node\n") in source
+
+
+def test_launch_file_gives_its_processes_the_shipped_transport_unless_the_environment_has_its_own():
+    source = LAUNCH_FILE.read_text()
+    assert "from fasthmr_ros.transport import transport_environment" in source
+    assert ("transport = [SetEnvironmentVariable(name, value) for name, value in transport_environment().items()]"
+            in source)
+    # Set before any process starts.
+    assert "return LaunchDescription(arguments + transport + [fasthmr, rviz])" in source
+
+
+def test_the_two_camera_launch_file_includes_the_single_one_in_two_namespaces():
+    assignments = assignments_of(TWO_CAMERAS_LAUNCH_FILE)
+    cameras = ast.literal_eval(assignments["CAMERAS"])
+    assert len(cameras) == 2 and len(set(cameras.values())) == 2
+    source = TWO_CAMERAS_LAUNCH_FILE.read_text()
+    assert 'single = PathJoinSubstitution([FindPackageShare(PACKAGE), "launch", "fasthmr.launch.py"])' in source
+    assert 'launch_arguments=[("namespace", LaunchConfiguration(name))]' in source
+    assert "for name in CAMERAS]" in source
+    # Every argument passed on exists in the single-camera launch file.
+    single = LAUNCH_FILE.read_text()
+    for shared in ast.literal_eval(assignments["SHARED_ARGUMENTS"]):
+        assert f'DeclareLaunchArgument("{shared}"' in single
 
 
 def test_the_documented_command_is_what_the_launch_file_does():
@@ -93,19 +142,23 @@ def test_the_documented_command_is_what_the_launch_file_does():
     assert '("share/" + PACKAGE_NAME + "/launch", files_in("launch/*.launch.py"))' in setup
     assert '("share/" + PACKAGE_NAME + "/config", files_in("config/*"))' in setup
     readme = (REPOSITORY / "README.md").read_text()
-    commands = re.findall(r"^fasthmr_node --ros-args --params-file config/fasthmr\.yaml.*$", readme, re.MULTILINE)
-    assert commands, "README shows no `fasthmr_node --ros-args --params-file config/fasthmr.yaml` command"
+    commands = re.findall(r"^fasthmr_node --ros-args --params-file config/fasthmr\.yaml -r camera.*$", readme,
+                          re.MULTILINE)
+    assert commands, "README shows no `fasthmr_node --ros-args --params-file config/fasthmr.yaml -r camera/...` command"
     remapping = re.findall(r"-r (\S+):=(\S+)", " ".join(commands))
     assert {source for source, _ in remapping} == set(remapped.values())
     assert "ros2 launch fasthmr_ros fasthmr.launch.py" in readme
 
 
-def test_the_rviz_config_shows_the_node_outputs():
+def test_the_rviz_config_shows_the_node_outputs_and_its_image_by_names_the_launch_remaps_and_namespaces():
+    """Relative names: RViz starts in the node's namespace with the node's remappings (checked above)."""
     rviz = yaml.safe_load((REPOSITORY / "config" / "fasthmr.rviz").read_text())
     topics = {display["Class"]: display["Topic"]["Value"] for display in rviz["Visualization Manager"]["Displays"]
               if "Topic" in display}
-    assert topics["rviz_default_plugins/MarkerArray"] == "/fasthmr/markers"
-    assert topics["rviz_default_plugins/PoseArray"] == "/fasthmr/people"
+    _, remapped, _ = launch_node_calls()
+    assert topics["rviz_default_plugins/MarkerArray"] == "fasthmr/markers"
+    assert topics["rviz_default_plugins/PoseArray"] == "fasthmr/people"
+    assert topics["rviz_default_plugins/Image"] == remapped["image"]
 
 
 def test_the_readme_documents_every_parameter():
