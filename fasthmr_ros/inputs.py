@@ -2,7 +2,8 @@
 
 Images and masks are paired by stamp (fasthmr_ros.pairing.StampPairer); each frame that leaves the pairer
 takes the CameraInfo of the moment (the newest one received before it left); images that found no mask
-follow `unmatched_images` (drop, or process with the whole image as one person); an image older than the
+follow `unmatched_images` (drop, or process with the whole image as one person); the camera model is K
+with CameraInfo's distortion (or P without it, for images marked rectified: `image_rectified`); an image older than the
 previous one means time jumped back (a bag looped, a simulator restarted) and is counted. Every drop is
 counted through the `count(name, amount)` callable the owner passes (the node's NodeStatistics, the
 replay's Counter), under the names of fasthmr_ros.diagnostics. No ROS entities, no clocks: the owner
@@ -18,6 +19,7 @@ import numpy as np
 from sensor_msgs.msg import CameraInfo, Image
 
 from fasthmr_model.data.crop import validate_intrinsics
+from fasthmr_model.data.lens import CameraModel
 from fasthmr_model.errors import InputError
 from fasthmr_ros.pairing import Pair, PairingConfig, StampPairer
 from fasthmr_ros.stamps import stamp_seconds
@@ -36,11 +38,14 @@ class InputOptions:
         max_image_pixels: larger images (and masks) are rejected before they are read.
         unmatched_images: "drop" images that found no mask, or "process" them with the whole image as one
             person.
+        image_rectified: the images are rectified (image_rect): CameraInfo's P applies, without distortion.
+            False: the images are the camera's own (image_raw): K and the distortion model with D apply.
     """
 
     mask_mode: str = "instances"
     max_image_pixels: int = 4096 * 4096
     unmatched_images: str = "drop"
+    image_rectified: bool = False
 
     def __post_init__(self) -> None:
         if self.mask_mode not in MASK_MODES:
@@ -49,6 +54,22 @@ class InputOptions:
             raise InputError(f"max_image_pixels must be >= 1, got {self.max_image_pixels}")
         if self.unmatched_images not in UNMATCHED_IMAGE_POLICIES:
             raise InputError(f"unmatched_images must be one of {UNMATCHED_IMAGE_POLICIES}, got {self.unmatched_images!r}")
+
+
+def camera_model(camera_info: CameraInfo, rectified: bool = False) -> CameraModel:
+    """The camera model of a CameraInfo: K with its distortion model and D, or for a rectified image the left
+    3x3 of P without distortion. Raises InputError (naming the field) when K or P is not a usable pinhole
+    matrix or D does not fit its model."""
+    try:
+        if rectified:
+            camera = CameraModel(np.array(camera_info.p, dtype=np.float64).reshape(3, 4)[:, :3])
+        else:
+            camera = CameraModel(np.array(camera_info.k, dtype=np.float64).reshape(3, 3), camera_info.distortion_model,
+                                 tuple(camera_info.d))
+        validate_intrinsics(camera.intrinsics)
+    except (InputError, ValueError) as error:  # ValueError: a K or P of the wrong length
+        raise InputError(f"{error} (CameraInfo's {'P' if rectified else 'K and D'})") from None
+    return camera
 
 
 class Frame(NamedTuple):
@@ -83,11 +104,11 @@ class InputRules:
         self._pairer_counted = (0, 0)  # masks_dropped and images_dropped already counted
 
     def on_camera_info(self, message: CameraInfo) -> str | None:
-        """The CameraInfo of the moment. Returns what is wrong with its K (and counts bad_camera_info), else None;
-        it is checked again per frame, against the frame's image, by the frame processor."""
+        """The CameraInfo of the moment. Returns what is wrong with its camera model (and counts bad_camera_info),
+        else None; it is checked again per frame, against the frame's image, by the frame processor."""
         self.camera_info = message
         try:
-            validate_intrinsics(np.array(message.k, dtype=np.float64).reshape(3, 3))
+            camera_model(message, self.options.image_rectified)
         except InputError as error:
             self._count("bad_camera_info", 1)
             return str(error)

@@ -53,6 +53,8 @@ PARAMETERS = (
                   read_only=True),
     ParameterSpec("mask_mode", str, "instances: 0 = background, k = person k; binary: all non-zero pixels are "
                   "one person", choices=MASK_MODES),
+    ParameterSpec("image_rectified", bool, "the images are rectified (image_rect): use CameraInfo's P without "
+                  "distortion; false: K with the distortion model and D"),
     ParameterSpec("max_image_pixels", int, "images and masks with more pixels are rejected unread", 1, 2**31 - 1),
     ParameterSpec("qos.reliability", str, "reliability of the input subscriptions", choices=("best_effort", "reliable"),
                   read_only=True),
