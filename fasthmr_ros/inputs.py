@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Callable, NamedTuple
 
 import numpy as np
-from sensor_msgs.msg import CameraInfo, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from fasthmr_model.data.crop import validate_intrinsics
 from fasthmr_model.data.lens import CameraModel
@@ -26,6 +26,10 @@ from fasthmr_ros.stamps import stamp_seconds
 
 MASK_MODES = ("instances", "binary")
 UNMATCHED_IMAGE_POLICIES = ("process", "drop")
+# image_transport's transports the node subscribes with: raw sensor_msgs/Image on the topic, or sensor_msgs/
+# CompressedImage on `<topic>/compressed` (fasthmr_ros.image_conversion decodes both).
+TRANSPORTS = ("raw", "compressed")
+COMPRESSED_SUFFIX = "/compressed"
 
 
 @dataclass(frozen=True)
@@ -76,8 +80,8 @@ class Frame(NamedTuple):
     """A frame ready for the model: the image, its mask (None: processed without one) and the CameraInfo in
     force when it left the pairer (None: none received yet)."""
 
-    image: Image
-    mask: Image | None
+    image: Image | CompressedImage
+    mask: Image | CompressedImage | None
     camera_info: CameraInfo | None
 
 
@@ -114,7 +118,7 @@ class InputRules:
             return str(error)
         return None
 
-    def on_image(self, message: Image, now: float) -> list[Frame]:
+    def on_image(self, message: Image | CompressedImage, now: float) -> list[Frame]:
         """An image arrived at time `now` (s); returns the frames now ready, oldest first. Sets `time_jumped_back`
         to (previous stamp, this stamp) when the image is older than the previous one, else None."""
         stamp = stamp_seconds(message.header)
@@ -128,7 +132,7 @@ class InputRules:
             return [Frame(message, None, self.camera_info)]
         return self._frames(self.pairer.add_image(stamp, message, now))
 
-    def on_mask(self, message: Image, now: float) -> list[Frame]:
+    def on_mask(self, message: Image | CompressedImage, now: float) -> list[Frame]:
         """A mask arrived at time `now` (s); returns the frames now ready."""
         return self._frames(self.pairer.add_mask(stamp_seconds(message.header), message, now))
 
