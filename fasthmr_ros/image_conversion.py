@@ -10,8 +10,8 @@ CompressedImage (image_transport's `compressed` transport): JPEG or PNG data, to
 `format` is image_transport's "<encoding>; <codec> compressed [<encoding>]" (e.g. "rgb8; jpeg compressed
 bgr8", "mono16; png compressed ") or a bare "jpeg" / "png", and a codec it names must be the data's. The
 size the header declares is checked against max_pixels before anything is decoded (the data is untrusted),
-and malformed or truncated data raises ImageConversionError. Decoded by Pillow (chosen by measurement:
-docs/node.md, "Compressed images"). Segmentation must be lossless: PNG with one channel (8- or 16-bit grey,
+and malformed or truncated data raises ImageConversionError. JPEG is decoded by simplejpeg (libjpeg-turbo),
+PNG by Pillow, chosen by measurement (docs/node.md, "Compressed images"). Segmentation must be lossless: PNG with one channel (8- or 16-bit grey,
 or palette indices); JPEG masks are refused, JPEG changes ids along every edge.
 
 Camera images become (H, W, 3) uint8 RGB (`image_to_rgb`); segmentation images become (H, W) uint8 or
@@ -121,36 +121,49 @@ def compressed_codec(message: CompressedImage) -> str:
     return codec
 
 
-def decode_compressed(message: CompressedImage, max_pixels: int | None = None) -> np.ndarray:
-    """The pixels of a CompressedImage as stored: (H, W) uint8 (grey, palette indices) or uint16 (16-bit grey),
-    (H, W, 3) uint8 RGB (colour; alpha dropped, other colour modes converted).
+def decode_compressed(message: CompressedImage, max_pixels: int | None = None, instance_ids: bool = False
+                      ) -> np.ndarray:
+    """The pixels of a CompressedImage: (H, W) uint8 (grey) or uint16 (16-bit grey), or (H, W, 3) uint8 RGB
+    (colour; alpha dropped, other colour modes converted). instance_ids: a palette PNG gives its indices (the
+    ids of a label image) instead of its colours.
 
     Raises ImageConversionError for data that is not JPEG or PNG, an empty image, a header declaring more than
     max_pixels pixels (checked before decoding), and malformed or truncated data.
     """
+    codec = compressed_codec(message)
+    data = bytes(message.data)
+    if codec == "jpeg":
+        import simplejpeg
+
+        try:
+            height, width, colourspace, _ = simplejpeg.decode_jpeg_header(data)
+            _check_declared_size(codec, width, height, max_pixels)
+            # strict (the default): a decoder warning, e.g. for truncated data, is an error.
+            if colourspace == "Gray":
+                return simplejpeg.decode_jpeg(data, colorspace="GRAY")[:, :, 0]
+            return simplejpeg.decode_jpeg(data, colorspace="RGB")
+        except ValueError as error:  # simplejpeg's for bad or truncated data
+            raise ImageConversionError(f"the jpeg data ({len(data)} bytes) is malformed or truncated: {error}") from None
     from PIL import Image as PilImage, UnidentifiedImageError
 
-    codec = compressed_codec(message)
     try:
-        with PilImage.open(io.BytesIO(bytes(message.data)), formats=[codec.upper()]) as picture:  # header only
-            width, height = picture.size
-            if width == 0 or height == 0:
-                raise ImageConversionError(f"the {codec} image is empty ({width}x{height})")
-            if max_pixels is not None and width * height > max_pixels:
-                raise ImageConversionError(f"the {codec} header declares {width}x{height}, more than the {max_pixels} "
-                                           "pixels allowed (max_image_pixels); send a smaller image or raise the "
-                                           "limit")
-            if picture.mode not in ("RGB", "L", "P", "I;16"):
+        with PilImage.open(io.BytesIO(data), formats=["PNG"]) as picture:  # reads the header only
+            _check_declared_size(codec, *picture.size, max_pixels)
+            if picture.mode not in ("RGB", "L", "I;16") and not (instance_ids and picture.mode == "P"):
                 picture = picture.convert("L" if picture.mode in ("1", "I;16B", "I;16L") else "RGB")
-            pixels = np.asarray(picture)  # decodes here
-    except ImageConversionError:
-        raise
+            return np.asarray(picture)  # decodes here
     except PilImage.DecompressionBombError as error:  # Pillow's own limit, over 178 Mpixels, met at open
-        raise ImageConversionError(f"the {codec} header declares a huge image: {error}") from None
+        raise ImageConversionError(f"the png header declares a huge image: {error}") from None
     except (OSError, UnidentifiedImageError, SyntaxError, ValueError, EOFError) as error:  # Pillow's for bad data
-        raise ImageConversionError(f"the {codec} data ({len(message.data)} bytes) is malformed or truncated: "
-                                   f"{error}") from None
-    return pixels
+        raise ImageConversionError(f"the png data ({len(data)} bytes) is malformed or truncated: {error}") from None
+
+
+def _check_declared_size(codec: str, width: int, height: int, max_pixels: int | None) -> None:
+    if width == 0 or height == 0:
+        raise ImageConversionError(f"the {codec} image is empty ({width}x{height})")
+    if max_pixels is not None and width * height > max_pixels:
+        raise ImageConversionError(f"the {codec} header declares {width}x{height}, more than the {max_pixels} "
+                                   "pixels allowed (max_image_pixels); send a smaller image or raise the limit")
 
 
 def image_to_rgb(message: Image | CompressedImage, max_pixels: int | None = None) -> np.ndarray:
@@ -186,7 +199,7 @@ def mask_to_ids(message: Image | CompressedImage, max_pixels: int | None = None)
         if compressed_codec(message) == "jpeg":
             raise ImageConversionError("the segmentation is JPEG, which is lossy: it changes instance ids along "
                                        "every edge; publish masks raw or PNG-compressed (lossless)")
-        ids = decode_compressed(message, max_pixels)
+        ids = decode_compressed(message, max_pixels, instance_ids=True)
         if ids.ndim != 2:
             raise ImageConversionError("the PNG segmentation has colour channels; publish instance ids as 8- or "
                                        "16-bit grey")

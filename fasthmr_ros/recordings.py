@@ -85,24 +85,26 @@ def _boxes(mask: np.ndarray | None, instance_ids: list, joints_2d: np.ndarray, w
 
 
 def _image_record(topic: str, array: np.ndarray, encoding: str, codec: str | None, header: Header,
-                  received: int) -> tuple[str, str, int, object]:
+                  received: int, quality: int = 95) -> tuple[str, str, int, object]:
     """BagWriter.write's arguments for an image or mask: raw in `encoding` on the topic, or compressed with
     `codec` on `<topic>/compressed`."""
     if codec is None:
         message, msgtype = array_to_image(array, encoding), IMAGE_TYPE
     else:
-        message, msgtype, topic = array_to_compressed(array, codec), COMPRESSED_IMAGE_TYPE, topic + COMPRESSED_SUFFIX
+        message, msgtype = array_to_compressed(array, codec, quality), COMPRESSED_IMAGE_TYPE
+        topic += COMPRESSED_SUFFIX
     message.header = header
     return topic, msgtype, received, message
 
 
 def write_recording(path: str | Path, frames: Iterable[RecordedFrame], body_model: BodyModel, topics: BagTopics,
-                    storage: str = "mcap", image_codec: str | None = None, mask_codec: str | None = None) -> int:
+                    storage: str = "mcap", image_codec: str | None = None, mask_codec: str | None = None,
+                    image_quality: int = 95) -> int:
     """Writes the frames into a new bag at `path`; returns the number of frames written.
 
     image_codec / mask_codec: None writes raw images (rgb8) and masks (mono8) on the topics; "jpeg" or "png"
-    writes CompressedImage on image_transport's `<topic>/compressed` instead (array_to_compressed), as a
-    recording of a camera's compressed transport would hold them.
+    writes CompressedImage on image_transport's `<topic>/compressed` instead (array_to_compressed; JPEG at
+    image_quality), as a recording of a camera's compressed transport would hold them.
     """
     count = 0
     name = body_model.arrays.model_name
@@ -114,7 +116,7 @@ def write_recording(path: str | Path, frames: Iterable[RecordedFrame], body_mode
             writer.write(topics.camera_info, CAMERA_INFO_TYPE, received,
                          camera_info_message(header, frame.intrinsics, width, height))
             writer.write(*_image_record(topics.image, np.ascontiguousarray(frame.image), "rgb8", image_codec, header,
-                                        received))
+                                        received, image_quality))
             if frame.mask is not None:
                 writer.write(*_image_record(topics.mask, np.ascontiguousarray(frame.mask, dtype=np.uint8), "mono8",
                                             mask_codec, header, received))

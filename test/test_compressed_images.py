@@ -51,7 +51,10 @@ def test_grey_and_palette_pngs_are_read_as_what_they_hold():
     buffer = io.BytesIO()
     PilImage.fromarray(np.array([[0, 1], [2, 3]], np.uint8), mode="L").convert("P").save(buffer, format="PNG")
     palette = CompressedImage(format="png", data=buffer.getvalue())
-    assert mask_to_ids(palette).shape == (2, 2)
+    np.testing.assert_array_equal(mask_to_ids(palette), [[0, 1], [2, 3]])  # a label image's indices are its ids
+    grey_jpeg = array_to_compressed(np.full((16, 16), 200, np.uint8), "jpeg")
+    assert grey_jpeg.format == "mono8; jpeg compressed "
+    np.testing.assert_allclose(image_to_rgb(grey_jpeg), 200, atol=1)
 
 
 @pytest.mark.parametrize("format_string", ["jpeg", "jpg", "bgr8; jpeg compressed bgr8", " JPEG "])
@@ -111,3 +114,11 @@ def test_truncated_and_corrupt_data_is_refused(codec):
 def test_other_or_mislabelled_data_is_refused_by_name(format_string, data, words):
     with pytest.raises(ImageConversionError, match=words):
         image_to_rgb(CompressedImage(format=format_string, data=data))
+
+
+def test_a_jpeg_declaring_a_huge_size_is_refused_on_its_header():
+    data = bytearray(array_to_compressed(smooth_rgb(), "jpeg").data)
+    frame_header = data.index(b"\xff\xc0")  # SOF0: length (2), precision (1), height (2), width (2)
+    data[frame_header + 5:frame_header + 9] = (60000).to_bytes(2, "big") * 2
+    with pytest.raises(ImageConversionError, match="declares 60000x60000, more than the 16777216 pixels"):
+        image_to_rgb(CompressedImage(format="jpeg", data=bytes(data)), max_pixels=16777216)
