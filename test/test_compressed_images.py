@@ -9,6 +9,8 @@ import zlib
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image as PilImage
 from rclpy.serialization import deserialize_message, serialize_message
 from sensor_msgs.msg import CompressedImage
@@ -122,3 +124,22 @@ def test_a_jpeg_declaring_a_huge_size_is_refused_on_its_header():
     data[frame_header + 5:frame_header + 9] = (60000).to_bytes(2, "big") * 2
     with pytest.raises(ImageConversionError, match="declares 60000x60000, more than the 16777216 pixels"):
         image_to_rgb(CompressedImage(format="jpeg", data=bytes(data)), max_pixels=16777216)
+
+
+@settings(max_examples=150, deadline=None)
+@given(cut=st.integers(0, 4000), flips=st.lists(st.tuples(st.integers(0, 4000), st.integers(1, 255)), max_size=6),
+       codec=st.sampled_from(["jpeg", "png"]), for_mask=st.booleans())
+def test_damaged_compressed_data_raises_only_conversion_errors(cut, flips, codec, for_mask):
+    """Cut short and with flipped bytes anywhere: a conversion error naming the problem, or a correctly shaped
+    array when the damage happens to leave a decodable image; never another exception."""
+    original = array_to_compressed(smooth_rgb() if codec == "jpeg" or not for_mask else smooth_rgb()[:, :, 0], codec)
+    data = bytearray(original.data.tobytes()[:cut] if cut < len(original.data) else original.data.tobytes())
+    for position, value in flips:
+        if position < len(data):
+            data[position] ^= value
+    message = CompressedImage(format=original.format, data=bytes(data))
+    try:
+        pixels = mask_to_ids(message, 48 * 64) if for_mask else image_to_rgb(message, 48 * 64)
+    except ImageConversionError:
+        return
+    assert pixels.shape[:2] == (48, 64) or pixels.shape[0] * pixels.shape[1] <= 48 * 64

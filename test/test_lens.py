@@ -115,3 +115,16 @@ def test_every_model_crops_through_the_lens(model):
     honoured = prepare_persons(distorted_image, distorted_mask, camera=camera)
     np.testing.assert_allclose(honoured.crop_boxes, reference.crop_boxes, atol=2.0)
     assert np.abs(honoured.windows - reference.windows).mean() < 2.0  # grey levels (0..255): warped twice
+
+
+def test_the_frame_stage_with_zero_distortion_equals_the_pinhole_stage(untrained_tiny_bundle):
+    from fasthmr_model.pipeline import FramePipeline
+
+    image, mask = smooth_scene()
+    frames = FramePipeline(untrained_tiny_bundle)
+    pinhole = frames.process(image, mask, K)
+    zero = frames.process(image, mask, CameraModel(K, "plumb_bob", (0.0,) * 5))
+    for name in ("crop_boxes", "person_tokens", "translation", "joints", "vertices"):
+        np.testing.assert_array_equal(getattr(zero, name), getattr(pinhole, name))
+    distorted = frames.process(image, mask, CameraModel(K, "plumb_bob", COEFFICIENTS["plumb_bob"]))
+    assert np.abs(distorted.translation - pinhole.translation).max() > 0.01  # the lens changes where the body is

@@ -145,20 +145,19 @@ def sample_bilinear(source: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndar
     channels = source.shape[2] if source.ndim == 3 else 1
     # One black pixel before and two after on each axis: every tap of a clipped coordinate reads a real pixel or
     # black, with no mask per tap; gathering whole pixels (rows of `flat`) is the fast way to gather.
-    padded = np.zeros((height + 3, width + 3, channels), np.float32)
+    padded = np.zeros((height + 3, width + 3, channels), source.dtype)
     padded[1:height + 1, 1:width + 1] = source.reshape(height, width, channels)
     flat = padded.reshape(-1, channels)
     column = np.clip(np.ravel(u) + 1.0, 0.0, width + 1.0)
     row = np.clip(np.ravel(v) + 1.0, 0.0, height + 1.0)
     left, top = column.astype(np.intp), row.astype(np.intp)
-    across = (column - left).astype(np.float32)[:, None]
-    down = (row - top).astype(np.float32)[:, None]
+    across, down = (column - left).astype(np.float32), (row - top).astype(np.float32)
     first = top * (width + 3) + left
-    above_left, above_right = np.take(flat, first, axis=0), np.take(flat, first + 1, axis=0)
-    below_left, below_right = np.take(flat, first + width + 3, axis=0), np.take(flat, first + width + 4, axis=0)
-    above = above_left + (above_right - above_left) * across
-    below = below_left + (below_right - below_left) * across
-    return (above + (below - above) * down).reshape(np.shape(u) + source.shape[2:])
+    lower_right = across * down
+    out = np.take(flat, first, axis=0) * (1.0 - across - down + lower_right)[:, None]
+    for offset, weight in ((1, across - lower_right), (width + 3, down - lower_right), (width + 4, lower_right)):
+        out += np.take(flat, first + offset, axis=0) * weight[:, None]
+    return out.reshape(np.shape(u) + source.shape[2:])
 
 
 def sample_nearest(source: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
