@@ -3,10 +3,11 @@
 Reading: `BagReader` opens a bag folder (metadata.yaml + .mcap or .db3 files) or a bare .mcap file, checks
 that the topics replay needs exist with the types it reads (images and masks raw or CompressedImage; an image
 or mask topic that is not in the bag is looked for under image_transport's `<topic>/compressed`), and yields
-the messages of those topics in bag order, deserialised by rclpy into the classes the node receives. A bag that ends early stops the iteration
-and leaves the reason in `error`, so callers report what they read. An MCAP file cut short (a recorder
-killed before it wrote the summary at the end) cannot be opened by rosbags, which needs that summary; it is
-then read record by record with the `mcap` library's stream reader, up to where it breaks.
+the messages of those topics in bag order, deserialised by rclpy into the classes the node receives. A bag
+that ends early stops the iteration and leaves the reason in `error`, so callers report what they read. An
+MCAP file cut short (a recorder killed before it wrote the summary at the end) cannot be opened by rosbags,
+which needs that summary; it is then read record by record with the `mcap` library's stream reader, up to
+where it breaks.
 
 Writing: `BagWriter` writes a new MCAP (or sqlite3) bag in a staging folder beside the target and renames it
 into place when closed without error, so an interrupted write never leaves a half-written bag under the

@@ -8,11 +8,11 @@ the size, and raises ImageConversionError, naming the problem, for anything else
 
 CompressedImage (image_transport's `compressed` transport): JPEG or PNG data, told apart by their signature;
 `format` is image_transport's "<encoding>; <codec> compressed [<encoding>]" (e.g. "rgb8; jpeg compressed
-bgr8", "mono16; png compressed ") or a bare "jpeg" / "png", and a codec it names must be the data's. The
-size the header declares is checked against max_pixels before anything is decoded (the data is untrusted),
-and malformed or truncated data raises ImageConversionError. JPEG is decoded by simplejpeg (libjpeg-turbo),
-PNG by Pillow, chosen by measurement (docs/node.md, "Compressed images"). Segmentation must be lossless: PNG with one channel (8- or 16-bit grey,
-or palette indices); JPEG masks are refused, JPEG changes ids along every edge.
+bgr8", "mono16; png compressed ") or a bare "jpeg" / "png", and a codec it names must be the data's. The size
+the header declares is checked against max_pixels before anything is decoded (the data is untrusted), and
+malformed or truncated data raises ImageConversionError. JPEG is decoded by simplejpeg (libjpeg-turbo), PNG by
+Pillow, chosen by measurement (docs/node.md, "Compressed images"). Segmentation must be lossless: PNG with one
+channel (8- or 16-bit grey, or palette indices); JPEG masks are refused, JPEG changes ids along every edge.
 
 Camera images become (H, W, 3) uint8 RGB (`image_to_rgb`); segmentation images become (H, W) uint8 or
 uint16 instance ids (`mask_to_ids`). The arrays are views of the message's buffer where no conversion

@@ -2,12 +2,13 @@
 
 Images and masks are paired by stamp (fasthmr_ros.pairing.StampPairer); each frame that leaves the pairer
 takes the CameraInfo of the moment (the newest one received before it left); images that found no mask
-follow `unmatched_images` (drop, or process with the whole image as one person); the camera model is K
-with CameraInfo's distortion (or P without it, for images marked rectified: `image_rectified`); an image older than the
+follow `unmatched_images` (drop, or process with the whole image as one person); an image older than the
 previous one means time jumped back (a bag looped, a simulator restarted) and is counted. Every drop is
 counted through the `count(name, amount)` callable the owner passes (the node's NodeStatistics, the
 replay's Counter), under the names of fasthmr_ros.diagnostics. No ROS entities, no clocks: the owner
 passes the time (`now`, seconds): the node its monotonic clock, the replay the bag's stamps.
+The camera model is K with CameraInfo's distortion, or P without it for images marked rectified
+(`image_rectified`); images and masks arrive raw or compressed (fasthmr_ros.image_conversion decodes both).
 """
 
 from __future__ import annotations
@@ -71,8 +72,13 @@ def camera_model(camera_info: CameraInfo, rectified: bool = False) -> CameraMode
             camera = CameraModel(np.array(camera_info.k, dtype=np.float64).reshape(3, 3), camera_info.distortion_model,
                                  tuple(camera_info.d))
         validate_intrinsics(camera.intrinsics)
-    except (InputError, ValueError) as error:  # ValueError: a K or P of the wrong length
-        raise InputError(f"{error} (CameraInfo's {'P' if rectified else 'K and D'})") from None
+    except ValueError:  # a K or P of the wrong length (a message built in Python can hold any)
+        raise InputError(f"the CameraInfo's {'P' if rectified else 'K'} must hold {12 if rectified else 9} numbers, "
+                         f"got {len(camera_info.p if rectified else camera_info.k)}") from None
+    except InputError as error:
+        if rectified:  # the checks speak of K: say that it came from P
+            raise InputError(f"{error} (image_rectified: P's left 3x3 is used as K)") from None
+        raise
     return camera
 
 

@@ -229,3 +229,18 @@ def test_camera_info_distortion_is_honoured_and_rectified_images_use_p(processor
     with pytest.raises(FrameRejected, match="5 coefficients") as caught:
         processor.process(frame_message, False)
     assert caught.value.reason == "bad_camera_info"
+
+
+def test_camera_models_of_broken_camera_infos_say_which_field():
+    from sensor_msgs.msg import CameraInfo
+
+    from fasthmr_model.errors import InputError
+    from fasthmr_ros.inputs import camera_model
+
+    with pytest.raises(InputError, match="image_rectified: P's left 3x3 is used as K"):
+        camera_model(CameraInfo(), rectified=True)  # P all zero
+    info = CameraInfo(distortion_model="equidistant", d=[0.1, 0.0, 0.0, 0.0])
+    info.k = K.ravel().tolist()
+    camera = camera_model(info)
+    assert camera.distorted and camera.distortion_model == "equidistant"
+    np.testing.assert_array_equal(camera.intrinsics, K)
