@@ -393,8 +393,10 @@ def _undistorted_sources(image: np.ndarray, instance_mask: np.ndarray, instance_
     step = side / (CROP_SIZE * factor)
     margin = factor
     row_count, col_count = CROP_SIZE * factor + 2 * margin, IMAGE_WIDTH * factor + 2 * margin
-    rows = centre_y - side / 2 + (np.arange(row_count) - margin + 0.5) * step
-    cols = centre_x - side / 2 + CROP_COLUMN_OFFSET * side / CROP_SIZE + (np.arange(col_count) - margin + 0.5) * step
+    # float32 coordinates: 1e-3 px at 4096 px, and half the memory traffic of float64 through the lens and the reads
+    rows = (centre_y - side / 2 + (np.arange(row_count) - margin + 0.5) * step).astype(np.float32)
+    cols = (centre_x - side / 2 + CROP_COLUMN_OFFSET * side / CROP_SIZE
+            + (np.arange(col_count) - margin + 0.5) * step).astype(np.float32)
     u, v = camera.distort_pixels(*np.meshgrid(cols, rows))
     # Read only the part of the image the grid touches.
     height, width = image.shape[:2]

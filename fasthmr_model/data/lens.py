@@ -90,14 +90,15 @@ class CameraModel:
                 y * radial + p1 * (r2 + 2 * y * y) + 2 * p2 * xy)
 
     def normalise(self, u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Pixel coordinates -> normalised coordinates through K^-1 (skew included)."""
-        (fx, skew, cx), (_, fy, cy) = self.intrinsics[0], self.intrinsics[1]
+        """Pixel coordinates -> normalised coordinates through K^-1 (skew included), in the coordinates' float
+        type (K's entries as Python floats keep float32 grids float32)."""
+        (fx, skew, cx), (_, fy, cy) = self.intrinsics[:2].tolist()
         y = (v - cy) / fy
         return (u - cx - skew * y) / fx, y
 
     def to_pixels(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Normalised coordinates -> pixel coordinates through K."""
-        (fx, skew, cx), (_, fy, cy) = self.intrinsics[0], self.intrinsics[1]
+        (fx, skew, cx), (_, fy, cy) = self.intrinsics[:2].tolist()
         return fx * x + skew * y + cx, fy * y + cy
 
     def distort_pixels(self, u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
