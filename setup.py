@@ -34,7 +34,7 @@ setup(
         ("share/" + PACKAGE_NAME + "/launch", files_in("launch/*.launch.py")),
         ("share/" + PACKAGE_NAME + "/config", files_in("config/*")),
     ],
-    install_requires=["numpy", "onnxruntime"],
+    install_requires=["numpy", "onnxruntime", "pillow", "simplejpeg"],
     extras_require={
         "train": ["torch==2.13.0", "smplx", "onnx", "onnxscript"],
         # `colcon test` runs pytest only for packages that declare it as a test dependency.

@@ -18,6 +18,7 @@ from fasthmr_model.body.rotations import matrix_to_axis_angle, rot6d_to_matrix
 from fasthmr_model.body.skeleton import NUM_BETAS, NUM_JOINTS
 from fasthmr_model.bundle import Bundle, load_bundle
 from fasthmr_model.data.crop import PreprocessConfig, camera_translation, prepare_persons, validate_intrinsics
+from fasthmr_model.data.lens import CameraModel
 from fasthmr_model.encoder.config import CAM_SIZE, POSE_6D_SIZE
 from fasthmr_model.errors import InputError
 from fasthmr_model.runtime import EncoderSession, RuntimeConfig
@@ -65,13 +66,17 @@ class FramePipeline:
     def provider(self) -> str:
         return self.encoder.provider
 
-    def process(self, image: np.ndarray, instance_mask: np.ndarray, intrinsics: np.ndarray,
+    def process(self, image: np.ndarray, instance_mask: np.ndarray, intrinsics: np.ndarray | CameraModel,
                 with_vertices: bool = True) -> FrameResult:
-        """image (H, W, 3) uint8 RGB, instance_mask (H, W) (0 = background, k = person k), intrinsics K (3, 3)."""
+        """image (H, W, 3) uint8 RGB, instance_mask (H, W) (0 = background, k = person k), intrinsics K (3, 3)
+        of a pinhole camera, or a CameraModel (K and lens distortion: crops and translations then come from
+        the undistorted view; crop_boxes are in its pixels, boxes stay the image's)."""
+        camera = intrinsics if isinstance(intrinsics, CameraModel) else None
+        intrinsics = camera.intrinsics if camera is not None else intrinsics
         validate_intrinsics(intrinsics)
         timings = {}
         start = time.perf_counter()
-        crops = prepare_persons(image, instance_mask, self.preprocess)
+        crops = prepare_persons(image, instance_mask, self.preprocess, camera)
         timings["preprocess"] = _ms_since(start)
 
         start = time.perf_counter()

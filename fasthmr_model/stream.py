@@ -30,6 +30,7 @@ import numpy as np
 from fasthmr_model.body.rotations import matrix_to_axis_angle
 from fasthmr_model.bundle import Bundle
 from fasthmr_model.data.crop import PreprocessConfig, crop_visible_fraction
+from fasthmr_model.data.lens import CameraModel
 from fasthmr_model.decoder.runtime import StreamingDecoder
 from fasthmr_model.errors import FastHMRError, InputError
 from fasthmr_model.pipeline import FramePipeline, FrameResult
@@ -131,11 +132,11 @@ class StreamPipeline:
     def stream_config(self, config: StreamConfig) -> None:
         self.tracker.config = config  # takes effect at the next frame
 
-    def process(self, image: np.ndarray, mask: np.ndarray, intrinsics: np.ndarray, stamp: float,
+    def process(self, image: np.ndarray, mask: np.ndarray, intrinsics: np.ndarray | CameraModel, stamp: float,
                 with_vertices: bool = False) -> StreamResult:
         """One frame of the stream: image (H, W, 3) uint8 RGB, mask (H, W) integer instance ids (0 = background,
-        k = person k), intrinsics K (3, 3), stamp in seconds (the camera's clock) -> StreamResult, with vertices
-        (B, V, 3) when with_vertices (else None).
+        k = person k), intrinsics K (3, 3) or a CameraModel with lens distortion (FramePipeline.process), stamp in
+        seconds (the camera's clock) -> StreamResult, with vertices (B, V, 3) when with_vertices (else None).
 
         Raises InputError for bad arrays or K (the stream's state is then left as it was).
         """

@@ -1,11 +1,13 @@
 """rosbag2 bags (MCAP and sqlite3) through the `rosbags` library, with the node's own message classes.
 
 Reading: `BagReader` opens a bag folder (metadata.yaml + .mcap or .db3 files) or a bare .mcap file, checks
-that the topics replay needs exist with the types it reads, and yields the messages of those topics in bag
-order, deserialised by rclpy into the classes the node receives. A bag that ends early stops the iteration
-and leaves the reason in `error`, so callers report what they read. An MCAP file cut short (a recorder
-killed before it wrote the summary at the end) cannot be opened by rosbags, which needs that summary; it is
-then read record by record with the `mcap` library's stream reader, up to where it breaks.
+that the topics replay needs exist with the types it reads (images and masks raw or CompressedImage; an image
+or mask topic that is not in the bag is looked for under image_transport's `<topic>/compressed`), and yields
+the messages of those topics in bag order, deserialised by rclpy into the classes the node receives. A bag
+that ends early stops the iteration and leaves the reason in `error`, so callers report what they read. An
+MCAP file cut short (a recorder killed before it wrote the summary at the end) cannot be opened by rosbags,
+which needs that summary; it is then read record by record with the `mcap` library's stream reader, up to
+where it breaks.
 
 Writing: `BagWriter` writes a new MCAP (or sqlite3) bag in a staging folder beside the target and renames it
 into place when closed without error, so an interrupted write never leaves a half-written bag under the
@@ -22,22 +24,25 @@ from typing import Iterator, NamedTuple
 from fasthmr_msgs.msg import SmplBodyArray
 from rclpy.serialization import deserialize_message, serialize_message
 from geometry_msgs.msg import PoseArray
-from sensor_msgs.msg import CameraInfo, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from visualization_msgs.msg import MarkerArray
 
 from fasthmr_model.errors import InputError
 from fasthmr_model.staging import move_into_place, staging_folder
+from fasthmr_ros.inputs import COMPRESSED_SUFFIX
 
 GROUND_TRUTH_TOPIC = "/fasthmr/ground_truth"
 IMAGE_TYPE = "sensor_msgs/msg/Image"
+COMPRESSED_IMAGE_TYPE = "sensor_msgs/msg/CompressedImage"
 CAMERA_INFO_TYPE = "sensor_msgs/msg/CameraInfo"
 BODIES_TYPE = "fasthmr_msgs/msg/SmplBodyArray"
 # What replay reads on each of its input roles.
-INPUT_TYPES = {"image": IMAGE_TYPE, "camera_info": CAMERA_INFO_TYPE, "mask": IMAGE_TYPE, "ground_truth": BODIES_TYPE}
+INPUT_TYPES = {"image": (IMAGE_TYPE, COMPRESSED_IMAGE_TYPE), "camera_info": (CAMERA_INFO_TYPE,),
+               "mask": (IMAGE_TYPE, COMPRESSED_IMAGE_TYPE), "ground_truth": (BODIES_TYPE,)}
 PEOPLE_TYPE = "geometry_msgs/msg/PoseArray"
 MARKERS_TYPE = "visualization_msgs/msg/MarkerArray"
-MESSAGE_CLASSES = {IMAGE_TYPE: Image, CAMERA_INFO_TYPE: CameraInfo, BODIES_TYPE: SmplBodyArray, PEOPLE_TYPE: PoseArray,
-                   MARKERS_TYPE: MarkerArray}
+MESSAGE_CLASSES = {IMAGE_TYPE: Image, COMPRESSED_IMAGE_TYPE: CompressedImage, CAMERA_INFO_TYPE: CameraInfo,
+                   BODIES_TYPE: SmplBodyArray, PEOPLE_TYPE: PoseArray, MARKERS_TYPE: MarkerArray}
 STORAGES = ("mcap", "sqlite3")
 
 
@@ -128,7 +133,11 @@ class BagReader:
             available.setdefault(connection.topic, set()).add(connection.msgtype)
         self.message_count = self._reader.message_count
         self._roles: dict[str, str] = {}
+        self.transports: dict[str, str] = {}  # image and mask (when read): "raw" or "compressed"
         for role, topic in topics._asdict().items():
+            if topic not in available and role in ("image", "mask") and topic + COMPRESSED_SUFFIX in available:
+                topic += COMPRESSED_SUFFIX
+                self.topics = self.topics._replace(**{role: topic})
             if topic not in available:
                 if role in ("image", "camera_info"):
                     self.close()
@@ -137,13 +146,15 @@ class BagReader:
                                      f"{listing or 'none'}. Name the right one with --{role.replace('_', '-')}-topic")
                 continue
             types = available[topic]
-            if types != {INPUT_TYPES[role]}:
+            if len(types) != 1 or not types <= set(INPUT_TYPES[role]):
                 self.close()
                 raise InputError(f"the {role} topic {topic} of {self.path} holds {', '.join(sorted(types))}; replay "
-                                 f"reads {INPUT_TYPES[role]} there (raw images: decompress compressed ones first)")
+                                 f"reads {' or '.join(INPUT_TYPES[role])} there")
             self._roles[topic] = role
-        self.has_masks = topics.mask in self._roles
-        self.has_ground_truth = topics.ground_truth in self._roles
+            if role in ("image", "mask"):
+                self.transports[role] = "compressed" if types == {COMPRESSED_IMAGE_TYPE} else "raw"
+        self.has_masks = self.topics.mask in self._roles
+        self.has_ground_truth = self.topics.ground_truth in self._roles
 
     def messages(self) -> Iterator[BagMessage]:
         connections = [c for c in self._reader.connections if c.topic in self._roles]

@@ -61,7 +61,8 @@ def _demo(args: argparse.Namespace) -> None:
 def _add_topic_options(parser: argparse.ArgumentParser) -> None:
     for role in ("image", "camera_info", "mask", "ground_truth"):
         parser.add_argument(f"--{role.replace('_', '-')}-topic",
-                            help="default: the node's (config/fasthmr.yaml); ground truth: /fasthmr/ground_truth")
+                            help="default: the node's (config/fasthmr.yaml); ground truth: /fasthmr/ground_truth; "
+                                 "an image or mask topic absent from the bag is looked for as <topic>/compressed")
 
 
 def add_ros_commands(commands) -> None:

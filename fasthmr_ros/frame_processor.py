@@ -16,11 +16,11 @@ from geometry_msgs.msg import PoseArray
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
-from fasthmr_model.data.crop import validate_intrinsics
+from fasthmr_model.data.lens import CameraModel
 from fasthmr_model.errors import InputError
 from fasthmr_model.stream import StreamPipeline, StreamResult
 from fasthmr_ros.image_conversion import image_to_rgb, mask_to_ids
-from fasthmr_ros.inputs import Frame, InputOptions
+from fasthmr_ros.inputs import Frame, InputOptions, camera_model
 from fasthmr_ros.marker_cdr import serialize_marker_array
 from fasthmr_ros.outputs import MarkerBuilder, MarkerConfig, bodies_message, delete_all_marker, people_message
 from fasthmr_ros.stamps import stamp_seconds
@@ -48,21 +48,23 @@ class FrameOutputs(NamedTuple):
     timings_ms: dict[str, float]
 
 
-def frame_intrinsics(camera_info: CameraInfo | None, image: Image) -> np.ndarray:
-    """K (3, 3) of the CameraInfo in force for `image`; raises FrameRejected (reason no_camera_info,
-    bad_camera_info or camera_info_size_mismatch) when there is none, its K is unusable, or it describes
-    images of another size (a width and height of 0 mean "not stated")."""
+def frame_camera(camera_info: CameraInfo | None, rectified: bool = False) -> CameraModel:
+    """fasthmr_ros.inputs.camera_model of the CameraInfo in force for a frame; raises FrameRejected (reason
+    no_camera_info or bad_camera_info) when there is none or it is unusable."""
     if camera_info is None:
         raise FrameRejected("no_camera_info", "no CameraInfo yet")
-    intrinsics = np.array(camera_info.k, dtype=np.float64).reshape(3, 3)
     try:
-        validate_intrinsics(intrinsics)
+        return camera_model(camera_info, rectified)
     except InputError as error:
         raise FrameRejected("bad_camera_info", str(error)) from None
-    if (camera_info.width, camera_info.height) not in ((0, 0), (image.width, image.height)):
+
+
+def check_camera_info_size(camera_info: CameraInfo, width: int, height: int) -> None:
+    """Raises FrameRejected (camera_info_size_mismatch) when the CameraInfo describes images of another size
+    than width x height (a width and height of 0 mean "not stated")."""
+    if (camera_info.width, camera_info.height) not in ((0, 0), (width, height)):
         raise FrameRejected("camera_info_size_mismatch", f"the CameraInfo is for {camera_info.width}x"
-                            f"{camera_info.height} images, the image is {image.width}x{image.height}")
-    return intrinsics
+                            f"{camera_info.height} images, the image is {width}x{height}")
 
 
 def whole_image_mask(height: int, width: int) -> np.ndarray:
@@ -117,11 +119,12 @@ class FrameProcessor:
         """
         header = frame.image.header
         start = time.perf_counter()
-        intrinsics = frame_intrinsics(frame.camera_info, frame.image)
+        camera = frame_camera(frame.camera_info, self.options.image_rectified)
         image, mask = self._arrays(frame)
+        check_camera_info_size(frame.camera_info, image.shape[1], image.shape[0])
         timings = {"convert": (time.perf_counter() - start) * 1000.0}
         try:
-            result = self.stream.process(image, mask, intrinsics, stamp_seconds(header))
+            result = self.stream.process(image, mask, camera, stamp_seconds(header))
         except InputError as error:
             raise FrameRejected("bad_frame", str(error)) from None
         timings.update(result.timings_ms)

@@ -7,6 +7,8 @@ previous one means time jumped back (a bag looped, a simulator restarted) and is
 counted through the `count(name, amount)` callable the owner passes (the node's NodeStatistics, the
 replay's Counter), under the names of fasthmr_ros.diagnostics. No ROS entities, no clocks: the owner
 passes the time (`now`, seconds): the node its monotonic clock, the replay the bag's stamps.
+The camera model is K with CameraInfo's distortion, or P without it for images marked rectified
+(`image_rectified`); images and masks arrive raw or compressed (fasthmr_ros.image_conversion decodes both).
 """
 
 from __future__ import annotations
@@ -15,15 +17,20 @@ from dataclasses import dataclass
 from typing import Callable, NamedTuple
 
 import numpy as np
-from sensor_msgs.msg import CameraInfo, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from fasthmr_model.data.crop import validate_intrinsics
+from fasthmr_model.data.lens import CameraModel
 from fasthmr_model.errors import InputError
 from fasthmr_ros.pairing import Pair, PairingConfig, StampPairer
 from fasthmr_ros.stamps import stamp_seconds
 
 MASK_MODES = ("instances", "binary")
 UNMATCHED_IMAGE_POLICIES = ("process", "drop")
+# image_transport's transports the node subscribes with: raw sensor_msgs/Image on the topic, or sensor_msgs/
+# CompressedImage on `<topic>/compressed` (fasthmr_ros.image_conversion decodes both).
+TRANSPORTS = ("raw", "compressed")
+COMPRESSED_SUFFIX = "/compressed"
 
 
 @dataclass(frozen=True)
@@ -36,11 +43,14 @@ class InputOptions:
         max_image_pixels: larger images (and masks) are rejected before they are read.
         unmatched_images: "drop" images that found no mask, or "process" them with the whole image as one
             person.
+        image_rectified: the images are rectified (image_rect): CameraInfo's P applies, without distortion.
+            False: the images are the camera's own (image_raw): K and the distortion model with D apply.
     """
 
     mask_mode: str = "instances"
     max_image_pixels: int = 4096 * 4096
     unmatched_images: str = "drop"
+    image_rectified: bool = False
 
     def __post_init__(self) -> None:
         if self.mask_mode not in MASK_MODES:
@@ -51,12 +61,33 @@ class InputOptions:
             raise InputError(f"unmatched_images must be one of {UNMATCHED_IMAGE_POLICIES}, got {self.unmatched_images!r}")
 
 
+def camera_model(camera_info: CameraInfo, rectified: bool = False) -> CameraModel:
+    """The camera model of a CameraInfo: K with its distortion model and D, or for a rectified image the left
+    3x3 of P without distortion. Raises InputError (naming the field) when K or P is not a usable pinhole
+    matrix or D does not fit its model."""
+    try:
+        if rectified:
+            camera = CameraModel(np.array(camera_info.p, dtype=np.float64).reshape(3, 4)[:, :3])
+        else:
+            camera = CameraModel(np.array(camera_info.k, dtype=np.float64).reshape(3, 3), camera_info.distortion_model,
+                                 tuple(camera_info.d))
+        validate_intrinsics(camera.intrinsics)
+    except ValueError:  # a K or P of the wrong length (a message built in Python can hold any)
+        raise InputError(f"the CameraInfo's {'P' if rectified else 'K'} must hold {12 if rectified else 9} numbers, "
+                         f"got {len(camera_info.p if rectified else camera_info.k)}") from None
+    except InputError as error:
+        if rectified:  # the checks speak of K: say that it came from P
+            raise InputError(f"{error} (image_rectified: P's left 3x3 is used as K)") from None
+        raise
+    return camera
+
+
 class Frame(NamedTuple):
     """A frame ready for the model: the image, its mask (None: processed without one) and the CameraInfo in
     force when it left the pairer (None: none received yet)."""
 
-    image: Image
-    mask: Image | None
+    image: Image | CompressedImage
+    mask: Image | CompressedImage | None
     camera_info: CameraInfo | None
 
 
@@ -83,17 +114,17 @@ class InputRules:
         self._pairer_counted = (0, 0)  # masks_dropped and images_dropped already counted
 
     def on_camera_info(self, message: CameraInfo) -> str | None:
-        """The CameraInfo of the moment. Returns what is wrong with its K (and counts bad_camera_info), else None;
-        it is checked again per frame, against the frame's image, by the frame processor."""
+        """The CameraInfo of the moment. Returns what is wrong with its camera model (and counts bad_camera_info),
+        else None; it is checked again per frame, against the frame's image, by the frame processor."""
         self.camera_info = message
         try:
-            validate_intrinsics(np.array(message.k, dtype=np.float64).reshape(3, 3))
+            camera_model(message, self.options.image_rectified)
         except InputError as error:
             self._count("bad_camera_info", 1)
             return str(error)
         return None
 
-    def on_image(self, message: Image, now: float) -> list[Frame]:
+    def on_image(self, message: Image | CompressedImage, now: float) -> list[Frame]:
         """An image arrived at time `now` (s); returns the frames now ready, oldest first. Sets `time_jumped_back`
         to (previous stamp, this stamp) when the image is older than the previous one, else None."""
         stamp = stamp_seconds(message.header)
@@ -107,7 +138,7 @@ class InputRules:
             return [Frame(message, None, self.camera_info)]
         return self._frames(self.pairer.add_image(stamp, message, now))
 
-    def on_mask(self, message: Image, now: float) -> list[Frame]:
+    def on_mask(self, message: Image | CompressedImage, now: float) -> list[Frame]:
         """A mask arrived at time `now` (s); returns the frames now ready."""
         return self._frames(self.pairer.add_mask(stamp_seconds(message.header), message, now))
 

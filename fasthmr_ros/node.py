@@ -38,14 +38,14 @@ from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackRet
 from rclpy.parameter import Parameter
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.signals import SignalHandlerOptions
-from sensor_msgs.msg import CameraInfo, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from visualization_msgs.msg import MarkerArray
 
 from fasthmr_model.errors import FastHMRError
 from fasthmr_model.stream import StreamPipeline
 from fasthmr_ros.diagnostics import NodeStatistics
 from fasthmr_ros.frame_processor import FrameProcessor, FrameRejected
-from fasthmr_ros.inputs import Frame, InputRules
+from fasthmr_ros.inputs import COMPRESSED_SUFFIX, Frame, InputRules
 from fasthmr_ros.parameters import (CONFIG_CLASSES, INPUT_OPTIONS, PARAMETERS, SPECS, build_config, check_value,
                                     load_defaults)
 from fasthmr_ros.rclpy_compat import add_parameter_callbacks
@@ -224,8 +224,8 @@ class FastHMRNode(LifecycleNode):
         self._inputs.camera_info = camera_info
         self._frames = LatestFrames(values["inference_queue_size"])
         self._subscriptions_list = [
-            self.create_subscription(Image, values["image_topic"], self._on_image, qos),
-            self.create_subscription(Image, values["mask_topic"], self._on_mask, qos),
+            self.create_subscription(*self._transport("image"), self._on_image, qos),
+            self.create_subscription(*self._transport("mask"), self._on_mask, qos),
             self.create_subscription(CameraInfo, values["camera_info_topic"], self._on_camera_info, qos),
         ]
         # Runs only while images wait for their mask (_dispatch starts and stops it): an idle node costs nothing.
@@ -239,6 +239,15 @@ class FastHMRNode(LifecycleNode):
         self.get_logger().info(f"active: image {topics[0]}, segmentation {topics[1]}, camera info {topics[2]}")
         self._state_label = "active"
         return super().on_activate(state)
+
+    def _transport(self, role: str) -> tuple[type, str]:
+        """The message type and topic of the image or mask subscription: `<role>_topic` for raw, image_transport's
+        `<resolved topic>/compressed` for compressed (remapping the base topic remaps both, as image_transport
+        does)."""
+        topic = self._values[f"{role}_topic"]
+        if self._values[f"{role}_transport"] == "raw":
+            return Image, topic
+        return CompressedImage, self.resolve_topic_name(topic) + COMPRESSED_SUFFIX
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._stop_inputs()
@@ -305,7 +314,7 @@ class FastHMRNode(LifecycleNode):
         if problem is not None:
             self.get_logger().warning(f"skipping frames: {problem}", throttle_duration_sec=LOG_THROTTLE_S)
 
-    def _on_image(self, message: Image) -> None:
+    def _on_image(self, message: Image | CompressedImage) -> None:
         self.statistics.arrived("image")
         frames = self._inputs.on_image(message, time.monotonic())
         if self._inputs.time_jumped_back is not None:
@@ -314,7 +323,7 @@ class FastHMRNode(LifecycleNode):
                                       "tracks", throttle_duration_sec=LOG_THROTTLE_S)
         self._dispatch(frames)
 
-    def _on_mask(self, message: Image) -> None:
+    def _on_mask(self, message: Image | CompressedImage) -> None:
         self.statistics.arrived("mask")
         self._dispatch(self._inputs.on_mask(message, time.monotonic()))
 

@@ -18,7 +18,7 @@ from fasthmr_model.data.crop import MAX_PERSONS_LIMIT, PreprocessConfig
 from fasthmr_model.errors import FastHMRError
 from fasthmr_model.runtime import PROVIDER_NAMES, RuntimeConfig
 from fasthmr_model.stream import StreamConfig
-from fasthmr_ros.inputs import MASK_MODES, UNMATCHED_IMAGE_POLICIES, InputOptions
+from fasthmr_ros.inputs import MASK_MODES, TRANSPORTS, UNMATCHED_IMAGE_POLICIES, InputOptions
 from fasthmr_ros.outputs import MarkerConfig
 from fasthmr_ros.pairing import PairingConfig
 
@@ -51,8 +51,14 @@ PARAMETERS = (
     ParameterSpec("camera_info_topic", str, "the camera's CameraInfo (K)", read_only=True),
     ParameterSpec("mask_topic", str, "person segmentation (sensor_msgs/Image, mono8/mono16 instance ids)",
                   read_only=True),
+    ParameterSpec("image_transport", str, "raw: sensor_msgs/Image on image_topic; compressed: CompressedImage (JPEG "
+                  "or PNG) on <image_topic>/compressed", choices=TRANSPORTS, read_only=True),
+    ParameterSpec("mask_transport", str, "raw, or compressed: lossless PNG CompressedImage on <mask_topic>/compressed",
+                  choices=TRANSPORTS, read_only=True),
     ParameterSpec("mask_mode", str, "instances: 0 = background, k = person k; binary: all non-zero pixels are "
                   "one person", choices=MASK_MODES),
+    ParameterSpec("image_rectified", bool, "the images are rectified (image_rect): use CameraInfo's P without "
+                  "distortion; false: K with the distortion model and D"),
     ParameterSpec("max_image_pixels", int, "images and masks with more pixels are rejected unread", 1, 2**31 - 1),
     ParameterSpec("qos.reliability", str, "reliability of the input subscriptions", choices=("best_effort", "reliable"),
                   read_only=True),

@@ -22,6 +22,7 @@ from pathlib import Path
 from fasthmr_model.errors import InputError
 from fasthmr_ros.bags import BagReader, BagTopics, BagWriter
 from fasthmr_ros.diagnostics import DROP_COUNTERS
+from fasthmr_ros.inputs import COMPRESSED_SUFFIX
 from fasthmr_ros.parameters import default_params_file
 from fasthmr_ros.replay import OUTPUT_TOPICS, ReplayReport, default_topics, latency_percentiles, score
 from fasthmr_ros.stamps import stamp_nanoseconds
@@ -52,7 +53,7 @@ def replay_realtime(bag: str | Path, bundle: str | Path | None = None, out: str 
     from geometry_msgs.msg import PoseArray
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.qos import QoSProfile, ReliabilityPolicy
-    from sensor_msgs.msg import CameraInfo, Image
+    from sensor_msgs.msg import CameraInfo, CompressedImage, Image
     from tqdm import tqdm
 
     from fasthmr_model.body.lbs import BodyModel
@@ -64,17 +65,23 @@ def replay_realtime(bag: str | Path, bundle: str | Path | None = None, out: str 
     environment["AMENT_PREFIX_PATH"] = os.pathsep.join(filter(None, [sys.prefix, environment.get("AMENT_PREFIX_PATH")]))
     os.environ.update({name: environment[name] for name in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_DOMAIN_ID")})
     node_name = f"fasthmr_replay_{os.getpid()}"
-    inputs = {role: f"/{node_name}{getattr(topics, role)}" for role in ("image", "camera_info", "mask")}
+    reader = BagReader(bag, topics)
+    # Compressed topics go to the node as image_transport's: its base topic plus `/compressed`.
+    bases = {role: getattr(reader.topics, role).removesuffix(COMPRESSED_SUFFIX)
+             if reader.transports.get(role) == "compressed" else getattr(reader.topics, role)
+             for role in ("image", "camera_info", "mask")}
+    inputs = {role: f"/{node_name}{bases[role]}" for role in bases}
     outputs_of_node = {name: f"/{node_name}/{name}" for name in OUTPUT_TOPICS}
     command = [sys.executable, "-m", "fasthmr_ros.node", "--ros-args", "-r", f"__node:={node_name}",
                "--params-file", str(default_params_file()),
                "-p", f"image_topic:={inputs['image']}",
                "-p", f"camera_info_topic:={inputs['camera_info']}", "-p", f"mask_topic:={inputs['mask']}",
+               "-p", f"image_transport:={reader.transports.get('image', 'raw')}",
+               "-p", f"mask_transport:={reader.transports.get('mask', 'raw')}",
                "-p", "qos.reliability:=reliable", "-p", "qos.depth:=10",
                "-p", f"diagnostics_period:={DIAGNOSTICS_PERIOD_S}"]
     if bundle is not None:
         command += ["-p", f"bundle:={Path(bundle).resolve()}"]
-    reader = BagReader(bag, topics)
     node_process = subprocess.Popen(command, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                     text=True)
     context = rclpy.Context()
@@ -88,9 +95,11 @@ def replay_realtime(bag: str | Path, bundle: str | Path | None = None, out: str 
     try:
         node = rclpy.create_node("fasthmr_replay", context=context)
         qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-        publishers = {"image": node.create_publisher(Image, inputs["image"], qos),
-                      "mask": node.create_publisher(Image, inputs["mask"], qos),
-                      "camera_info": node.create_publisher(CameraInfo, inputs["camera_info"], qos)}
+        publishers = {"camera_info": node.create_publisher(CameraInfo, inputs["camera_info"], qos)}
+        for role in ("image", "mask"):
+            compressed = reader.transports.get(role) == "compressed"
+            publishers[role] = node.create_publisher(CompressedImage if compressed else Image,
+                                                     inputs[role] + (COMPRESSED_SUFFIX if compressed else ""), qos)
 
         def on_bodies(message):
             with lock:

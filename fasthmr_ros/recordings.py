@@ -1,4 +1,5 @@
-"""Writing input bags: camera frames (rgb8 image, mono8 instance mask, CameraInfo) with ground truth.
+"""Writing input bags: camera frames (rgb8 image, mono8 instance mask, CameraInfo; or JPEG/PNG CompressedImage on
+`<topic>/compressed`) with ground truth.
 
 Two sources: the synthetic world's clips (the demo bag) and the public 3DPW / EMDB sequences
 (`fasthmr convert 3dpw|emdb`). Topics are the node's defaults (config/fasthmr.yaml) and the ground-truth
@@ -20,8 +21,9 @@ from fasthmr_model.body.lbs import BodyModel
 from fasthmr_model.body.rotations import matrix_to_axis_angle
 from fasthmr_model.body.skeleton import NUM_BETAS, NUM_JOINTS
 from fasthmr_model.errors import InputError
-from fasthmr_ros.bags import BODIES_TYPE, CAMERA_INFO_TYPE, IMAGE_TYPE, BagTopics, BagWriter
-from fasthmr_ros.image_conversion import array_to_image
+from fasthmr_ros.bags import BODIES_TYPE, CAMERA_INFO_TYPE, COMPRESSED_IMAGE_TYPE, IMAGE_TYPE, BagTopics, BagWriter
+from fasthmr_ros.image_conversion import array_to_compressed, array_to_image
+from fasthmr_ros.inputs import COMPRESSED_SUFFIX
 from fasthmr_ros.outputs import smpl_body_array
 from fasthmr_ros.stamps import stamp_from_nanoseconds
 
@@ -82,9 +84,28 @@ def _boxes(mask: np.ndarray | None, instance_ids: list, joints_2d: np.ndarray, w
     return boxes
 
 
+def _image_record(topic: str, array: np.ndarray, encoding: str, codec: str | None, header: Header,
+                  received: int, quality: int = 95) -> tuple[str, str, int, object]:
+    """BagWriter.write's arguments for an image or mask: raw in `encoding` on the topic, or compressed with
+    `codec` on `<topic>/compressed`."""
+    if codec is None:
+        message, msgtype = array_to_image(array, encoding), IMAGE_TYPE
+    else:
+        message, msgtype = array_to_compressed(array, codec, quality), COMPRESSED_IMAGE_TYPE
+        topic += COMPRESSED_SUFFIX
+    message.header = header
+    return topic, msgtype, received, message
+
+
 def write_recording(path: str | Path, frames: Iterable[RecordedFrame], body_model: BodyModel, topics: BagTopics,
-                    storage: str = "mcap") -> int:
-    """Writes the frames into a new bag at `path`; returns the number of frames written."""
+                    storage: str = "mcap", image_codec: str | None = None, mask_codec: str | None = None,
+                    image_quality: int = 95) -> int:
+    """Writes the frames into a new bag at `path`; returns the number of frames written.
+
+    image_codec / mask_codec: None writes raw images (rgb8) and masks (mono8) on the topics; "jpeg" or "png"
+    writes CompressedImage on image_transport's `<topic>/compressed` instead (array_to_compressed; JPEG at
+    image_quality), as a recording of a camera's compressed transport would hold them.
+    """
     count = 0
     name = body_model.arrays.model_name
     with BagWriter(path, storage) as writer:
@@ -92,15 +113,13 @@ def write_recording(path: str | Path, frames: Iterable[RecordedFrame], body_mode
             height, width = frame.image.shape[:2]
             header = header_at(frame.stamp_ns)
             received = frame.stamp_ns if frame.received_ns is None else frame.received_ns
-            image = array_to_image(np.ascontiguousarray(frame.image), "rgb8")
-            image.header = header
             writer.write(topics.camera_info, CAMERA_INFO_TYPE, received,
                          camera_info_message(header, frame.intrinsics, width, height))
-            writer.write(topics.image, IMAGE_TYPE, received, image)
+            writer.write(*_image_record(topics.image, np.ascontiguousarray(frame.image), "rgb8", image_codec, header,
+                                        received, image_quality))
             if frame.mask is not None:
-                mask = array_to_image(np.ascontiguousarray(frame.mask, dtype=np.uint8), "mono8")
-                mask.header = header
-                writer.write(topics.mask, IMAGE_TYPE, received, mask)
+                writer.write(*_image_record(topics.mask, np.ascontiguousarray(frame.mask, dtype=np.uint8), "mono8",
+                                            mask_codec, header, received))
             people = frame.people
             if people:
                 betas = np.stack([person.betas for person in people])

@@ -31,7 +31,7 @@ from fasthmr_model.stream import StreamPipeline
 from fasthmr_ros.bags import BODIES_TYPE, MARKERS_TYPE, PEOPLE_TYPE, BagReader, BagTopics, BagWriter
 from fasthmr_ros.diagnostics import DROP_COUNTERS
 from fasthmr_ros.frame_processor import FrameProcessor, FrameRejected
-from fasthmr_ros.inputs import InputRules
+from fasthmr_ros.inputs import COMPRESSED_SUFFIX, InputRules
 from fasthmr_ros.parameters import INPUT_OPTIONS, build_config, load_defaults
 from fasthmr_ros.stamps import stamp_nanoseconds, stamp_seconds
 
@@ -120,10 +120,16 @@ class ReplayReport:
 
 def default_topics() -> BagTopics:
     """The node's input topics (config/fasthmr.yaml) as a node in the root namespace resolves them (bags hold
-    absolute names), and the ground-truth topic."""
+    absolute names; `<topic>/compressed` where its transport is compressed), and the ground-truth topic. A raw
+    topic that the bag lacks is also looked for as `<topic>/compressed`."""
     values = load_defaults()
-    absolute = {name: "/" + values[name].lstrip("/") for name in ("image_topic", "camera_info_topic", "mask_topic")}
-    return BagTopics(absolute["image_topic"], absolute["camera_info_topic"], absolute["mask_topic"])
+
+    def absolute(name: str) -> str:
+        return "/" + values[name].lstrip("/")
+
+    image, mask = (absolute(f"{role}_topic") + (COMPRESSED_SUFFIX if values[f"{role}_transport"] == "compressed" else "")
+                   for role in ("image", "mask"))
+    return BagTopics(image, absolute("camera_info_topic"), mask)
 
 
 def body_arrays(body_model: BodyModel, bodies: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -13,6 +13,7 @@ from std_msgs.msg import ColorRGBA, Header
 from visualization_msgs.msg import Marker, MarkerArray, UVCoordinate
 
 from fasthmr_model.body.rotations import matrix_to_quaternion
+from fasthmr_model.data.lens import CameraModel
 from fasthmr_model.stream import StreamConfig, StreamPipeline
 from fasthmr_ros.bench import frame_messages
 from fasthmr_ros.frame_processor import FrameProcessor, FrameRejected
@@ -204,3 +205,42 @@ def test_marker_bytes_equal_what_rclpy_serialises():
     # rclpy leaves alignment padding unwritten (its bytes vary), so compare what a subscriber reads, and the size.
     assert len(ours) == len(serialize_message(expected))
     assert deserialize_message(ours, MarkerArray) == expected
+
+
+def test_camera_info_distortion_is_honoured_and_rectified_images_use_p(processor, pipeline):
+    image, mask = frame()
+    distortion = (-0.2, 0.05, 0.0, 0.0, 0.0)
+    frame_message = messages(image, mask, 1.0)
+    frame_message.camera_info.d = list(distortion)
+    outputs = processor.process(frame_message, False)
+    expected = pipeline.frames.process(image, mask, CameraModel(K, "plumb_bob", distortion))
+    np.testing.assert_array_equal(outputs.result.crop_boxes, expected.crop_boxes)
+    undistorted = pipeline.frames.process(image, mask, K)
+    assert np.abs(outputs.result.crop_boxes - undistorted.crop_boxes).max() > 1.0
+    # image_rectified: P's left 3x3 applies and D is not used.
+    rectified = FrameProcessor(pipeline, options=InputOptions(image_rectified=True))
+    p_intrinsics = K * [[1.1], [1.1], [1.0]]
+    frame_message.camera_info.p = [float(v) for v in np.hstack([p_intrinsics, np.zeros((3, 1))]).ravel()]
+    outputs = rectified.process(frame_message, False)
+    expected = pipeline.frames.process(image, mask, p_intrinsics)
+    np.testing.assert_array_equal(outputs.result.translation, expected.translation)
+    # A D the model does not have is refused with the reason.
+    frame_message.camera_info.d = [0.1, 0.2]
+    with pytest.raises(FrameRejected, match="5 coefficients") as caught:
+        processor.process(frame_message, False)
+    assert caught.value.reason == "bad_camera_info"
+
+
+def test_camera_models_of_broken_camera_infos_say_which_field():
+    from sensor_msgs.msg import CameraInfo
+
+    from fasthmr_model.errors import InputError
+    from fasthmr_ros.inputs import camera_model
+
+    with pytest.raises(InputError, match="image_rectified: P's left 3x3 is used as K"):
+        camera_model(CameraInfo(), rectified=True)  # P all zero
+    info = CameraInfo(distortion_model="equidistant", d=[0.1, 0.0, 0.0, 0.0])
+    info.k = K.ravel().tolist()
+    camera = camera_model(info)
+    assert camera.distorted and camera.distortion_model == "equidistant"
+    np.testing.assert_array_equal(camera.intrinsics, K)

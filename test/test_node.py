@@ -70,7 +70,7 @@ def stamp_of(seconds: float):
 class Client:
     """This process's side: publishers for the node's inputs, and every output it receives."""
 
-    def __init__(self, node_name: str, prefix: str) -> None:
+    def __init__(self, node_name: str, prefix: str, transport: str = "raw") -> None:
         import rclpy
         from diagnostic_msgs.msg import DiagnosticArray
         from fasthmr_msgs.msg import SmplBodyArray
@@ -78,15 +78,18 @@ class Client:
         from rclpy.executors import SingleThreadedExecutor
         from rclpy.qos import QoSProfile, ReliabilityPolicy
         from rclpy.signals import SignalHandlerOptions
-        from sensor_msgs.msg import CameraInfo, Image
+        from sensor_msgs.msg import CameraInfo, CompressedImage, Image
         from visualization_msgs.msg import MarkerArray
 
         self.context = rclpy.Context()
         rclpy.init(context=self.context, signal_handler_options=SignalHandlerOptions.NO)
         self.node = rclpy.create_node(f"fasthmr_test_client_{uuid.uuid4().hex[:8]}", context=self.context)
         reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-        self.image = self.node.create_publisher(Image, f"/{prefix}/image_raw", reliable)
-        self.mask = self.node.create_publisher(Image, f"/{prefix}/person_instances", reliable)
+        # transport "compressed": image_transport's CompressedImage topics (the node's image_transport and
+        # mask_transport parameters say the same).
+        image_type, suffix = (Image, "") if transport == "raw" else (CompressedImage, "/compressed")
+        self.image = self.node.create_publisher(image_type, f"/{prefix}/image_raw{suffix}", reliable)
+        self.mask = self.node.create_publisher(image_type, f"/{prefix}/person_instances{suffix}", reliable)
         self.camera_info = self.node.create_publisher(CameraInfo, f"/{prefix}/camera_info", reliable)
         self.lock = threading.Lock()
         self.received = {"bodies": [], "people": [], "markers": [], "diagnostics": []}
@@ -193,17 +196,17 @@ def library(untrained_tiny_bundle):
 
 
 @contextlib.contextmanager
-def started_node(environment: dict, log_folder: Path, priming_frame, *parameters: str):
+def started_node(environment: dict, log_folder: Path, priming_frame, *parameters: str, transport: str = "raw"):
     """(node process, node name, Client) of a node started with `parameters`: up, configured, active, matched
-    with the client, and holding the CameraInfo of priming_frame (image, mask, K). Stops it at the end and
-    checks that it exited with 0."""
+    with the client (publishing images and masks with `transport`), and holding the CameraInfo of
+    priming_frame (image, mask, K). Stops it at the end and checks that it exited with 0."""
     unique = f"{os.getpid()}_{uuid.uuid4().hex[:6]}"
     node_name, prefix = f"fasthmr_{unique}", f"camera_{unique}"
     log = open(log_folder / "node.log", "w+")
     process = subprocess.Popen(node_command(node_name, prefix, *parameters), env=node_environment(environment),
                                stdout=log, stderr=subprocess.STDOUT, text=True)
     process.log = log
-    client = Client(node_name, prefix)
+    client = Client(node_name, prefix, transport)
     try:
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         while time.monotonic() < deadline and process.poll() is None:
