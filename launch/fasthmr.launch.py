@@ -1,4 +1,5 @@
-"""Starts the FastHMR node with config/fasthmr.yaml, its input topics remapped to the robot's, and RViz.
+"""Starts the FastHMR node with config/fasthmr.yaml, its input topics remapped to the robot's, and RViz (with
+the same remappings, so that it shows the remapped camera image).
 
     ros2 launch fasthmr_ros fasthmr.launch.py image:=/camera/color/image_raw \\
         camera_info:=/camera/color/camera_info mask:=/segmentation/person_instances rviz:=true
@@ -38,18 +39,20 @@ def generate_launch_description():
     ]
     arguments += [DeclareLaunchArgument(name, default_value=topic, description=f"topic remapped to {topic}")
                   for name, topic in REMAPPED_TOPICS.items()]
+    remappings = [(topic, LaunchConfiguration(name)) for name, topic in REMAPPED_TOPICS.items()]
     fasthmr = Node(
         package=PACKAGE,
         executable="fasthmr_node",
         name="fasthmr",
         parameters=[LaunchConfiguration("params_file")],
-        remappings=[(topic, LaunchConfiguration(name)) for name, topic in REMAPPED_TOPICS.items()],
+        remappings=remappings,
         output="screen",
     )
     rviz = Node(
         package="rviz2",
         executable="rviz2",
         arguments=["-d", PathJoinSubstitution([config_folder, "fasthmr.rviz"]), "-f", LaunchConfiguration("camera_frame")],
+        remappings=remappings,
         condition=IfCondition(LaunchConfiguration("rviz")),
         output="screen",
     )
