@@ -19,8 +19,6 @@ import numpy as np
 MIN_SAMPLES = 5
 # Most samples kept per track (a fast camera's window): bounds memory and the pairs (N (N - 1) / 2) per fit.
 MAX_SAMPLES = 32
-# Pairs of samples closer in time than this (s) give no slope (equal stamps).
-MIN_PAIR_SECONDS = 1e-6
 
 
 class Velocities(NamedTuple):
@@ -31,20 +29,49 @@ class Velocities(NamedTuple):
     valid: np.ndarray
 
 
-def theil_sen_velocity(stamps: np.ndarray, positions: np.ndarray) -> np.ndarray:
-    """The median over sample pairs of (position_j - position_i) / (stamp_j - stamp_i), per axis:
-    stamps (N,) s, positions (N, 3) -> (3,). Needs two samples with different stamps."""
-    first, second = _pairs(len(stamps))
-    elapsed = stamps[second] - stamps[first]
-    usable = elapsed > MIN_PAIR_SECONDS
-    slopes = (positions[second[usable]] - positions[first[usable]]) / elapsed[usable, None]
-    return np.median(slopes, axis=0)
-
-
 @lru_cache(maxsize=MAX_SAMPLES + 1)
 def _pairs(count: int) -> tuple[np.ndarray, np.ndarray]:
-    """Every pair (i < j) of `count` samples: two index arrays."""
+    """Every pair (i < j) of `count` samples: two index arrays of count (count - 1) / 2."""
     return np.triu_indices(count, k=1)
+
+
+def theil_sen_velocity(stamps: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """The median over sample pairs of (point_j - point_i) / (stamp_j - stamp_i), per axis: stamps (N,) s,
+    strictly increasing, N >= 2; points (3, N) (axes first: the median runs along contiguous rows) -> (3,)."""
+    first, second = _pairs(len(stamps))
+    slopes = (points[:, second] - points[:, first]) / (stamps[second] - stamps[first])
+    middle = slopes.shape[1] // 2
+    if slopes.shape[1] % 2:
+        return np.partition(slopes, middle, axis=1)[:, middle]
+    low_and_high = np.partition(slopes, (middle - 1, middle), axis=1)
+    return 0.5 * (low_and_high[:, middle - 1] + low_and_high[:, middle])
+
+
+class _History:
+    """One track's newest samples, oldest first: stamps (MAX_SAMPLES,), points (3, MAX_SAMPLES), the first
+    `count` used."""
+
+    __slots__ = ("stamps", "points", "count")
+
+    def __init__(self) -> None:
+        self.stamps = np.empty(MAX_SAMPLES)
+        self.points = np.empty((3, MAX_SAMPLES))
+        self.count = 0
+
+    def add(self, stamp: float, point: np.ndarray, window: float) -> None:
+        """Adds a sample newer than the newest (an older or equal stamp is not added) and drops the samples
+        older than `window` seconds before it, and the oldest beyond MAX_SAMPLES."""
+        count = self.count
+        if count and stamp <= self.stamps[count - 1]:
+            return
+        drop = max(int(np.searchsorted(self.stamps[:count], stamp - window)), count + 1 - MAX_SAMPLES)
+        if drop:
+            count -= drop
+            self.stamps[:count] = self.stamps[drop:drop + count]
+            self.points[:, :count] = self.points[:, drop:drop + count]
+        self.stamps[count] = stamp
+        self.points[:, count] = point
+        self.count = count + 1
 
 
 class TrackVelocities:
@@ -54,7 +81,7 @@ class TrackVelocities:
     """
 
     def __init__(self) -> None:
-        self._history: dict[int, tuple[list[float], list[np.ndarray]]] = {}
+        self._history: dict[int, _History] = {}
 
     def reset(self) -> None:
         self._history.clear()
@@ -71,15 +98,12 @@ class TrackVelocities:
         velocity = np.zeros((len(track_ids), 3))
         valid = np.zeros(len(track_ids), bool)
         for row, track in enumerate(track_ids.tolist()):
-            stamps, samples = self._history.setdefault(track, ([], []))
-            if not stamps or stamp > stamps[-1]:
-                stamps.append(stamp)
-                samples.append(np.asarray(positions[row], np.float64))
-            # Samples older than the window leave; the newest always stays.
-            old = next((index for index, seen in enumerate(stamps) if stamp - seen <= window), len(stamps) - 1)
-            old = max(old, len(stamps) - MAX_SAMPLES)
-            del stamps[:old], samples[:old]
-            if len(stamps) >= MIN_SAMPLES:
-                velocity[row] = theil_sen_velocity(np.array(stamps), np.stack(samples))
+            history = self._history.get(track)
+            if history is None:
+                history = self._history[track] = _History()
+            history.add(stamp, positions[row], window)
+            if history.count >= MIN_SAMPLES:
+                count = history.count
+                velocity[row] = theil_sen_velocity(history.stamps[:count], history.points[:, :count])
                 valid[row] = True
         return Velocities(velocity, valid)

@@ -84,11 +84,11 @@ class CpuTimedEncoder:
 
 
 def published_messages(outputs) -> list:
-    """The messages the node publishes for a frame's FrameOutputs, the markers (bytes already) aside."""
-    messages = [outputs.bodies, outputs.people, outputs.tf, outputs.people_msgs]
+    """The message objects the node publishes for a frame's FrameOutputs (the markers, TF and the REP-155 bodies'
+    messages are serialised bytes already)."""
+    messages = [outputs.bodies, outputs.people, outputs.people_msgs]
     if outputs.rep155 is not None:
         messages.append(outputs.rep155.tracked)
-        messages += [message for pair in outputs.rep155.bodies.values() for message in pair]
     return messages
 
 
@@ -124,7 +124,7 @@ def time_frames(processor, frames, mesh_rate: float, repeats: int) -> dict[str, 
             paired = time.perf_counter()
             outputs = processor.process(frame, markers_wanted=True)
             processed = time.perf_counter()
-            for message in published_messages(outputs):  # markers are bytes already
+            for message in published_messages(outputs):
                 serialize_message(message)
             done, done_cpu = time.perf_counter(), time.process_time()
             if repeat == 0:

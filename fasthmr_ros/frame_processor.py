@@ -16,7 +16,6 @@ from geometry_msgs.msg import PoseArray
 from people_msgs.msg import People
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
-from tf2_msgs.msg import TFMessage
 
 from fasthmr_model.body.skeleton import KinematicTree
 from fasthmr_model.data.crop import validate_intrinsics
@@ -27,8 +26,8 @@ from fasthmr_ros.inputs import Frame, InputOptions
 from fasthmr_ros.marker_cdr import serialize_marker_array
 from fasthmr_ros.outputs import MarkerBuilder, MarkerConfig, bodies_message, delete_all_marker, people_message
 from fasthmr_ros.stamps import stamp_seconds
-from fasthmr_ros.standard_outputs import (Rep155Outputs, StandardOutputsConfig, people_msgs_message, rep155_messages,
-                                          tf_message)
+from fasthmr_ros.standard_outputs import (Rep155Outputs, StandardOutputsConfig, body_quaternions, people_msgs_message,
+                                          rep155_messages, tf_message)
 
 
 class FrameRejected(InputError):
@@ -43,14 +42,14 @@ class FrameRejected(InputError):
 
 class FrameOutputs(NamedTuple):
     """What to publish for one frame: bodies, people (PoseArray), markers (serialised MarkerArray, or None when
-    there is nothing to draw or no one asked), tf (the body frames), people_msgs (People for navigation),
-    rep155 (the REP-155 body messages, or None when turned off); result: the library's StreamResult;
+    there is nothing to draw or no one asked), tf (the body frames: a serialised TFMessage, None without bodies),
+    people_msgs (People for navigation), rep155 (the REP-155 body messages, or None when turned off); result: the library's StreamResult;
     timings_ms: stage -> milliseconds."""
 
     bodies: SmplBodyArray
     people: PoseArray
     markers: bytes | None
-    tf: TFMessage
+    tf: bytes | None
     people_msgs: People
     rep155: Rep155Outputs | None
     result: StreamResult
@@ -140,9 +139,10 @@ class FrameProcessor:
 
         start = time.perf_counter()
         bodies = bodies_message(header, self.body_model_name, result)
-        people = people_message(header, result)
+        quaternions = body_quaternions(result)
+        people = people_message(header, result, quaternions)
         markers = self._markers(header, result) if markers_wanted else None
-        tf = tf_message(header, result, self._tree if self.standard_outputs.joint_frames else None,
+        tf = tf_message(header, result, quaternions, self._tree if self.standard_outputs.joint_frames else None,
                         self.standard_outputs.rep155)
         people_msgs = people_msgs_message(header, result)
         rep155 = (rep155_messages(header, result, intrinsics, image.shape[1], image.shape[0])

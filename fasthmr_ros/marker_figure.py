@@ -122,6 +122,7 @@ def draw(image: np.ndarray, mask: np.ndarray, markers, intrinsics: np.ndarray, c
 def write_figure(bundle_path: Path | None, out: Path, seed: int, people: int) -> Path:
     from rclpy.serialization import deserialize_message
     from PIL import Image
+    from tf2_msgs.msg import TFMessage
     from visualization_msgs.msg import MarkerArray
 
     from fasthmr_model.stream import StreamPipeline
@@ -132,7 +133,7 @@ def write_figure(bundle_path: Path | None, out: Path, seed: int, people: int) ->
     ((image, mask, intrinsics),) = synthetic_frames(stream.body_model, people, 1, seed=seed)
     outputs = FrameProcessor(stream).process(frame_messages(image, mask, intrinsics, 1.0), markers_wanted=True)
     markers = deserialize_message(outputs.markers, MarkerArray).markers
-    frames = body_frames(outputs.tf.transforms, outputs.bodies.header.frame_id)
+    frames = body_frames(deserialize_message(outputs.tf, TFMessage).transforms, outputs.bodies.header.frame_id)
     provenance = stream.bundle.provenance
     caption = (f"bundle: {provenance.get('source', 'unknown')} ({provenance.get('description', '')}); "
                f"synthetic frame, seed {seed}; drawn from the node's MarkerArray and TFMessage by "

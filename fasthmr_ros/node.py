@@ -383,7 +383,7 @@ class FastHMRNode(LifecycleNode):
         publishers["people"].publish(outputs.people)
         if outputs.markers is not None:
             publishers["markers"].publish(outputs.markers)
-        if outputs.tf.transforms:
+        if outputs.tf is not None:
             publishers["tf"].publish(outputs.tf)
         publishers["people_msgs"].publish(outputs.people_msgs)
         if outputs.rep155 is not None and self._body_topics is not None:

@@ -16,9 +16,7 @@ from geometry_msgs.msg import Pose, PoseArray
 from std_msgs.msg import Header
 from visualization_msgs.msg import Marker
 
-from fasthmr_model.body.rotations import matrix_to_quaternion
 from fasthmr_model.body.skeleton import NUM_BETAS, NUM_JOINTS
-from fasthmr_model.body_frames import rep103_rotations
 from fasthmr_model.errors import InputError
 from fasthmr_model.pipeline import FrameResult
 from fasthmr_model.stream import StreamResult
@@ -84,12 +82,12 @@ def bodies_message(header: Header, body_model_name: str, result: StreamResult) -
                            result.velocity, result.velocity_valid)
 
 
-def people_message(header: Header, result: FrameResult) -> PoseArray:
+def people_message(header: Header, result: FrameResult, quaternions: np.ndarray) -> PoseArray:
     """PoseArray of each person's body frame for navigation, in the camera optical frame: the pelvis joint's
-    position, and REP-103 body axes (x facing forward, y to the person's left, z up), as the TF frames body_<id>."""
-    quaternions = matrix_to_quaternion(rep103_rotations(result.rotmats[:, 0])).tolist()
+    position, and REP-103 body axes (x facing forward, y to the person's left, z up) as the TF frames body_<id>:
+    quaternions (B, 4) from fasthmr_ros.standard_outputs.body_quaternions."""
     message = PoseArray(header=header)
-    for position, quaternion in zip(result.joints[:, 0].tolist(), quaternions):
+    for position, quaternion in zip(result.joints[:, 0].tolist(), quaternions.tolist()):
         pose = Pose()
         pose.position.x, pose.position.y, pose.position.z = position
         pose.orientation.x, pose.orientation.y, pose.orientation.z, pose.orientation.w = quaternion

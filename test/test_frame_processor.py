@@ -7,9 +7,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from fasthmr_msgs.msg import SmplBody, SmplBodyArray
+from hri_msgs.msg import NormalizedRegionOfInterest2D, Skeleton2D
 from geometry_msgs.msg import Point
 from rclpy.serialization import deserialize_message, serialize_message
 from std_msgs.msg import ColorRGBA, Header
+from tf2_msgs.msg import TFMessage
 from visualization_msgs.msg import Marker, MarkerArray, UVCoordinate
 
 from fasthmr_model.body.rotations import matrix_to_quaternion
@@ -97,10 +99,12 @@ def test_tf_people_and_rep155_hold_the_stream_results(pipeline):
     header = message.image.header
     outputs = processor.process(message, markers_wanted=False)
     result = outputs.result
-    # TF: body_<id>, REP-155's body_b<id> (the same frame), then each body's 23 joint frames.
-    bodies = outputs.tf.transforms[:2]
+    # TF (CDR bytes, read back as rclpy would): body_<id>, REP-155's body_b<id> (the same frame), then each body's
+    # 23 joint frames.
+    tf = deserialize_message(outputs.tf, TFMessage)
+    bodies = tf.transforms[:2]
     assert [t.child_frame_id for t in bodies] == ["body_1", "body_2"]
-    aliases = outputs.tf.transforms[2:4]
+    aliases = tf.transforms[2:4]
     assert [(t.header.frame_id, t.child_frame_id) for t in aliases] == [("body_1", "body_b1"), ("body_2", "body_b2")]
     assert all(t.transform.rotation.w == 1.0 and t.transform.translation.x == 0.0 for t in aliases)
     assert all(t.header == header for t in bodies)
@@ -111,7 +115,8 @@ def test_tf_people_and_rep155_hold_the_stream_results(pipeline):
         np.testing.assert_allclose(axes[:, 0], result.rotmats[row, 0][:, 2], atol=1e-9)  # x: facing
         np.testing.assert_allclose(axes[:, 1], result.rotmats[row, 0][:, 0], atol=1e-9)  # y: the body's left
         np.testing.assert_allclose(axes[:, 2], result.rotmats[row, 0][:, 1], atol=1e-9)  # z: up
-        joints = [t for t in outputs.tf.transforms[4:] if t.header.frame_id == transform.child_frame_id]
+        joints = [t for t in tf.transforms[4:] if t.header.frame_id == transform.child_frame_id]
+        assert all(t.header.stamp == header.stamp for t in joints)
         assert len(joints) == 23
         head = next(t for t in joints if t.child_frame_id == f"{transform.child_frame_id}_head")
         offset = head.transform.translation
@@ -129,7 +134,10 @@ def test_tf_people_and_rep155_hold_the_stream_results(pipeline):
         assert person.reliability == result.confidence[row]
     # REP-155: the tracked ids, each body's box and skeleton, normalised to the image.
     assert outputs.rep155.tracked.ids == ["b1", "b2"] and outputs.rep155.tracked.header == header
-    for row, (roi, skeleton) in enumerate(outputs.rep155.bodies[track] for track in (1, 2)):
+    for row, (roi_bytes, skeleton_bytes) in enumerate(outputs.rep155.bodies[track] for track in (1, 2)):
+        roi = deserialize_message(roi_bytes, NormalizedRegionOfInterest2D)
+        skeleton = deserialize_message(skeleton_bytes, Skeleton2D)
+        assert roi.header == header and roi.c == np.float32(result.confidence[row])
         x0, y0, x1, y1 = result.boxes[row] + 0.5
         np.testing.assert_allclose([roi.xmin, roi.ymin, roi.xmax, roi.ymax], [x0 / 320, y0 / 240, x1 / 320, y1 / 240],
                                    atol=1e-6)
@@ -138,11 +146,14 @@ def test_tf_people_and_rep155_hold_the_stream_results(pipeline):
         u, v = (K @ neck)[:2] / neck[2]
         point = skeleton.skeleton[1]  # Skeleton2D.NECK
         np.testing.assert_allclose([point.x, point.y], [(u + 0.5) / 320, (v + 0.5) / 240], atol=1e-6)
+        assert point.c == np.float32(result.confidence[row])
         assert skeleton.skeleton[0].c == 0.0  # NOSE: SMPL has none
     # Off: no REP-155 messages, no joint frames.
     processor.standard_outputs = StandardOutputsConfig(rep155=False)
     outputs = processor.process(messages(image, mask, 3.3), markers_wanted=False)
-    assert outputs.rep155 is None and len(outputs.tf.transforms) == 2
+    assert outputs.rep155 is None and len(deserialize_message(outputs.tf, TFMessage).transforms) == 2
+    empty = processor.process(messages(image, np.zeros_like(mask), 3.35), markers_wanted=False)
+    assert empty.tf is None and not empty.people_msgs.people
 
 
 def test_markers_expire_after_their_lifetime_and_meshes_a_mesh_period_later(pipeline):
