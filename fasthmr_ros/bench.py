@@ -3,9 +3,9 @@ the model's ONNX Runtime session, at 640x480 with one and with three people.
 
 Frames come from the synthetic world's renderer. Each frame goes the node's way without DDS: the image and
 mask messages are deserialised from CDR bytes (as rclpy hands them to the callbacks), paired, converted,
-preprocessed, run through the encoder session, posed by the body model, tracked, given velocities, turned into output
-messages (bodies, people, TF, people_msgs, REP-155), and serialised (what rclpy does on publish). The session's time is measured around the session
-call and subtracted; the rest is the overhead, in wall time (mean, and the quietest pass) and in CPU time
+preprocessed, run through the encoder session, posed by the body model, tracked, given velocities, turned
+into output messages (bodies, people, TF, people_msgs, REP-155), and serialised (what rclpy does on publish).
+The session's time is measured around the session call and subtracted; the rest is the overhead, in wall time (mean, and the quietest pass) and in CPU time
 of the node's thread (the session runs on one thread here, on the caller's, and its CPU time is
 subtracted too): on a machine shared with other jobs the wall time also counts the time they take. Stamps
 advance as from a 30 Hz camera; three marker settings are timed: skeletons only (mesh_rate 0), the default

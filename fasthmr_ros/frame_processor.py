@@ -43,8 +43,8 @@ class FrameRejected(InputError):
 class FrameOutputs(NamedTuple):
     """What to publish for one frame: bodies, people (PoseArray), markers (serialised MarkerArray, or None when
     there is nothing to draw or no one asked), tf (the body frames: a serialised TFMessage, None without bodies),
-    people_msgs (People for navigation), rep155 (the REP-155 body messages, or None when turned off); result: the library's StreamResult;
-    timings_ms: stage -> milliseconds."""
+    people_msgs (People for navigation), rep155 (the REP-155 body messages, or None when turned off); result:
+    the library's StreamResult; timings_ms: stage -> milliseconds."""
 
     bodies: SmplBodyArray
     people: PoseArray

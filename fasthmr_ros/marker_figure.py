@@ -147,7 +147,8 @@ def write_figure(bundle_path: Path | None, out: Path, seed: int, people: int) ->
     # An adaptive palette keeps the image's common colours; the axes' pure colours cover too few pixels to get
     # their own entries, so they are added.
     reserved = [round(255 * channel) for colour in AXIS_COLOURS for channel in colour]
-    adaptive = picture.quantize(PALETTE_COLOURS - len(AXIS_COLOURS)).getpalette()[:3 * (PALETTE_COLOURS - len(AXIS_COLOURS))]
+    adaptive_colours = PALETTE_COLOURS - len(AXIS_COLOURS)
+    adaptive = picture.quantize(adaptive_colours).getpalette()[:3 * adaptive_colours]
     palette = Image.new("P", (1, 1))
     palette.putpalette(adaptive + reserved)
     picture.quantize(palette=palette, dither=Image.Dither.NONE).save(out, optimize=True)
