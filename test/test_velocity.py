@@ -55,7 +55,7 @@ def test_an_ended_track_starts_over_and_old_samples_leave_the_window():
 
 
 def test_a_walking_person_in_a_rendered_clip_gets_the_true_velocity_within_0_2_m_s_after_half_a_second():
-    """The shipped bundle on a rendered clip of one person walking (seed 5: fully in view, 2.7 m away, about 0.9
+    """The shipped bundle on a rendered clip of one person walking (seed 5: fully in view, 2.7 m away, about 0.75
     m/s, from the clip's second second on, when the walk has its speed). The truth is the true pelvis joint's
     displacement over the fit's window divided by its duration: the walking velocity, without the sway within
     each step that no window-long fit follows."""
