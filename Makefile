@@ -1,7 +1,8 @@
 # FastHMR-ROS: `make demo` and `make test` set everything up on a fresh machine, then run.
 #
-#   make setup  Python 3.11 venv in .venv with the pinned requirements, fasthmr_msgs built into it,
-#               and this package installed editable. A stamp in .venv holds a hash of the inputs,
+#   make setup  Python 3.11 venv in .venv with the pinned requirements, fasthmr_msgs (and tf2_msgs,
+#               people_msgs, hri_msgs where no ROS install provides them) built into it, and this
+#               package installed editable. A stamp in .venv holds a hash of the inputs,
 #               so a second run with nothing changed does nothing.
 #   make test   the whole pytest suite
 #   make demo   the main job on the embedded default
@@ -27,7 +28,8 @@ SETUP_STAMP := $(VENV)/.fasthmr_setup_stamp
 # Everything that changes what `make setup` installs. The top-level package markers are in it
 # because the editable install maps only the packages that existed when it ran.
 SETUP_INPUTS := $(REQUIREMENTS) requirements-base.txt setup.py setup.cfg package.xml $(sort $(wildcard msg/*)) \
-	scripts/build_fasthmr_msgs.sh $(sort $(wildcard */__init__.py))
+	$(sort $(wildcard upstream_msgs/*/package.xml upstream_msgs/*/CMakeLists.txt upstream_msgs/*/msg/*)) \
+	scripts/build_msgs.sh $(sort $(wildcard */__init__.py))
 
 # DDS stays on this machine for every ROS process a recipe starts; ament finds packages in the venv.
 export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
@@ -51,7 +53,7 @@ setup:
 		$(PYTHON311) -m venv "$(VENV)"; \
 	fi; \
 	"$(PYTHON)" -m pip install -r $(REQUIREMENTS); \
-	scripts/build_fasthmr_msgs.sh "$(VENV)"; \
+	scripts/build_msgs.sh "$(VENV)"; \
 	"$(PYTHON)" -m pip install --no-deps -e .; \
 	echo "$$inputs_hash" > "$(SETUP_STAMP).tmp"; \
 	mv "$(SETUP_STAMP).tmp" "$(SETUP_STAMP)"; \

@@ -11,7 +11,8 @@ Per frame (DESIGN.md, "One frame, start to end"):
 3. the bundle's temporal decoder, when it has one: each track's feature joins its ring buffer, and a track
    whose window is full gets the decoder's pose for its newest frame (shape and translation stay the
    encoder's); the body model poses those bodies again;
-4. the confidence of each body, and mesh vertices when asked.
+4. the confidence of each body, its velocity (fasthmr_model.velocity: a robust fit over the track's pelvis
+   positions of the last `velocity_window` seconds), and mesh vertices when asked.
 
 The ROS node, `fasthmr replay` and the node bench all run this class; fasthmr_ros only turns messages into
 arrays and results into messages. Not thread-safe: one thread calls process(). Run-time module: numpy and
@@ -36,6 +37,7 @@ from fasthmr_model.errors import FastHMRError, InputError
 from fasthmr_model.pipeline import FramePipeline, FrameResult
 from fasthmr_model.runtime import RuntimeConfig
 from fasthmr_model.tracking import Tracker
+from fasthmr_model.velocity import TrackVelocities
 
 # Values of StreamResult.pose_source (the same as fasthmr_msgs/SmplBody's constants).
 POSE_PER_FRAME = 0  # the encoder's pose: no decoder in the bundle, or the track's window is not full yet
@@ -50,16 +52,22 @@ class StreamConfig:
         min_iou: smallest box overlap (intersection over union) that continues a track, in (0, 1].
         max_gap: seconds a track may go unseen before it ends; its decoder window ends with it, so a person
             seen again after a longer gap starts over (a new track id, a new window).
+        velocity_window: seconds of a track's pelvis positions that its velocity is fitted over, in (0, 10]. A
+            second spans about two walking steps, over which the pelvis's sway and the swing of its depth estimate
+            with the stride average out; the fit lags a changing speed by about half the window.
     """
 
     min_iou: float = 0.3
     max_gap: float = 0.5
+    velocity_window: float = 1.0
 
     def __post_init__(self) -> None:
         if not 0.0 < self.min_iou <= 1.0:
             raise FastHMRError(f"min_iou must be in (0, 1], got {self.min_iou}")
         if not 0.0 <= self.max_gap <= 60.0:
             raise FastHMRError(f"max_gap must be in [0, 60] s, got {self.max_gap}")
+        if not 0.0 < self.velocity_window <= 10.0:
+            raise FastHMRError(f"velocity_window must be in (0, 10] s, got {self.velocity_window}")
 
 
 @dataclass(kw_only=True)
@@ -72,6 +80,10 @@ class StreamResult(FrameResult):
     confidence (B,) float in [0, 1]: the share of the encoder's input window (the central 256x192 of the
         square crop) that lies inside the image. 1 for a person fully in view, less for one cut by the
         image edge. It is a visibility measure: the encoder gives no confidence of its own.
+    velocity (B, 3) m/s in the camera frame: the pelvis joint's velocity, a robust fit over the track's
+        positions of the last velocity_window seconds (fasthmr_model.velocity), so that one outlying frame
+        does not move it; zero where velocity_valid is False;
+    velocity_valid (B,) bool: False for a track too new to have a velocity (fewer than MIN_SAMPLES frames);
     time_jumped_back: the stamp was older than the previous frame's; every track ended and started over;
     ended_tracks: ids of the tracks that ended at this frame (unseen for max_gap, or time jumped back).
     """
@@ -79,6 +91,8 @@ class StreamResult(FrameResult):
     track_ids: np.ndarray
     pose_source: np.ndarray
     confidence: np.ndarray
+    velocity: np.ndarray
+    velocity_valid: np.ndarray
     time_jumped_back: bool
     ended_tracks: list[int]
 
@@ -100,6 +114,7 @@ class StreamPipeline:
                  body_model_path: str | Path | None = None, temporal: bool = True) -> None:
         self.frames = FramePipeline(bundle, runtime, preprocess, body_model_path)
         self.tracker = Tracker(stream)
+        self.velocities = TrackVelocities()
         self.decoder = (StreamingDecoder(self.bundle, self.body_model, runtime)
                         if temporal and self.bundle.has_decoder else None)
 
@@ -159,6 +174,10 @@ class StreamPipeline:
                     joints = self.body_model.forward(frame.betas, rotmats, frame.translation, with_vertices=False)[1]
                     pose_source[temporal] = POSE_TEMPORAL
         timings = dict(frame.timings_ms, decoder=_ms_since(start))  # with the tracker the windows key on
+        start = time.perf_counter()
+        self.velocities.end(tracks.ended)
+        velocities = self.velocities.update(stamp, tracks.track_ids, joints[:, 0], self.stream_config.velocity_window)
+        timings["velocity"] = _ms_since(start)
         published = {name: getattr(frame, name) for name in _FRAME_FIELDS}
         published.update(rotmats=rotmats, joints=joints, timings_ms=timings)
         if rotmats is not frame.rotmats:
@@ -170,6 +189,7 @@ class StreamPipeline:
         return StreamResult(
             **published, track_ids=tracks.track_ids, pose_source=pose_source,
             confidence=crop_visible_fraction(frame.crop_boxes, image.shape[1], image.shape[0]),
+            velocity=velocities.velocity, velocity_valid=velocities.valid,
             time_jumped_back=tracks.time_jumped_back, ended_tracks=list(tracks.ended))
 
     def vertices(self, result: FrameResult, rows: np.ndarray) -> np.ndarray:
@@ -180,6 +200,7 @@ class StreamPipeline:
     def reset(self) -> None:
         """Ends every track (a new stream: the next frame starts with new track ids and empty windows)."""
         self.tracker.reset()
+        self.velocities.reset()
         if self.decoder is not None:
             self.decoder.clear()
 

@@ -3,9 +3,9 @@ the model's ONNX Runtime session, at 640x480 with one and with three people.
 
 Frames come from the synthetic world's renderer. Each frame goes the node's way without DDS: the image and
 mask messages are deserialised from CDR bytes (as rclpy hands them to the callbacks), paired, converted,
-preprocessed, run through the encoder session, posed by the body model, tracked, turned into output
-messages, and serialised (what rclpy does on publish). The session's time is measured around the session
-call and subtracted; the rest is the overhead, in wall time (mean, and the quietest pass) and in CPU time
+preprocessed, run through the encoder session, posed by the body model, tracked, given velocities, turned
+into output messages (bodies, people, TF, people_msgs, REP-155), and serialised (what rclpy does on publish).
+The session's time is measured around the session call and subtracted; the rest is the overhead, in wall time (mean, and the quietest pass) and in CPU time
 of the node's thread (the session runs on one thread here, on the caller's, and its CPU time is
 subtracted too): on a machine shared with other jobs the wall time also counts the time they take. Stamps
 advance as from a 30 Hz camera; three marker settings are timed: skeletons only (mesh_rate 0), the default
@@ -26,7 +26,8 @@ import numpy as np
 
 CAMERA_RATE_HZ = 30.0
 IMAGE_WIDTH, IMAGE_HEIGHT = 640, 480
-STAGES = ("deserialise", "pairing", "convert", "preprocess", "body_model", "decoder", "outputs", "serialise")
+STAGES = ("deserialise", "pairing", "convert", "preprocess", "body_model", "decoder", "velocity", "outputs",
+          "serialise")
 
 
 def synthetic_frames(body_model, people: int, count: int, seed: int = 0, width: int = IMAGE_WIDTH,
@@ -82,6 +83,15 @@ class CpuTimedEncoder:
         return output
 
 
+def published_messages(outputs) -> list:
+    """The message objects the node publishes for a frame's FrameOutputs (the markers, TF and the REP-155 bodies'
+    messages are serialised bytes already)."""
+    messages = [outputs.bodies, outputs.people, outputs.people_msgs]
+    if outputs.rep155 is not None:
+        messages.append(outputs.rep155.tracked)
+    return messages
+
+
 MESH_RATES = {"skeleton": 0.0, "mesh 2 Hz": 2.0, "mesh every frame": 1000.0}
 
 
@@ -114,7 +124,8 @@ def time_frames(processor, frames, mesh_rate: float, repeats: int) -> dict[str, 
             paired = time.perf_counter()
             outputs = processor.process(frame, markers_wanted=True)
             processed = time.perf_counter()
-            serialize_message(outputs.bodies), serialize_message(outputs.people)  # markers are bytes already
+            for message in published_messages(outputs):
+                serialize_message(message)
             done, done_cpu = time.perf_counter(), time.process_time()
             if repeat == 0:
                 continue

@@ -13,9 +13,11 @@ from typing import NamedTuple
 import numpy as np
 from fasthmr_msgs.msg import SmplBodyArray
 from geometry_msgs.msg import PoseArray
+from people_msgs.msg import People
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
+from fasthmr_model.body.skeleton import KinematicTree
 from fasthmr_model.data.lens import CameraModel
 from fasthmr_model.errors import InputError
 from fasthmr_model.stream import StreamPipeline, StreamResult
@@ -24,6 +26,8 @@ from fasthmr_ros.inputs import Frame, InputOptions, camera_model
 from fasthmr_ros.marker_cdr import serialize_marker_array
 from fasthmr_ros.outputs import MarkerBuilder, MarkerConfig, bodies_message, delete_all_marker, people_message
 from fasthmr_ros.stamps import stamp_seconds
+from fasthmr_ros.standard_outputs import (Rep155Outputs, StandardOutputsConfig, body_quaternions, people_msgs_message,
+                                          rep155_messages, tf_message)
 
 
 class FrameRejected(InputError):
@@ -37,13 +41,17 @@ class FrameRejected(InputError):
 
 
 class FrameOutputs(NamedTuple):
-    """What to publish for one frame: bodies, people, and markers (serialised MarkerArray, or None when
-    there is nothing to draw or no one asked); result: the library's StreamResult; timings_ms: stage ->
-    milliseconds."""
+    """What to publish for one frame: bodies, people (PoseArray), markers (serialised MarkerArray, or None when
+    there is nothing to draw or no one asked), tf (the body frames: a serialised TFMessage, None without bodies),
+    people_msgs (People for navigation), rep155 (the REP-155 body messages, or None when turned off); result:
+    the library's StreamResult; timings_ms: stage -> milliseconds."""
 
     bodies: SmplBodyArray
     people: PoseArray
     markers: bytes | None
+    tf: bytes | None
+    people_msgs: People
+    rep155: Rep155Outputs | None
     result: StreamResult
     timings_ms: dict[str, float]
 
@@ -80,10 +88,13 @@ class FrameProcessor:
     """
 
     def __init__(self, stream: StreamPipeline, marker_config: MarkerConfig = MarkerConfig(),
-                 options: InputOptions = InputOptions()) -> None:
+                 options: InputOptions = InputOptions(),
+                 standard_outputs: StandardOutputsConfig = StandardOutputsConfig()) -> None:
         self.stream = stream
         self.markers = MarkerBuilder(stream.body_model.faces, stream.body_model.parents, marker_config)
         self.options = options
+        self.standard_outputs = standard_outputs
+        self._tree = KinematicTree(stream.body_model.parents)  # per-joint TF frames
         self.body_model_name = stream.body_model.arrays.model_name
         self._shown_tracks: set[int] = set()  # tracks whose markers RViz shows now
         self._shown_header: Header | None = None  # the header they were drawn with
@@ -131,10 +142,16 @@ class FrameProcessor:
 
         start = time.perf_counter()
         bodies = bodies_message(header, self.body_model_name, result)
-        people = people_message(header, result)
+        quaternions = body_quaternions(result)
+        people = people_message(header, result, quaternions)
         markers = self._markers(header, result) if markers_wanted else None
+        tf = tf_message(header, result, quaternions, self._tree if self.standard_outputs.joint_frames else None,
+                        self.standard_outputs.rep155)
+        people_msgs = people_msgs_message(header, result)
+        rep155 = (rep155_messages(header, result, camera, image.shape[1], image.shape[0])
+                  if self.standard_outputs.rep155 else None)
         timings["outputs"] = (time.perf_counter() - start) * 1000.0
-        return FrameOutputs(bodies, people, markers, result, timings)
+        return FrameOutputs(bodies, people, markers, tf, people_msgs, rep155, result, timings)
 
     def _arrays(self, frame: Frame) -> tuple[np.ndarray, np.ndarray]:
         """The frame's image (H, W, 3) uint8 RGB and instance mask (H, W) as the options say."""

@@ -1,6 +1,6 @@
 """visualization_msgs/MarkerArray serialised to CDR bytes with each marker's points taken from a numpy
 array, so that a mesh of thousands of triangles costs one memory copy instead of a Python object per
-vertex.
+vertex. The CDR writer also serves the TF and REP-155 outputs (fasthmr_ros.standard_outputs).
 
 rclpy publishes such bytes as they are (Publisher.publish accepts serialised messages). Building the
 15,000 geometry_msgs/Point objects of one synthetic-body mesh took 12 ms here and serialising them 7 ms
@@ -26,7 +26,7 @@ from visualization_msgs.msg import Marker
 ENCAPSULATION_HEADER = b"\x00\x01\x00\x00"
 
 
-class _CdrWriter:
+class CdrWriter:
     """Appends little-endian CDR to a list of byte strings; `size` counts from the encapsulation header's end."""
 
     def __init__(self) -> None:
@@ -69,7 +69,7 @@ class _CdrWriter:
         return b"".join(self.parts)
 
 
-def _write_points(writer: _CdrWriter, points: np.ndarray) -> None:
+def _write_points(writer: CdrWriter, points: np.ndarray) -> None:
     """sequence<geometry_msgs/Point> from an (N, 3) array: the count, then N x 3 float64."""
     writer.count(len(points))
     if len(points):
@@ -77,7 +77,7 @@ def _write_points(writer: _CdrWriter, points: np.ndarray) -> None:
         writer.raw(np.ascontiguousarray(points, dtype="<f8").tobytes())
 
 
-def _write_marker(writer: _CdrWriter, marker: Marker, points: np.ndarray | None) -> None:
+def _write_marker(writer: CdrWriter, marker: Marker, points: np.ndarray | None) -> None:
     writer.header(marker.header)
     writer.string(marker.ns)
     writer.pack("3i", marker.id, marker.type, marker.action, alignment=4)
@@ -117,7 +117,7 @@ def serialize_marker_array(markers: Sequence[Marker], points: Sequence[np.ndarra
     points = [None] * len(markers) if points is None else list(points)
     if len(points) != len(markers):
         raise ValueError(f"{len(points)} point arrays for {len(markers)} markers")
-    writer = _CdrWriter()
+    writer = CdrWriter()
     writer.count(len(markers))
     for marker, marker_points in zip(markers, points):
         if marker_points is not None and (marker_points.ndim != 2 or marker_points.shape[1] != 3):

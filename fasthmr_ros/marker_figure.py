@@ -1,10 +1,11 @@
 """`python -m fasthmr_ros.marker_figure --out docs/node_markers.png`: an RViz-like picture drawn from the
-node's own ~/markers for a synthetic camera frame (for the README; no RViz here).
+node's own ~/markers and TF body frames for a synthetic camera frame (for the README; no RViz here).
 
 One rendered 640x480 frame of the synthetic world goes through the node's frame path (FrameProcessor over
-the library's StreamPipeline, as the node runs it, mesh included); the serialised MarkerArray it would publish is deserialised, and its
-TRIANGLE_LIST meshes (shaded per face, in each track's colour) and LINE_LIST skeletons are drawn with
-matplotlib in the camera optical frame, next to the camera image with the segmentation outlined.
+the library's StreamPipeline, as the node runs it, mesh included); the serialised MarkerArray it would publish
+is deserialised, and its TRIANGLE_LIST meshes (shaded per face, in each track's colour) and LINE_LIST skeletons
+are drawn with matplotlib in the camera optical frame, with the /tf body frames (body_<id>: x red, y green,
+z blue, as RViz draws axes), next to the camera image with the segmentation outlined.
 """
 
 from __future__ import annotations
@@ -19,6 +20,24 @@ import numpy as np
 VIEW_ELEVATION_DEG, VIEW_AZIMUTH_DEG = 18.0, -72.0
 LIGHT = np.array([0.3, -0.8, -0.5]) / np.linalg.norm([0.3, -0.8, -0.5])  # towards the light, camera frame
 PALETTE_COLOURS = 128  # the PNG is stored with a palette: a few hundred KB instead of a few MB
+AXIS_LENGTH = 0.5  # m, the drawn length of a body frame's axes
+AXIS_COLOURS = ((1.0, 0.0, 0.0), (0.0, 0.7, 0.0), (0.0, 0.0, 1.0))  # x, y, z, as RViz's TF display
+
+
+def body_frames(transforms, camera_frame: str):
+    """[(child frame id, origin (3,), axes (3, 3): columns x, y, z)] of the geometry_msgs/TransformStamped whose
+    parent is the camera frame: the body frames, not the frames under them."""
+    frames = []
+    for transform in transforms:
+        if transform.header.frame_id != camera_frame:
+            continue
+        rotation, translation = transform.transform.rotation, transform.transform.translation
+        x, y, z, w = rotation.x, rotation.y, rotation.z, rotation.w
+        axes = np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+                         [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+                         [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])
+        frames.append((transform.child_frame_id, np.array([translation.x, translation.y, translation.z]), axes))
+    return frames
 
 
 def marker_geometry(markers):
@@ -37,8 +56,8 @@ def marker_geometry(markers):
     return meshes, skeletons
 
 
-def draw(image: np.ndarray, mask: np.ndarray, markers, intrinsics: np.ndarray, caption: str):
-    """The figure: camera image with mask outlines (left), markers in 3D (right)."""
+def draw(image: np.ndarray, mask: np.ndarray, markers, intrinsics: np.ndarray, caption: str, frames=()):
+    """The figure: camera image with mask outlines (left), markers and body frames (body_frames()) in 3D (right)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -70,6 +89,11 @@ def draw(image: np.ndarray, mask: np.ndarray, markers, intrinsics: np.ndarray, c
         plotted = segments @ to_plot.T
         axes.add_collection3d(Line3DCollection(plotted, colors=[(1.0, 1.0, 1.0, 1.0)], linewidths=1.4))
         everything.append(plotted.reshape(-1, 3))
+    for name, origin, frame_axes in frames:
+        ends = origin + AXIS_LENGTH * frame_axes.T  # row k: the tip of axis k
+        segments = np.stack([np.broadcast_to(origin, (3, 3)), ends], axis=1) @ to_plot.T
+        axes.add_collection3d(Line3DCollection(segments, colors=AXIS_COLOURS, linewidths=3.0))
+        axes.text(*(segments[2, 1] + [0.0, 0.0, 0.05]), name, fontsize=7, color="black")
     # The camera: its centre and the image's corners at 1 m depth.
     height, width = image.shape[:2]
     corners = np.array([[0, 0], [width, 0], [width, height], [0, height], [0, 0]], float)
@@ -89,8 +113,8 @@ def draw(image: np.ndarray, mask: np.ndarray, markers, intrinsics: np.ndarray, c
     axes.set_ylabel("z, forward (m)", fontsize=8)
     axes.set_zlabel("-y, up (m)", fontsize=8)
     axes.tick_params(labelsize=7)
-    figure.text(0.715, 0.955, "~/markers in the camera optical frame: meshes and skeletons per track", fontsize=10,
-                ha="center")
+    figure.text(0.715, 0.955, "~/markers and /tf body frames (x red = facing, z blue = up), camera optical frame",
+                fontsize=10, ha="center")
     figure.text(0.01, 0.02, caption, fontsize=8, color="0.3")
     return figure
 
@@ -98,6 +122,7 @@ def draw(image: np.ndarray, mask: np.ndarray, markers, intrinsics: np.ndarray, c
 def write_figure(bundle_path: Path | None, out: Path, seed: int, people: int) -> Path:
     from rclpy.serialization import deserialize_message
     from PIL import Image
+    from tf2_msgs.msg import TFMessage
     from visualization_msgs.msg import MarkerArray
 
     from fasthmr_model.stream import StreamPipeline
@@ -108,15 +133,25 @@ def write_figure(bundle_path: Path | None, out: Path, seed: int, people: int) ->
     ((image, mask, intrinsics),) = synthetic_frames(stream.body_model, people, 1, seed=seed)
     outputs = FrameProcessor(stream).process(frame_messages(image, mask, intrinsics, 1.0), markers_wanted=True)
     markers = deserialize_message(outputs.markers, MarkerArray).markers
+    frames = body_frames(deserialize_message(outputs.tf, TFMessage).transforms, outputs.bodies.header.frame_id)
     provenance = stream.bundle.provenance
     caption = (f"bundle: {provenance.get('source', 'unknown')} ({provenance.get('description', '')}); "
-               f"synthetic frame, seed {seed}; drawn from the node's MarkerArray by fasthmr_ros.marker_figure")
-    figure = draw(image, mask, markers, intrinsics, caption)
+               f"synthetic frame, seed {seed}; drawn from the node's MarkerArray and TFMessage by "
+               "fasthmr_ros.marker_figure")
+    figure = draw(image, mask, markers, intrinsics, caption, frames)
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    Image.open(buffer).convert("RGB").quantize(PALETTE_COLOURS).save(out, optimize=True)
+    picture = Image.open(buffer).convert("RGB")
+    # An adaptive palette keeps the image's common colours; the axes' pure colours cover too few pixels to get
+    # their own entries, so they are added.
+    reserved = [round(255 * channel) for colour in AXIS_COLOURS for channel in colour]
+    adaptive_colours = PALETTE_COLOURS - len(AXIS_COLOURS)
+    adaptive = picture.quantize(adaptive_colours).getpalette()[:3 * adaptive_colours]
+    palette = Image.new("P", (1, 1))
+    palette.putpalette(adaptive + reserved)
+    picture.quantize(palette=palette, dither=Image.Dither.NONE).save(out, optimize=True)
     return out
 
 

@@ -1,8 +1,10 @@
-"""The FastHMR ROS 2 node: camera image + person segmentation -> SMPL bodies, people poses, RViz markers.
+"""The FastHMR ROS 2 node: camera image + person segmentation -> SMPL bodies, people poses, RViz markers, TF body
+frames, people for navigation (people_msgs) and the REP-155 body topics.
 
 A lifecycle node (rclpy.lifecycle works with the PyPI wheels): configure loads the bundle, warms it up and
 creates the publishers; activate subscribes and starts the inference thread; deactivate unsubscribes and
-clears the markers; cleanup releases the model. Lifecycle is not hollow here: a manager can hold a
+clears the markers and ends the REP-155 body topics; cleanup releases the model. /diagnostics reports in every
+state, from construction on. Lifecycle is not hollow here: a manager can hold a
 loaded, warmed model inactive (no subscriptions, no CPU) and activate it in milliseconds, and a bundle
 that fails to load stops the node at configure with nothing half-started. With `autostart` (the
 default) the node goes through configure and activate by itself, as the launch file does.
@@ -30,6 +32,8 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from fasthmr_msgs.msg import SmplBodyArray
 from geometry_msgs.msg import PoseArray
+from hri_msgs.msg import IdsList
+from people_msgs.msg import People
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
 from rclpy.clock import Clock, ClockType
 from rclpy.duration import Duration
@@ -39,16 +43,20 @@ from rclpy.parameter import Parameter
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+from tf2_msgs.msg import TFMessage
 from visualization_msgs.msg import MarkerArray
 
 from fasthmr_model.errors import FastHMRError
 from fasthmr_model.stream import StreamPipeline
+from fasthmr_ros.body_topics import BodyTopicPublishers
 from fasthmr_ros.diagnostics import NodeStatistics
 from fasthmr_ros.frame_processor import FrameProcessor, FrameRejected
 from fasthmr_ros.inputs import COMPRESSED_SUFFIX, Frame, InputRules
 from fasthmr_ros.parameters import (CONFIG_CLASSES, INPUT_OPTIONS, PARAMETERS, SPECS, build_config, check_value,
                                     load_defaults)
 from fasthmr_ros.rclpy_compat import add_parameter_callbacks
+from fasthmr_ros.stamps import stamp_seconds
+from fasthmr_ros.standard_outputs import TRACKED_BODIES_TOPIC
 from fasthmr_ros.transport import apply_shipped_transport
 
 NODE_NAME = "fasthmr"
@@ -56,6 +64,8 @@ NODE_NAME = "fasthmr"
 # reach them) and keep only the newest few: a late consumer wants the present, not the past.
 OUTPUT_QOS = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
 DIAGNOSTICS_QOS = 10
+# tf2_ros's TransformBroadcaster QoS: reliable, the newest 100.
+TF_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
 # How often images waiting for their mask are checked against sync.mask_timeout.
 EXPIRE_PERIOD_S = 0.02
 LOG_THROTTLE_S = 5.0
@@ -132,8 +142,9 @@ class FastHMRNode(LifecycleNode):
         self._stream: StreamPipeline | None = None
         self._processor: FrameProcessor | None = None
         self._publishers_by_name: dict = {}
-        self._diagnostics_publisher = None
-        self._diagnostics_timer = None
+        self._body_topics: BodyTopicPublishers | None = None
+        self._configure_problem = ""  # why the last configure failed, for /diagnostics
+        self._last_output_header = None  # of the newest frame published
         self._subscriptions_list: list = []
         self._camera_info_topic = ""
         self._expire_timer = None
@@ -141,6 +152,10 @@ class FastHMRNode(LifecycleNode):
         self._frames: LatestFrames | None = None
         self._worker: threading.Thread | None = None
         self._state_label = "unconfigured"
+        # /diagnostics in every lifecycle state: a manager sees an unconfigured or failed node too.
+        self._diagnostics_publisher = self.create_publisher(DiagnosticArray, "/diagnostics", DIAGNOSTICS_QOS)
+        self._diagnostics_timer = self.create_timer(self._values["diagnostics_period"], self._publish_diagnostics,
+                                                    clock=self._steady_clock)
 
     @property
     def state_label(self) -> str:
@@ -173,6 +188,7 @@ class FastHMRNode(LifecycleNode):
             self._stream.stream_config = self._configs["tracking"]
             self._processor.markers.config = self._configs["markers"]
             self._processor.options = self._configs[INPUT_OPTIONS]
+            self._processor.standard_outputs = self._configs["outputs"]
         if self._inputs is not None:
             self._inputs.pairer.config = self._configs["sync"]
             self._inputs.options = self._configs[INPUT_OPTIONS]
@@ -189,13 +205,15 @@ class FastHMRNode(LifecycleNode):
             stream = StreamPipeline(values["bundle"] or None, runtime=self._configs["runtime"],
                                     preprocess=self._configs["preprocess"], stream=self._configs["tracking"],
                                     body_model_path=values["body_model"] or None)
-            processor = FrameProcessor(stream, self._configs["markers"], self._configs[INPUT_OPTIONS])
+            processor = FrameProcessor(stream, self._configs["markers"], self._configs[INPUT_OPTIONS],
+                                       self._configs["outputs"])
             stream.warm_up()
         except Exception as error:  # noqa: BLE001 - whatever a bundle breaks, configure fails with the reason logged
             reason = str(error) if isinstance(error, FastHMRError) else f"{type(error).__name__}: {error}"
             self.get_logger().error(f"cannot configure: {reason}")
+            self._configure_problem = f"configure failed: {reason}"
             return TransitionCallbackReturn.FAILURE
-        self._stream, self._processor = stream, processor
+        self._stream, self._processor, self._configure_problem = stream, processor, ""
         provenance = stream.bundle.provenance.get("source", "unknown")
         device = "CPU" if stream.provider == "CPUExecutionProvider" else "GPU"
         decoder = "temporal decoder" if stream.decoder is not None else "no temporal decoder"
@@ -207,10 +225,13 @@ class FastHMRNode(LifecycleNode):
             "bodies": self.create_lifecycle_publisher(SmplBodyArray, "~/bodies", OUTPUT_QOS),
             "markers": self.create_lifecycle_publisher(MarkerArray, "~/markers", OUTPUT_QOS),
             "people": self.create_lifecycle_publisher(PoseArray, "~/people", OUTPUT_QOS),
+            "tf": self.create_lifecycle_publisher(TFMessage, "/tf", TF_QOS),
+            "people_msgs": self.create_lifecycle_publisher(People, "/people", OUTPUT_QOS),
         }
-        self._diagnostics_publisher = self.create_publisher(DiagnosticArray, "/diagnostics", DIAGNOSTICS_QOS)
-        self._diagnostics_timer = self.create_timer(values["diagnostics_period"], self._publish_diagnostics,
-                                                    clock=self._steady_clock)
+        if values["outputs.rep155"]:
+            self._publishers_by_name["tracked"] = self.create_lifecycle_publisher(IdsList, TRACKED_BODIES_TOPIC,
+                                                                                  OUTPUT_QOS)
+            self._body_topics = BodyTopicPublishers(self, OUTPUT_QOS)
         self._state_label = "inactive"
         return TransitionCallbackReturn.SUCCESS
 
@@ -286,6 +307,10 @@ class FastHMRNode(LifecycleNode):
             self._worker.join()
             self._worker = None
         self._frames = None
+        if self._body_topics is not None and self._body_topics.track_ids:
+            # The bodies are no longer tracked: their topics go, and the tracked list says so.
+            self._body_topics.close()
+            self._publishers_by_name["tracked"].publish(IdsList(header=self._last_output_header))
         if self._processor is not None:
             clear = self._processor.clear_markers()
             if clear is not None:
@@ -295,14 +320,12 @@ class FastHMRNode(LifecycleNode):
                 markers.wait_for_all_acked(Duration(seconds=CLEAR_MARKERS_TIMEOUT_S))
 
     def _release(self) -> None:
+        if self._body_topics is not None:
+            self._body_topics.close()
+            self._body_topics = None
         for publisher in self._publishers_by_name.values():
             self.destroy_lifecycle_publisher(publisher)
         self._publishers_by_name = {}
-        for entity, destroy in ((self._diagnostics_publisher, self.destroy_publisher),
-                                (self._diagnostics_timer, self.destroy_timer)):
-            if entity is not None:
-                destroy(entity)
-        self._diagnostics_publisher = self._diagnostics_timer = None
         self._processor = self._stream = None
 
     # ----------------------------------------------------------------------------------------------
@@ -370,6 +393,14 @@ class FastHMRNode(LifecycleNode):
         publishers["people"].publish(outputs.people)
         if outputs.markers is not None:
             publishers["markers"].publish(outputs.markers)
+        if outputs.tf is not None:
+            publishers["tf"].publish(outputs.tf)
+        publishers["people_msgs"].publish(outputs.people_msgs)
+        if outputs.rep155 is not None and self._body_topics is not None:
+            publishers["tracked"].publish(outputs.rep155.tracked)
+            self._body_topics.publish(outputs.rep155, outputs.result.ended_tracks)
+        self._last_output_header = outputs.bodies.header
+        self.statistics.output_published(stamp_seconds(outputs.bodies.header))
         timings = dict(outputs.timings_ms, publish=(time.perf_counter() - start) * 1000.0)
         if outputs.result.persons_over_cap:
             self.statistics.count("persons_over_cap", outputs.result.persons_over_cap)
@@ -385,11 +416,14 @@ class FastHMRNode(LifecycleNode):
     # ----------------------------------------------------------------------------------------------
 
     def _publish_diagnostics(self) -> None:
-        provider = self._stream.provider if self._stream is not None else "none"
+        stream = self._stream
+        provider = stream.provider if stream is not None else "none"
+        device = "none" if stream is None else "CPU" if provider == "CPUExecutionProvider" else "GPU"
         # The namespace tells two cameras' nodes apart ("cam1/fasthmr"); in the root namespace it is the name.
         name = self.get_fully_qualified_name().lstrip("/")
-        self._diagnostics_publisher.publish(self.statistics.report(self.get_clock().now().to_msg(), name, provider,
-                                                                  self._state_label))
+        self._diagnostics_publisher.publish(self.statistics.report(
+            self.get_clock().now().to_msg(), name, device, provider, self._state_label,
+            self._configs["diagnostics"], self._configure_problem))
 
 
 def _interrupt(signal_number, frame) -> None:

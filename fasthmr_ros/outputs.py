@@ -10,12 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from builtin_interfaces.msg import Duration
 from fasthmr_msgs.msg import SmplBody, SmplBodyArray
 from geometry_msgs.msg import Pose, PoseArray
 from std_msgs.msg import Header
 from visualization_msgs.msg import Marker
 
-from fasthmr_model.body.rotations import matrix_to_quaternion
 from fasthmr_model.body.skeleton import NUM_BETAS, NUM_JOINTS
 from fasthmr_model.errors import InputError
 from fasthmr_model.pipeline import FrameResult
@@ -47,10 +47,11 @@ def _fixed(values: np.ndarray, size: int, field: str) -> np.ndarray:
 
 def smpl_body_array(header: Header, body_model_name: str, track_ids: np.ndarray, boxes: np.ndarray,
                     betas: np.ndarray, axis_angle: np.ndarray, translation: np.ndarray, joints: np.ndarray,
-                    confidence: np.ndarray, pose_source) -> SmplBodyArray:
+                    confidence: np.ndarray, pose_source, velocity: np.ndarray | None = None,
+                    velocity_valid: np.ndarray | None = None) -> SmplBodyArray:
     """SmplBodyArray of B bodies: track_ids (B,); boxes (B, 4) pixel edges (x0, y0, x1, y1); betas (B, 10);
     axis_angle (B, 24, 3); translation (B, 3); joints (B, 24, 3); confidence (B,); pose_source: one value for
-    all bodies or (B,).
+    all bodies or (B,); velocity (B, 3) m/s and velocity_valid (B,), or None (zero, not valid).
     Both the node's results and ground truth written into bags go through here."""
     message = SmplBodyArray(header=header, body_model=body_model_name)
     pose_source = np.broadcast_to(np.asarray(pose_source), (len(track_ids),))
@@ -66,22 +67,27 @@ def smpl_body_array(header: Header, body_model_name: str, track_ids: np.ndarray,
         body.joints = _fixed(joints[index], 3 * NUM_JOINTS, "joints")
         body.translation.x, body.translation.y, body.translation.z = (float(v) for v in translation[index])
         body.pose_source = int(pose_source[index])
+        if velocity is not None:
+            body.velocity.x, body.velocity.y, body.velocity.z = (float(v) for v in velocity[index])
+            body.velocity_valid = bool(velocity_valid[index])
         message.bodies.append(body)
     return message
 
 
 def bodies_message(header: Header, body_model_name: str, result: StreamResult) -> SmplBodyArray:
-    """SmplBodyArray of a stream result (track ids, the published pose and its source, the confidence)."""
+    """SmplBodyArray of a stream result (track ids, the published pose and its source, the confidence, the
+    velocity)."""
     return smpl_body_array(header, body_model_name, result.track_ids, result.boxes, result.betas, result.axis_angle,
-                           result.translation, result.joints, result.confidence, result.pose_source)
+                           result.translation, result.joints, result.confidence, result.pose_source,
+                           result.velocity, result.velocity_valid)
 
 
-def people_message(header: Header, result: FrameResult) -> PoseArray:
-    """PoseArray of each person's root for navigation: the pelvis joint's position and the body's global
-    orientation, in the camera optical frame."""
-    quaternions = matrix_to_quaternion(result.rotmats[:, 0]).tolist()
+def people_message(header: Header, result: FrameResult, quaternions: np.ndarray) -> PoseArray:
+    """PoseArray of each person's body frame for navigation, in the camera optical frame: the pelvis joint's
+    position, and REP-103 body axes (x facing forward, y to the person's left, z up) as the TF frames body_<id>:
+    quaternions (B, 4) from fasthmr_ros.standard_outputs.body_quaternions."""
     message = PoseArray(header=header)
-    for position, quaternion in zip(result.joints[:, 0].tolist(), quaternions):
+    for position, quaternion in zip(result.joints[:, 0].tolist(), quaternions.tolist()):
         pose = Pose()
         pose.position.x, pose.position.y, pose.position.z = position
         pose.orientation.x, pose.orientation.y, pose.orientation.z, pose.orientation.w = quaternion
@@ -97,11 +103,14 @@ class MarkerConfig:
             meshes of tracks that waited two periods, so the tracks' meshes come on different frames.
         line_width: skeleton line width (m).
         mesh_alpha: mesh opacity in [0, 1].
+        lifetime: seconds a skeleton stays in RViz unless a newer one replaces it (0 = until deleted), so that a
+            node that is killed leaves no ghosts; a mesh lives one mesh period (1 / mesh_rate) longer.
     """
 
     mesh_rate: float = 2.0
     line_width: float = 0.02
     mesh_alpha: float = 0.8
+    lifetime: float = 0.3
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.mesh_rate <= 1000.0:
@@ -110,6 +119,14 @@ class MarkerConfig:
             raise InputError(f"line_width must be in (0, 1] m, got {self.line_width}")
         if not 0.0 <= self.mesh_alpha <= 1.0:
             raise InputError(f"mesh_alpha must be in [0, 1], got {self.mesh_alpha}")
+        if not 0.0 <= self.lifetime <= 60.0:
+            raise InputError(f"lifetime must be in [0, 60] s, got {self.lifetime}")
+
+    def marker_lifetime(self, namespace: str) -> float:
+        """Seconds a marker of the namespace lives (0 = until deleted)."""
+        if self.lifetime == 0.0 or namespace != MESH_NAMESPACE or self.mesh_rate == 0.0:
+            return self.lifetime
+        return self.lifetime + 1.0 / self.mesh_rate
 
 
 class MarkerBuilder:
@@ -138,6 +155,8 @@ class MarkerBuilder:
             marker.scale.x = marker.scale.y = marker.scale.z = 1.0
         marker.color.r, marker.color.g, marker.color.b = (float(c) for c in TRACK_COLOURS[track_id % len(TRACK_COLOURS)])
         marker.color.a = alpha
+        nanoseconds = int(round(self.config.marker_lifetime(namespace) * 1e9))
+        marker.lifetime = Duration(sec=nanoseconds // 10**9, nanosec=nanoseconds % 10**9)
         return marker
 
     def build(self, header: Header, track_ids: np.ndarray, joints: np.ndarray, mesh_track_ids: np.ndarray,

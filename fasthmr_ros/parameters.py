@@ -18,9 +18,11 @@ from fasthmr_model.data.crop import MAX_PERSONS_LIMIT, PreprocessConfig
 from fasthmr_model.errors import FastHMRError
 from fasthmr_model.runtime import PROVIDER_NAMES, RuntimeConfig
 from fasthmr_model.stream import StreamConfig
+from fasthmr_ros.diagnostics import DiagnosticsConfig
 from fasthmr_ros.inputs import MASK_MODES, TRANSPORTS, UNMATCHED_IMAGE_POLICIES, InputOptions
 from fasthmr_ros.outputs import MarkerConfig
 from fasthmr_ros.pairing import PairingConfig
+from fasthmr_ros.standard_outputs import StandardOutputsConfig
 
 PACKAGE_NAME = "fasthmr_ros"
 PARAMS_FILE_NAME = "fasthmr.yaml"
@@ -80,10 +82,20 @@ PARAMETERS = (
                   1, 64),
     ParameterSpec("tracking.min_iou", float, "box overlap that continues a track", 0.001, 1.0),
     ParameterSpec("tracking.max_gap", float, "seconds a track may go unseen before it ends", 0.0, 60.0),
+    ParameterSpec("tracking.velocity_window", float, "seconds of a track's pelvis positions its velocity is fitted "
+                  "over", 0.05, 10.0),
     ParameterSpec("markers.mesh_rate", float, "meshes per second per track in ~/markers (by image stamps); 0 = never",
                   0.0, 1000.0),
     ParameterSpec("markers.line_width", float, "skeleton line width (m)", 0.001, 1.0),
     ParameterSpec("markers.mesh_alpha", float, "mesh opacity", 0.0, 1.0),
+    ParameterSpec("markers.lifetime", float, "seconds a skeleton stays in RViz unless replaced (a mesh: one mesh "
+                  "period more); 0 = until deleted", 0.0, 60.0),
+    ParameterSpec("outputs.joint_frames", bool, "also put every joint in TF (body_<id>_<joint>, child of body_<id>)"),
+    ParameterSpec("outputs.rep155", bool, "publish the REP-155 body topics (/humans/bodies/...)", read_only=True),
+    ParameterSpec("diagnostics.min_rate", float, "lowest expected image rate (Hz); below it /diagnostics warns",
+                  0.0, 1000.0),
+    ParameterSpec("diagnostics.max_rate", float, "highest expected image rate (Hz); above it /diagnostics warns",
+                  0.0, 1000.0),
     ParameterSpec("diagnostics_period", float, "seconds between /diagnostics messages", 0.05, 60.0, read_only=True),
 )
 SPECS = {spec.name: spec for spec in PARAMETERS}
@@ -97,6 +109,8 @@ CONFIG_CLASSES = {
     "sync": PairingConfig,
     "tracking": StreamConfig,
     "markers": MarkerConfig,
+    "outputs": StandardOutputsConfig,
+    "diagnostics": DiagnosticsConfig,
     INPUT_OPTIONS: InputOptions,
 }
 

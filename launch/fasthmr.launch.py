@@ -1,4 +1,5 @@
-"""Starts the FastHMR node with config/fasthmr.yaml, its input topics remapped to the robot's, and RViz.
+"""Starts the FastHMR node with config/fasthmr.yaml, its input topics remapped to the robot's, and RViz (with
+the same remappings, so that it shows the remapped camera image).
 
     ros2 launch fasthmr_ros fasthmr.launch.py image:=/camera/color/image_raw \\
         camera_info:=/camera/color/camera_info mask:=/segmentation/person_instances rviz:=true

@@ -1,18 +1,22 @@
-"""The node's frame path without DDS: output messages equal the library's stream results, markers serialise
-as rclpy would, meshes follow the throttle and the subscribers, vanished tracks clear the display, and bad
-frames are rejected with a reason."""
+"""The node's frame path without DDS: output messages equal the library's stream results (bodies, people, TF body
+frames, people_msgs, REP-155), markers serialise as rclpy would and expire, meshes follow the throttle and the
+subscribers, vanished tracks clear the display, and bad frames are rejected with a reason."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 from fasthmr_msgs.msg import SmplBody, SmplBodyArray
+from hri_msgs.msg import NormalizedRegionOfInterest2D, Skeleton2D
 from geometry_msgs.msg import Point
 from rclpy.serialization import deserialize_message, serialize_message
 from std_msgs.msg import ColorRGBA, Header
+from tf2_msgs.msg import TFMessage
 from visualization_msgs.msg import Marker, MarkerArray, UVCoordinate
 
 from fasthmr_model.body.rotations import matrix_to_quaternion
+from fasthmr_model.body.skeleton import JOINT_INDEX, KinematicTree
+from fasthmr_model.body_frames import SMPL_TO_REP103_AXES
 from fasthmr_model.data.lens import CameraModel
 from fasthmr_model.stream import StreamConfig, StreamPipeline
 from fasthmr_ros.bench import frame_messages
@@ -21,6 +25,7 @@ from fasthmr_ros.image_conversion import array_to_image
 from fasthmr_ros.inputs import InputOptions
 from fasthmr_ros.marker_cdr import serialize_marker_array
 from fasthmr_ros.outputs import MESH_NAMESPACE, SKELETON_NAMESPACE, MarkerConfig, OutputShapeError, _fixed
+from fasthmr_ros.standard_outputs import StandardOutputsConfig
 
 K = np.array([[300.0, 0.0, 160.0], [0.0, 300.0, 120.0], [0.0, 0.0, 1.0]])
 
@@ -75,7 +80,89 @@ def test_bodies_and_people_hold_the_library_results_under_the_image_header(proce
         pose = outputs.people.poses[index]
         assert [pose.position.x, pose.position.y, pose.position.z] == expected.joints[index, 0].tolist()
         quaternion = [pose.orientation.x, pose.orientation.y, pose.orientation.z, pose.orientation.w]
-        np.testing.assert_allclose(quaternion, matrix_to_quaternion(expected.rotmats[index, 0]), atol=1e-12)
+        body_axes = expected.rotmats[index, 0] @ SMPL_TO_REP103_AXES  # REP-103: x facing, y left, z up
+        np.testing.assert_array_equal(body_axes[:, 0], expected.rotmats[index, 0][:, 2])
+        np.testing.assert_allclose(quaternion, matrix_to_quaternion(body_axes), atol=1e-12)
+
+
+def quaternion_matrix(rotation):
+    """The rotation matrix of a geometry_msgs/Quaternion (an independent formula: Hamilton, x y z w)."""
+    x, y, z, w = rotation.x, rotation.y, rotation.z, rotation.w
+    return np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+                     [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+                     [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])
+
+
+def test_tf_people_and_rep155_hold_the_stream_results(pipeline):
+    processor = FrameProcessor(pipeline, standard_outputs=StandardOutputsConfig(joint_frames=True))
+    image, mask = frame()
+    message = messages(image, mask, 3.25)
+    header = message.image.header
+    outputs = processor.process(message, markers_wanted=False)
+    result = outputs.result
+    # TF (CDR bytes, read back as rclpy would): body_<id>, REP-155's body_b<id> (the same frame), then each body's
+    # 23 joint frames.
+    tf = deserialize_message(outputs.tf, TFMessage)
+    bodies = tf.transforms[:2]
+    assert [t.child_frame_id for t in bodies] == ["body_1", "body_2"]
+    aliases = tf.transforms[2:4]
+    assert [(t.header.frame_id, t.child_frame_id) for t in aliases] == [("body_1", "body_b1"), ("body_2", "body_b2")]
+    assert all(t.transform.rotation.w == 1.0 and t.transform.translation.x == 0.0 for t in aliases)
+    assert all(t.header == header for t in bodies)
+    for row, transform in enumerate(bodies):
+        translation = transform.transform.translation
+        assert [translation.x, translation.y, translation.z] == result.joints[row, 0].tolist()
+        axes = quaternion_matrix(transform.transform.rotation)
+        np.testing.assert_allclose(axes[:, 0], result.rotmats[row, 0][:, 2], atol=1e-9)  # x: facing
+        np.testing.assert_allclose(axes[:, 1], result.rotmats[row, 0][:, 0], atol=1e-9)  # y: the body's left
+        np.testing.assert_allclose(axes[:, 2], result.rotmats[row, 0][:, 1], atol=1e-9)  # z: up
+        joints = [t for t in tf.transforms[4:] if t.header.frame_id == transform.child_frame_id]
+        assert all(t.header.stamp == header.stamp for t in joints)
+        assert len(joints) == 23
+        head = next(t for t in joints if t.child_frame_id == f"{transform.child_frame_id}_head")
+        offset = head.transform.translation
+        in_camera = axes @ [offset.x, offset.y, offset.z] + result.joints[row, 0]
+        np.testing.assert_allclose(in_camera, result.joints[row, JOINT_INDEX["head"]], atol=1e-9)
+        world = KinematicTree(pipeline.body_model.parents).world_rotations(result.rotmats[row:row + 1])[0]
+        np.testing.assert_allclose(axes @ quaternion_matrix(head.transform.rotation),
+                                   world[JOINT_INDEX["head"]] @ SMPL_TO_REP103_AXES, atol=1e-9)
+    # people_msgs: names, positions, velocities, reliabilities.
+    people = outputs.people_msgs
+    assert people.header == header and [person.name for person in people.people] == ["1", "2"]
+    for row, person in enumerate(people.people):
+        assert [person.position.x, person.position.y, person.position.z] == result.joints[row, 0].tolist()
+        assert [person.velocity.x, person.velocity.y, person.velocity.z] == [0.0, 0.0, 0.0]  # new tracks
+        assert person.reliability == result.confidence[row]
+    # REP-155: the tracked ids, each body's box and skeleton, normalised to the image.
+    assert outputs.rep155.tracked.ids == ["b1", "b2"] and outputs.rep155.tracked.header == header
+    for row, (roi_bytes, skeleton_bytes) in enumerate(outputs.rep155.bodies[track] for track in (1, 2)):
+        roi = deserialize_message(roi_bytes, NormalizedRegionOfInterest2D)
+        skeleton = deserialize_message(skeleton_bytes, Skeleton2D)
+        assert roi.header == header and roi.c == np.float32(result.confidence[row])
+        x0, y0, x1, y1 = result.boxes[row] + 0.5
+        np.testing.assert_allclose([roi.xmin, roi.ymin, roi.xmax, roi.ymax], [x0 / 320, y0 / 240, x1 / 320, y1 / 240],
+                                   atol=1e-6)
+        assert len(skeleton.skeleton) == 18 and skeleton.header == header
+        neck = result.joints[row, JOINT_INDEX["neck"]]
+        u, v = (K @ neck)[:2] / neck[2]
+        point = skeleton.skeleton[1]  # Skeleton2D.NECK
+        np.testing.assert_allclose([point.x, point.y], [(u + 0.5) / 320, (v + 0.5) / 240], atol=1e-6)
+        assert point.c == np.float32(result.confidence[row])
+        assert skeleton.skeleton[0].c == 0.0  # NOSE: SMPL has none
+    # Off: no REP-155 messages, no joint frames.
+    processor.standard_outputs = StandardOutputsConfig(rep155=False)
+    outputs = processor.process(messages(image, mask, 3.3), markers_wanted=False)
+    assert outputs.rep155 is None and len(deserialize_message(outputs.tf, TFMessage).transforms) == 2
+    empty = processor.process(messages(image, np.zeros_like(mask), 3.35), markers_wanted=False)
+    assert empty.tf is None and not empty.people_msgs.people
+
+
+def test_markers_expire_after_their_lifetime_and_meshes_a_mesh_period_later(pipeline):
+    processor = FrameProcessor(pipeline, marker_config=MarkerConfig(mesh_rate=2.0, lifetime=0.25))
+    image, mask = frame()
+    lifetimes = {marker.ns: marker.lifetime.sec + marker.lifetime.nanosec * 1e-9
+                 for marker in markers_of(processor.process(messages(image, mask, 1.0), markers_wanted=True))}
+    assert lifetimes == {SKELETON_NAMESPACE: 0.25, MESH_NAMESPACE: 0.75}
 
 
 def test_markers_draw_skeletons_every_frame_and_meshes_at_the_mesh_rate(processor, pipeline):
@@ -217,6 +304,14 @@ def test_camera_info_distortion_is_honoured_and_rectified_images_use_p(processor
     np.testing.assert_array_equal(outputs.result.crop_boxes, expected.crop_boxes)
     undistorted = pipeline.frames.process(image, mask, K)
     assert np.abs(outputs.result.crop_boxes - undistorted.crop_boxes).max() > 1.0
+    # REP-155's keypoints are where the joints appear in the distorted image as published.
+    camera = CameraModel(K, "plumb_bob", distortion)
+    _, skeleton_bytes = outputs.rep155.bodies[int(outputs.result.track_ids[0])]
+    neck = outputs.result.joints[0, JOINT_INDEX["neck"]]
+    u, v = camera.distort_pixels(*(K @ neck)[:2] / neck[2])
+    assert np.hypot(*((K @ neck)[:2] / neck[2] - [u, v])) > 0.5  # the lens moves it
+    point = deserialize_message(skeleton_bytes, Skeleton2D).skeleton[1]  # Skeleton2D.NECK
+    np.testing.assert_allclose([point.x, point.y], [(u + 0.5) / 320, (v + 0.5) / 240], atol=1e-6)
     # image_rectified: P's left 3x3 applies and D is not used.
     rectified = FrameProcessor(pipeline, options=InputOptions(image_rectified=True))
     p_intrinsics = K * [[1.1], [1.1], [1.0]]

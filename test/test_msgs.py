@@ -28,7 +28,7 @@ def sample_values(seed):
 
     Returns a dict: stamp (sec, nanosec), frame_id, body_model, and bodies, a list of dicts with
     track_id, confidence, box (x_offset, y_offset, height, width), betas (10,), pose (72,),
-    translation (3,), joints (72,) as float32 arrays, and pose_source.
+    translation (3,), joints (72,) as float32 arrays, pose_source, velocity (3,) and velocity_valid.
     """
     rng = np.random.default_rng(seed)
     bodies = []
@@ -43,6 +43,8 @@ def sample_values(seed):
             "translation": rng.normal(size=3) + np.array([0.0, 0.0, 4.0]),
             "joints": rng.normal(size=JOINT_COUNT * 3).astype(np.float32),
             "pose_source": SmplBody.POSE_TEMPORAL if index % 2 else SmplBody.POSE_PER_FRAME,
+            "velocity": rng.normal(size=3),
+            "velocity_valid": bool(index % 2),
         })
     return {
         "stamp": (int(rng.integers(0, 2**31)), int(rng.integers(0, 10**9))),
@@ -68,6 +70,8 @@ def body_array_from_values(values):
         body.translation.x, body.translation.y, body.translation.z = body_values["translation"].tolist()
         body.joints = body_values["joints"]
         body.pose_source = body_values["pose_source"]
+        body.velocity.x, body.velocity.y, body.velocity.z = body_values["velocity"].tolist()
+        body.velocity_valid = body_values["velocity_valid"]
         message.bodies.append(body)
     return message
 
@@ -89,6 +93,8 @@ def assert_body_array_matches(message, values):
         translation = [body.translation.x, body.translation.y, body.translation.z]
         assert translation == body_values["translation"].tolist()
         assert body.pose_source == body_values["pose_source"]
+        assert [body.velocity.x, body.velocity.y, body.velocity.z] == body_values["velocity"].tolist()
+        assert body.velocity_valid == body_values["velocity_valid"]
 
 
 def test_generated_classes_are_installed_where_ament_finds_them():
@@ -113,6 +119,8 @@ def test_fields_have_the_documented_types_and_sizes():
         "translation": "geometry_msgs/Vector3",
         "joints": "float[72]",
         "pose_source": "uint8",
+        "velocity": "geometry_msgs/Vector3",
+        "velocity_valid": "boolean",
     }
     assert SmplBodyArray.get_fields_and_field_types() == {
         "header": "std_msgs/Header",

@@ -1,8 +1,9 @@
 """The real node in its own process (started once for the module, as `python -m fasthmr_ros.node` with the
 repository's config/fasthmr.yaml and remapped topics), driven from this process over loopback DDS.
 
-It checks what a user sees: outputs per frame with the input's header and the library's values, frames
-without a mask, /diagnostics, parameter validation, lifecycle transitions, a Hypothesis fuzz of malformed
+It checks what a user sees: outputs per frame with the input's header and the library's values, the TF body
+frames, /people and the REP-155 topics against the same frames' ~/bodies, frames without a mask, /diagnostics (in
+every lifecycle state), parameter validation, lifecycle transitions, a Hypothesis fuzz of malformed
 images, masks and camera infos after which the node still answers correctly, and a clean failure at
 configure for a bundle that cannot load.
 """
@@ -75,10 +76,13 @@ class Client:
         from diagnostic_msgs.msg import DiagnosticArray
         from fasthmr_msgs.msg import SmplBodyArray
         from geometry_msgs.msg import PoseArray
+        from hri_msgs.msg import IdsList
+        from people_msgs.msg import People
         from rclpy.executors import SingleThreadedExecutor
         from rclpy.qos import QoSProfile, ReliabilityPolicy
         from rclpy.signals import SignalHandlerOptions
         from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+        from tf2_msgs.msg import TFMessage
         from visualization_msgs.msg import MarkerArray
 
         self.context = rclpy.Context()
@@ -92,11 +96,15 @@ class Client:
         self.mask = self.node.create_publisher(image_type, f"/{prefix}/person_instances{suffix}", reliable)
         self.camera_info = self.node.create_publisher(CameraInfo, f"/{prefix}/camera_info", reliable)
         self.lock = threading.Lock()
-        self.received = {"bodies": [], "people": [], "markers": [], "diagnostics": []}
+        self.received = {"bodies": [], "people": [], "markers": [], "diagnostics": [], "tf": [], "people_msgs": [],
+                         "tracked": []}
         for name, message_type, topic in (("bodies", SmplBodyArray, f"/{node_name}/bodies"),
                                           ("people", PoseArray, f"/{node_name}/people"),
                                           ("markers", MarkerArray, f"/{node_name}/markers"),
-                                          ("diagnostics", DiagnosticArray, "/diagnostics")):
+                                          ("diagnostics", DiagnosticArray, "/diagnostics"),
+                                          ("tf", TFMessage, "/tf"),
+                                          ("people_msgs", People, "/people"),
+                                          ("tracked", IdsList, "/humans/bodies/tracked")):
             self.node.create_subscription(message_type, topic, self._collector(name), reliable)
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
@@ -108,6 +116,15 @@ class Client:
             with self.lock:
                 self.received[name].append(message)
         return collect
+
+    def subscribe(self, name: str, message_type, topic: str) -> None:
+        """Collects `topic` under `name` from now on."""
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+        with self.lock:
+            self.received.setdefault(name, [])
+        self.node.create_subscription(message_type, topic, self._collector(name),
+                                      QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
 
     def messages(self, name: str) -> list:
         with self.lock:
@@ -257,8 +274,9 @@ class Frames:
     stamp = 100.0
 
     @classmethod
-    def send(cls, client, process, image, mask, intrinsics, image_encoding="rgb8"):
-        cls.stamp += 1.0
+    def send(cls, client, process, image, mask, intrinsics, image_encoding="rgb8", step=1.0):
+        """step: seconds after the previous frame (more than tracking.max_gap: every track starts over)."""
+        cls.stamp += step
         stamp = cls.stamp
         seen = {name: len(client.messages(name)) for name in ("bodies", "people")}
         client.camera_info.publish(camera_info_message(intrinsics, image.shape[1], image.shape[0]))
@@ -294,6 +312,94 @@ def test_each_frame_is_answered_with_its_header_and_the_library_values(running, 
         markers = client.wait_for("markers", lambda m: m.markers and m.markers[-1].header == header, process=process)
         skeletons = [marker for marker in markers.markers if marker.ns == "skeleton"]
         assert sorted(marker.id for marker in skeletons) == sorted(body.track_id for body in bodies.bodies)
+        assert all(marker.lifetime.sec == 0 and marker.lifetime.nanosec == 300_000_000 for marker in skeletons)
+
+
+def axis_angle_matrix(axis_angle):
+    """Rodrigues' formula (independent of the library): (3,) axis-angle -> (3, 3)."""
+    angle = float(np.linalg.norm(axis_angle))
+    if angle < 1e-12:
+        return np.eye(3)
+    x, y, z = np.asarray(axis_angle) / angle
+    skew = np.array([[0.0, -z, y], [z, 0.0, -x], [-y, x, 0.0]])
+    return np.eye(3) + np.sin(angle) * skew + (1.0 - np.cos(angle)) * skew @ skew
+
+
+def quaternion_axes(rotation):
+    """The rotation matrix (its columns: the frame's axes) of a geometry_msgs/Quaternion."""
+    x, y, z, w = rotation.x, rotation.y, rotation.z, rotation.w
+    return np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+                     [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+                     [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])
+
+
+def test_tf_people_and_rep155_agree_with_the_bodies_of_the_same_frame(running, frames):
+    """/tf, /people and /humans/bodies/tracked against ~/bodies of the same frame: one body_<id> per body, child
+    of the image frame at the image's stamp, at the pelvis joint (1 mm: the bodies' joints are float32), x = the
+    SMPL root's facing direction, z = its up; people named by track id at the pelvis; tracked ids = the track
+    ids (as REP-155 ids, b<id>: a ROS name cannot start with a digit), each with its REP-155 frame body_b<id>;
+    the ~/people poses have the same orientation as the frames."""
+    process, _, client = running
+    for image, mask, intrinsics in frames:
+        header, bodies, people = Frames.send(client, process, image, mask, intrinsics)
+        stamp = header.stamp
+        tf = client.wait_for("tf", lambda m: m.transforms and m.transforms[0].header.stamp == stamp, process=process)
+        people_msgs = client.wait_for("people_msgs", lambda m: m.header.stamp == stamp, process=process)
+        tracked = client.wait_for("tracked", lambda m: m.header.stamp == stamp, process=process)
+        frames_of_bodies = [t for t in tf.transforms if t.header.frame_id == FRAME_ID]
+        assert [t.child_frame_id for t in frames_of_bodies] == [f"body_{b.track_id}" for b in bodies.bodies]
+        assert [(t.header.frame_id, t.child_frame_id) for t in tf.transforms if t.header.frame_id != FRAME_ID] == \
+            [(f"body_{b.track_id}", f"body_b{b.track_id}") for b in bodies.bodies]
+        assert [person.name for person in people_msgs.people] == [str(b.track_id) for b in bodies.bodies]
+        assert tracked.ids == [f"b{b.track_id}" for b in bodies.bodies] and tracked.header == header
+        assert people_msgs.header == header
+        for body, transform, person, pose in zip(bodies.bodies, frames_of_bodies, people_msgs.people, people.poses):
+            assert transform.header.frame_id == FRAME_ID and transform.header.stamp == stamp
+            pelvis = np.array(body.joints[:3], np.float64)
+            origin = transform.transform.translation
+            np.testing.assert_allclose([origin.x, origin.y, origin.z], pelvis, atol=1e-3)
+            np.testing.assert_allclose([person.position.x, person.position.y, person.position.z], pelvis, atol=1e-3)
+            root = axis_angle_matrix(np.array(body.pose[:3], np.float64))  # SMPL: x left, y up, z facing
+            axes = quaternion_axes(transform.transform.rotation)
+            np.testing.assert_allclose(axes[:, 0], root[:, 2], atol=1e-4)
+            np.testing.assert_allclose(axes[:, 2], root[:, 1], atol=1e-4)
+            np.testing.assert_allclose(quaternion_axes(pose.orientation), axes, atol=1e-9)
+
+
+def test_per_body_topics_come_with_a_track_and_go_when_it_ends(running, frames):
+    from hri_msgs.msg import NormalizedRegionOfInterest2D, Skeleton2D
+
+    process, _, client = running
+    image, mask, intrinsics = frames[1]
+    _, bodies, _ = Frames.send(client, process, image, mask, intrinsics)
+    track_ids = [body.track_id for body in bodies.bodies]
+    for track in track_ids:
+        client.subscribe(f"roi_{track}", NormalizedRegionOfInterest2D, f"/humans/bodies/b{track}/roi")
+        client.subscribe(f"skeleton_{track}", Skeleton2D, f"/humans/bodies/b{track}/skeleton2d")
+    # Once the subscriptions have matched, the next frame (the same tracks) reaches them.
+    deadline = time.monotonic() + ANSWER_TIMEOUT_S
+    while not all(client.node.count_publishers(f"/humans/bodies/b{track}/roi") for track in track_ids):
+        assert time.monotonic() < deadline, "no per-body publishers"
+        time.sleep(0.02)
+    header, bodies, _ = Frames.send(client, process, image, mask, intrinsics, step=0.1)
+    assert [body.track_id for body in bodies.bodies] == track_ids
+    for body in bodies.bodies:
+        roi = client.wait_for(f"roi_{body.track_id}", lambda m: m.header == header, process=process)
+        skeleton = client.wait_for(f"skeleton_{body.track_id}", lambda m: m.header == header, process=process)
+        np.testing.assert_allclose([roi.xmin, roi.ymin, roi.xmax, roi.ymax],
+                                   [body.box.x_offset / 320, body.box.y_offset / 240,
+                                    (body.box.x_offset + body.box.width) / 320,
+                                    (body.box.y_offset + body.box.height) / 240], atol=1e-6)
+        assert roi.c == body.confidence and len(skeleton.skeleton) == 18
+    # Nobody in view for longer than tracking.max_gap: the tracks end, and their topics with them.
+    Frames.stamp += 1.0
+    _, bodies, _ = Frames.send(client, process, image, np.zeros_like(mask), intrinsics)
+    assert not bodies.bodies
+    deadline = time.monotonic() + ANSWER_TIMEOUT_S
+    while any(client.node.count_publishers(f"/humans/bodies/b{track}/{topic}") for track in track_ids
+              for topic in ("roi", "skeleton2d")):
+        assert time.monotonic() < deadline, "the ended tracks' topics are still published"
+        time.sleep(0.02)
 
 
 @pytest.mark.parametrize("encoding", ["bgr8", "mono8"])
@@ -326,8 +432,10 @@ def test_diagnostics_report_provider_rates_latency_and_counts(running):
     message = client.wait_for("diagnostics", lambda m: int(pipeline_status(m, node_name)[1].get(
         "count.frames_without_mask", "0")) >= 1, process=process)
     status, values = pipeline_status(message, node_name)
-    assert status.hardware_id == values["provider"] == "CPUExecutionProvider"
+    assert status.hardware_id == values["device"] == "CPU" and values["provider"] == "CPUExecutionProvider"
     assert values["state"] == "active" and int(values["count.frames_processed"]) >= 6
+    assert float(values["newest_output_age_s"]) >= 0.0  # the frames' stamps are in the past of the node's clock
+    assert (values["expected_input_rate_hz.min"], values["expected_input_rate_hz.max"]) == ("5", "100")
     for key in ("input_rate_hz.image", "input_rate_hz.mask", "input_rate_hz.camera_info", "output_rate_hz",
                 "count.dropped_busy", "count.bad_image", "count.time_jumped_back", "count.internal_error"):
         assert key in values
@@ -565,13 +673,14 @@ def lifecycle_change(client, node_name: str, transition: int) -> None:
 
 
 @contextlib.contextmanager
-def unconfigured_node(environment: dict, log_folder: Path, bundle):
-    """(process, node name, Client) of a node started with autostart off: unconfigured, with no timer at all."""
+def unconfigured_node(environment: dict, log_folder: Path, bundle_path: Path):
+    """(process, node name, Client) of a node started with autostart off: unconfigured (its only timer is the
+    diagnostics')."""
     unique = uuid.uuid4().hex[:6]
     node_name = f"fasthmr_lifecycle_{unique}"
     log = open(log_folder / "node.log", "w+")
     process = subprocess.Popen(node_command(node_name, f"camera_lifecycle_{unique}", "autostart:=false",
-                                            f"bundle:={bundle.path}"),
+                                            f"bundle:={bundle_path}"),
                                env=node_environment(environment), stdout=log, stderr=subprocess.STDOUT, text=True)
     process.log = log
     client = Client(node_name, f"camera_lifecycle_{unique}")
@@ -587,11 +696,12 @@ def unconfigured_node(environment: dict, log_folder: Path, bundle):
 @pytest.mark.parametrize("signal_number", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_stops_the_node_within_a_second_in_every_lifecycle_state(ros_env, tmp_path, untrained_tiny_bundle,
                                                                          state, signal_number):
-    """With autostart off the node has no timer at all until configured: a signal must still stop it."""
+    """With autostart off the node waits unconfigured, with nothing to wake its executor but the diagnostics
+    timer: a signal must still stop it."""
     from lifecycle_msgs.msg import Transition
     from lifecycle_msgs.srv import GetState
 
-    with unconfigured_node(ros_env, tmp_path, untrained_tiny_bundle) as (process, node_name, client):
+    with unconfigured_node(ros_env, tmp_path, untrained_tiny_bundle.path) as (process, node_name, client):
         assert client.call(GetState, f"/{node_name}/get_state", GetState.Request()).current_state.label == "unconfigured"
         transitions = {"unconfigured": [], "inactive": [Transition.TRANSITION_CONFIGURE],
                        "active": [Transition.TRANSITION_CONFIGURE, Transition.TRANSITION_ACTIVATE],
@@ -608,7 +718,27 @@ def test_a_signal_stops_the_node_within_a_second_in_every_lifecycle_state(ros_en
 def test_the_lifecycle_shutdown_ends_the_process_with_0(ros_env, tmp_path, untrained_tiny_bundle):
     from lifecycle_msgs.msg import Transition
 
-    with unconfigured_node(ros_env, tmp_path, untrained_tiny_bundle) as (process, node_name, client):
+    with unconfigured_node(ros_env, tmp_path, untrained_tiny_bundle.path) as (process, node_name, client):
         lifecycle_change(client, node_name, Transition.TRANSITION_CONFIGURE)
         lifecycle_change(client, node_name, Transition.TRANSITION_INACTIVE_SHUTDOWN)
         assert process.wait(timeout=5.0) == 0, stop(process)
+
+
+def test_diagnostics_say_the_state_before_configure_and_why_configure_failed(ros_env, tmp_path, untrained_tiny_bundle):
+    from diagnostic_msgs.msg import DiagnosticStatus
+    from lifecycle_msgs.msg import Transition
+    from lifecycle_msgs.srv import ChangeState
+
+    broken = broken_bundle("not json", tmp_path, untrained_tiny_bundle)
+    with unconfigured_node(ros_env, tmp_path, broken) as (process, node_name, client):
+        waiting = client.wait_for("diagnostics", lambda m: pipeline_status(m, node_name)[0] is not None, process=process)
+        status, values = pipeline_status(waiting, node_name)
+        assert status.level == DiagnosticStatus.WARN and status.message.startswith("unconfigured")
+        assert status.hardware_id == values["device"] == "none" and values["state"] == "unconfigured"
+        request = ChangeState.Request()
+        request.transition.id = Transition.TRANSITION_CONFIGURE
+        assert not client.call(ChangeState, f"/{node_name}/change_state", request).success
+        failed = client.wait_for("diagnostics", lambda m: getattr(pipeline_status(m, node_name)[0], "level", None)
+                                 == DiagnosticStatus.ERROR, process=process)
+        message = pipeline_status(failed, node_name)[0].message
+        assert message.startswith("unconfigured: configure failed") and str(broken) in message

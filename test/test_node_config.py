@@ -159,8 +159,23 @@ def test_the_rviz_config_shows_the_node_outputs_and_its_image_by_names_the_launc
     assert topics["rviz_default_plugins/MarkerArray"] == "fasthmr/markers"
     assert topics["rviz_default_plugins/PoseArray"] == "fasthmr/people"
     assert topics["rviz_default_plugins/Image"] == remapped["image"]
+    (tf,) = [display for display in rviz["Visualization Manager"]["Displays"]
+             if display["Class"] == "rviz_default_plugins/TF"]
+    assert tf["Enabled"] and tf["Show Names"] and tf["Show Axes"]  # the body frames, named body_<id>
 
 
 def test_the_readme_documents_every_parameter():
     readme = (REPOSITORY / "README.md").read_text()
     assert [name for name in SPECS if f"| `{name}` |" not in readme] == []
+
+
+def test_the_diagnostics_analyzer_groups_the_node_status():
+    """config/fasthmr_diagnostics.yaml: a diagnostic_aggregator GenericAnalyzer whose prefix matches the status
+    the node publishes, with a timeout longer than the node's report period."""
+    from fasthmr_ros.node import NODE_NAME
+
+    analyzers = yaml.safe_load((REPOSITORY / "config" / "fasthmr_diagnostics.yaml").read_text())
+    (analyzer,) = [value for value in analyzers["analyzers"]["ros__parameters"].values() if isinstance(value, dict)]
+    assert analyzer["type"] == "diagnostic_aggregator/GenericAnalyzer"
+    assert any(f"{NODE_NAME}: pipeline".startswith(prefix) for prefix in analyzer["startswith"])
+    assert analyzer["timeout"] > load_defaults()["diagnostics_period"]

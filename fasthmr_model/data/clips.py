@@ -2,7 +2,7 @@
 
 A clip is a sampled robot scene (camera, boxes, look and lighting of its first frame, sample_scene) whose
 people each play a generated motion (fasthmr_model.data.motion) from the spot and heading the scene gave
-them, rendered frame by frame with fresh sensor noise. People keep to motions done on the spot (no walks,
+them, rendered frame by frame with fresh sensor noise. By default people keep to motions done on the spot (no walks,
 which would carry them into each other or out of view). Deterministic in the seed. The demo bag and the
 replay tests are made of these.
 """
@@ -23,9 +23,11 @@ CLIP_PLACEMENT = PlacementConfig(distance_range=(2.0, 6.0), min_gap=0.6, out_of_
 
 
 def render_clip(seed, people: int, frames: int, body_model: BodyModel, width: int = 640, height: int = 480,
-                fps: float = 30.0) -> list:
-    """`frames` RenderedFrames of `people` people (instance k + 1 = person k in every frame) at `fps`."""
-    motions = [generate_sequence([*np.atleast_1d(seed), 1, person], frames, fps, ON_THE_SPOT_MOTIONS, body_model)
+                fps: float = 30.0, motion_names: tuple[str, ...] = ON_THE_SPOT_MOTIONS) -> list:
+    """`frames` RenderedFrames of `people` people (instance k + 1 = person k in every frame) at `fps`, each
+    playing motions drawn from `motion_names` (fasthmr_model.data.motion.MOTION_NAMES; "walk" carries a person
+    across the scene: the caller picks a seed that keeps them in view)."""
+    motions = [generate_sequence([*np.atleast_1d(seed), 1, person], frames, fps, motion_names, body_model)
                for person in range(people)]
     scene = sample_scene([*np.atleast_1d(seed), 2], body_model,
                          [PosedBody(motion.betas, motion.rotmats[0]) for motion in motions], width, height,
