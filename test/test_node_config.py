@@ -177,5 +177,6 @@ def test_the_diagnostics_analyzer_groups_the_node_status():
     analyzers = yaml.safe_load((REPOSITORY / "config" / "fasthmr_diagnostics.yaml").read_text())
     (analyzer,) = [value for value in analyzers["analyzers"]["ros__parameters"].values() if isinstance(value, dict)]
     assert analyzer["type"] == "diagnostic_aggregator/GenericAnalyzer"
-    assert any(f"{NODE_NAME}: pipeline".startswith(prefix) for prefix in analyzer["startswith"])
+    for status_name in (f"{NODE_NAME}: pipeline", f"cam1/{NODE_NAME}: pipeline"):  # namespaced nodes too
+        assert any(part in status_name for part in analyzer["contains"])
     assert analyzer["timeout"] > load_defaults()["diagnostics_period"]

@@ -16,7 +16,7 @@ def control(environment: dict, node_name: str, *arguments: str) -> subprocess.Co
 
 def test_node_control_walks_the_lifecycle_and_sets_parameters_with_the_nodes_checks(ros_env, tmp_path,
                                                                                      untrained_tiny_bundle):
-    with unconfigured_node(ros_env, tmp_path, untrained_tiny_bundle) as (process, node_name, _):
+    with unconfigured_node(ros_env, tmp_path, untrained_tiny_bundle.path) as (process, node_name, _):
         def ok(*arguments: str) -> str:
             result = control(ros_env, node_name, *arguments)
             assert result.returncode == 0, result.stderr

@@ -10,7 +10,7 @@ import xml.etree.ElementTree as ElementTree
 
 import pytest
 
-from fasthmr_ros.diagnostics import NodeStatistics, rate_gap
+from fasthmr_ros.diagnostics import DiagnosticsConfig, NodeStatistics, rate_gap
 from fasthmr_ros.transport import (PROFILES_VARIABLE_FAST_DDS_2, PROFILES_VARIABLE_FAST_DDS_3, profiles_file,
                                    profiles_variable, transport_environment, user_dds_settings)
 from test_node import PARAMS_FILE, node_environment
@@ -113,11 +113,11 @@ def test_diagnostics_warn_when_images_arrive_slower_than_masks_and_count_arrival
     for _ in range(30):
         statistics.arrived("mask")
     statistics.count("masks_unpaired", 20)
-    (status,) = statistics.report(Time(), "cam1/fasthmr", "CPUExecutionProvider", "active").status
+    (status,) = statistics.report(Time(), "cam1/fasthmr", "CPU", "CPUExecutionProvider", "active", DiagnosticsConfig()).status
     values = {value.key: value.value for value in status.values}
     assert status.level == DiagnosticStatus.WARN and status.name == "cam1/fasthmr: pipeline"
     assert status.message.startswith("images arrive slower than masks") and "masks_unpaired 20" in status.message
     assert (values["received.image"], values["received.mask"], values["received.camera_info"]) == ("10", "30", "0")
     statistics.arrived("image")
-    (status,) = statistics.report(Time(), "cam1/fasthmr", "CPUExecutionProvider", "active").status
+    (status,) = statistics.report(Time(), "cam1/fasthmr", "CPU", "CPUExecutionProvider", "active", DiagnosticsConfig()).status
     assert {value.key: value.value for value in status.values}["received.image"] == "11"  # totals, not the period's
