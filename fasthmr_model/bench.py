@@ -12,6 +12,11 @@ in turn (so that load from other processes falls on all of them alike); medians 
 one image per call; throughput is images/s with `--batch` images per call (a frame's persons go through the
 encoder as one batch). The speed-up is variant / base throughput from the same rounds (the latency speed-up
 is given too), the FLOP ratio the theoretical multiply-accumulate count of base / variant (`encoder_macs`).
+
+Where: `--provider cpu|cuda|tensorrt|auto` and `--precision fp32|fp16|auto` (RuntimeConfig); the JSON's
+"runtime" says the provider each session obtained (an explicit one not obtained stops the bench), the
+device (the GPU's name or `cpu`), the precision and the batch sizes. `--placement` adds, per model, which
+provider runs which nodes of the Mask-ToMe graph (fasthmr_model.placement).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import json
 import os
 import statistics
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -119,13 +125,15 @@ def _cached_bundle(folder: Path, plan: MergePlan | None) -> Bundle | None:
 
 
 def time_variants(bundles: dict[str, Bundle], batch: int, warmup: int, repeats: int,
-                  runtime: RuntimeConfig) -> dict[str, list[float]]:
-    """Latencies (ms) per variant, measured in interleaved rounds after `warmup` discarded runs each."""
+                  runtime: RuntimeConfig) -> tuple[dict[str, list[float]], dict]:
+    """Latencies (ms) per variant, measured in interleaved rounds after `warmup` discarded runs each, and where
+    the sessions ran ({"provider": obtained, "device", "precision"}; an explicit provider not obtained raises)."""
     from fasthmr_model.runtime import EncoderSession
     from fasthmr_model.export import parity_inputs
 
     images, person_tokens = parity_inputs(batch, seed=1)
-    sessions = {name: EncoderSession(bundle, runtime) for name, bundle in bundles.items()}
+    sessions = {name: EncoderSession(bundle, replace(runtime, max_batch=max(runtime.max_batch, batch)))
+                for name, bundle in bundles.items()}
     for session in sessions.values():
         for _ in range(warmup):
             session.run(images, person_tokens)
@@ -135,7 +143,8 @@ def time_variants(bundles: dict[str, Bundle], batch: int, warmup: int, repeats: 
             start = time.perf_counter()
             session.run(images, person_tokens)
             latencies[name].append(1e3 * (time.perf_counter() - start))
-    return latencies
+    opened = next(iter(sessions.values())).opened
+    return latencies, {"provider": opened.provider, "device": opened.device, "precision": opened.precision}
 
 
 def summarise(bundles: dict[str, Bundle], single: dict[str, list[float]], batched: dict[str, list[float]],
@@ -153,34 +162,50 @@ def summarise(bundles: dict[str, Bundle], single: dict[str, list[float]], batche
 
 
 def run_bench(models: list[str], bundle_path: str | None, tau_mm: float, batch: int, warmup: int, repeats: int,
-              cache: Path, world_cache: Path, frames: int | None, runtime: RuntimeConfig, progress=print) -> dict:
-    """The whole bench; returns the JSON-able result {model: {variant: {...}}}."""
-    result = {}
+              cache: Path, world_cache: Path, frames: int | None, runtime: RuntimeConfig, progress=print,
+              score: bool = True) -> dict:
+    """The whole bench; returns the JSON-able result {"runtime": {provider obtained, device, precision, batches},
+    model: {variant: {...}}}. score: the tiny variants' test MPJPE (renders the test split once)."""
+    result = {"runtime": {"provider_requested": runtime.provider, "batches": sorted({1, batch})}}
     if "hmr2-vith" in models:
         bundles = vith_bundles(cache, progress)
-        result["hmr2-vith"] = _timed(bundles, batch, warmup, repeats, runtime, "hmr2-vith", progress)
+        result["hmr2-vith"] = _timed(bundles, batch, warmup, repeats, runtime, "hmr2-vith", progress, result)
     if "tiny" in models:
-        from fasthmr_model.data.world import build_split, load_crop_set, synthetic_body_path
-        from fasthmr_model.evaluation import evaluate_bundle
-
         bundles = tiny_bundles(load_bundle(bundle_path), cache, tau_mm, world_cache, frames, progress)
-        summary = _timed(bundles, batch, warmup, repeats, runtime, "tiny", progress)
-        test = load_crop_set(build_split("test", world_cache, synthetic_body_path(world_cache), frames=frames,
-                                         progress=False))
-        for name, bundle in bundles.items():
-            progress(f"scoring tiny {name} on the test split ({len(test)} persons)")
-            summary[name]["mpjpe"] = evaluate_bundle(bundle, test, runtime)["model"]["mpjpe"]
-        progress(f"tiny ECLM windows: {list(_plan_of(bundles['both']).merged_windows)}")
+        summary = _timed(bundles, batch, warmup, repeats, runtime, "tiny", progress, result)
+        if score:
+            from fasthmr_model.data.world import build_split, load_crop_set, synthetic_body_path
+            from fasthmr_model.evaluation import evaluate_bundle
+
+            test = load_crop_set(build_split("test", world_cache, synthetic_body_path(world_cache), frames=frames,
+                                             progress=False))
+            for name, bundle in bundles.items():
+                progress(f"scoring tiny {name} on the test split ({len(test)} persons)")
+                summary[name]["mpjpe"] = evaluate_bundle(bundle, test, runtime)["model"]["mpjpe"]
+        progress(f"tiny ECLM windows: {list(bundles['both'].merge_plan.merged_windows)}")
         result["tiny"] = summary
     return result
 
 
-def _timed(bundles: dict[str, Bundle], batch: int, warmup: int, repeats: int, runtime, model: str, progress
-           ) -> dict[str, dict]:
-    progress(f"timing {model}: batches of 1 and {batch}, {warmup} warm-up + {repeats} interleaved runs per variant")
-    single = time_variants(bundles, 1, warmup, repeats, runtime)
-    batched = single if batch == 1 else time_variants(bundles, batch, warmup, repeats, runtime)
+def _timed(bundles: dict[str, Bundle], batch: int, warmup: int, repeats: int, runtime, model: str, progress,
+           result: dict) -> dict[str, dict]:
+    progress(f"timing {model}: batches of 1 and {batch}, {warmup} warm-up + {repeats} interleaved runs per variant "
+             f"(provider {runtime.provider}, precision {runtime.precision})")
+    single, where = time_variants(bundles, 1, warmup, repeats, runtime)
+    batched = single if batch == 1 else time_variants(bundles, batch, warmup, repeats, runtime)[0]
+    result["runtime"].update(where)
     return summarise(bundles, single, batched, batch)
+
+
+def placement(bundle: Bundle, runtime: RuntimeConfig, batch: int = 1) -> dict:
+    """Which provider runs which nodes of the bundle's encoder (fasthmr_model.placement), at `batch`."""
+    from fasthmr_model.export import parity_inputs
+    from fasthmr_model.placement import placement_report
+    from fasthmr_model.runtime import ENCODER_INPUTS
+
+    images, person_tokens = parity_inputs(batch, seed=1)
+    return placement_report(bundle.encoder_path, runtime, {"image": images, "person_tokens": person_tokens},
+                            sha256=bundle.encoder_sha256, batch_inputs=ENCODER_INPUTS)
 
 
 def plot(result: dict, out: Path) -> Path:
@@ -191,6 +216,7 @@ def plot(result: dict, out: Path) -> Path:
     import matplotlib.pyplot as plt
 
     panels = [name for name in ("tiny", "hmr2-vith") if name in result]
+    device = result.get("runtime", {}).get("device", "cpu")
     figure, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), squeeze=False)
     for axis, model in zip(axes[0], panels):
         variants = {name: values for name, values in result[model].items() if name in VARIANTS}
@@ -198,7 +224,7 @@ def plot(result: dict, out: Path) -> Path:
             for name, values in variants.items():
                 axis.scatter(values["throughput"], values["mpjpe"], s=60)
                 axis.annotate(name, (values["throughput"], values["mpjpe"]), textcoords="offset points", xytext=(6, 4))
-            axis.set_xlabel("throughput (images/s, ONNX Runtime CPU)")
+            axis.set_xlabel(f"throughput (images/s, ONNX Runtime, {device})")
             axis.set_ylabel("test MPJPE (mm)")
             axis.set_title("tiny default: speed vs accuracy")
         else:
@@ -217,8 +243,10 @@ def plot(result: dict, out: Path) -> Path:
 
 
 def format_table(result: dict) -> str:
-    lines = []
-    for model, variants in result.items():
+    where = result.get("runtime", {})
+    lines = [f"ONNX Runtime {where.get('provider', '?')} on {where.get('device', '?')}, {where.get('precision', '?')}"]
+    for model in (name for name in ("hmr2-vith", "tiny") if name in result):
+        variants = result[model]
         lines.append(f"{model}:")
         for name in VARIANTS:
             values = variants[name]

@@ -1,7 +1,7 @@
 """The node's counters and rates, and the diagnostic_msgs/DiagnosticArray that reports them.
 
 diagnostic_updater is not installable here; the node publishes /diagnostics itself: one DiagnosticStatus
-with the provider in use, input and output rates, per-stage latency (median and max over the period) and
+with the provider in use (hardware_id: the GPU's name or `cpu`), input and output rates, per-stage latency (median and max over the period) and
 every drop and rejection counted since start. Thread-safe: the executor counts arrivals and drops, the
 inference thread counts frames.
 """
@@ -71,7 +71,8 @@ class NodeStatistics:
         with self._lock:
             return self._totals[name]
 
-    def report(self, stamp: Time, node_name: str, provider: str, lifecycle_state: str) -> DiagnosticArray:
+    def report(self, stamp: Time, node_name: str, provider: str, device: str, lifecycle_state: str
+               ) -> DiagnosticArray:
         """The DiagnosticArray for the period since the last report; starts a new period."""
         now = time.monotonic()
         with self._lock:
@@ -79,7 +80,7 @@ class NodeStatistics:
             totals, period = dict(self._totals), self._period_counts
             arrivals, stages = self._arrivals, self._stage_ms
             self._reset_period(now)
-        values = [("state", lifecycle_state), ("provider", provider)]
+        values = [("state", lifecycle_state), ("provider", provider), ("device", device)]
         values += [(f"input_rate_hz.{topic}", f"{arrivals[topic] / elapsed:.2f}") for topic in INPUTS]
         values.append(("output_rate_hz", f"{period['frames_processed'] / elapsed:.2f}"))
         for stage, samples in stages.items():
@@ -96,7 +97,7 @@ class NodeStatistics:
             level, summary = DiagnosticStatus.WARN, "dropped: " + ", ".join(f"{k} {v}" for k, v in losses.items())
         else:
             level, summary = DiagnosticStatus.OK, f"{lifecycle_state}, {period['frames_processed'] / elapsed:.1f} frames/s"
-        status = DiagnosticStatus(level=level, name=f"{node_name}: pipeline", message=summary, hardware_id=provider,
+        status = DiagnosticStatus(level=level, name=f"{node_name}: pipeline", message=summary, hardware_id=device,
                                   values=[KeyValue(key=key, value=value) for key, value in values])
         message = DiagnosticArray(status=[status])
         message.header.stamp = stamp

@@ -196,12 +196,10 @@ class FastHMRNode(LifecycleNode):
             return TransitionCallbackReturn.FAILURE
         self._stream, self._processor = stream, processor
         provenance = stream.bundle.provenance.get("source", "unknown")
-        device = "CPU" if stream.provider == "CPUExecutionProvider" else "GPU"
         decoder = "temporal decoder" if stream.decoder is not None else "no temporal decoder"
         self.get_logger().info(
             f"bundle {stream.bundle.path} ({provenance}, {decoder}), body model {processor.body_model_name!r}; "
-            f"ONNX Runtime on the {device} ({stream.provider}); loaded and warmed up in "
-            f"{time.perf_counter() - start:.2f} s")
+            f"ONNX Runtime: {stream.runtime_summary()}; loaded and warmed up in {time.perf_counter() - start:.2f} s")
         self._publishers_by_name = {
             "bodies": self.create_lifecycle_publisher(SmplBodyArray, "~/bodies", OUTPUT_QOS),
             "markers": self.create_lifecycle_publisher(MarkerArray, "~/markers", OUTPUT_QOS),
@@ -375,9 +373,9 @@ class FastHMRNode(LifecycleNode):
     # ----------------------------------------------------------------------------------------------
 
     def _publish_diagnostics(self) -> None:
-        provider = self._stream.provider if self._stream is not None else "none"
+        provider, device = (self._stream.provider, self._stream.device) if self._stream is not None else ("none", "none")
         self._diagnostics_publisher.publish(self.statistics.report(self.get_clock().now().to_msg(), self.get_name(),
-                                                                  provider, self._state_label))
+                                                                  provider, device, self._state_label))
 
 
 def _interrupt(signal_number, frame) -> None:

@@ -323,7 +323,7 @@ def test_diagnostics_report_provider_rates_latency_and_counts(running):
     message = client.wait_for("diagnostics", lambda m: int(pipeline_status(m, node_name)[1].get(
         "count.frames_without_mask", "0")) >= 1, process=process)
     status, values = pipeline_status(message, node_name)
-    assert status.hardware_id == values["provider"] == "CPUExecutionProvider"
+    assert status.hardware_id == values["device"] == "cpu" and values["provider"] == "CPUExecutionProvider"
     assert values["state"] == "active" and int(values["count.frames_processed"]) >= 6
     for key in ("input_rate_hz.image", "input_rate_hz.mask", "input_rate_hz.camera_info", "output_rate_hz",
                 "count.dropped_busy", "count.bad_image", "count.time_jumped_back", "count.internal_error"):
