@@ -2,7 +2,10 @@
 #
 #   make setup  Python 3.11 venv in .venv with the pinned requirements, fasthmr_msgs built into it,
 #               and this package installed editable. A stamp in .venv holds a hash of the inputs,
-#               so a second run with nothing changed does nothing.
+#               so a second run with nothing changed does nothing. ONNX Runtime: the GPU build
+#               (requirements-gpu.txt) where `nvidia-smi -L` lists a GPU, else the CPU build
+#               (requirements-cpu.txt); FASTHMR_ONNXRUNTIME=gpu or =cpu forces one. Never both: the
+#               other is uninstalled first, with the one to install: they share the folder onnxruntime/.
 #   make test   the whole pytest suite
 #   make demo   the main job on the embedded default
 #   make clean  build products and the setup stamp (keeps .venv; delete it for a fresh setup)
@@ -11,20 +14,26 @@ VENV := $(CURDIR)/.venv
 PYTHON := $(VENV)/bin/python
 PYTHON311 ?= python3.11
 SETUP_STAMP := $(VENV)/.fasthmr_setup_stamp
+ONNXRUNTIME_BUILD := $(or $(FASTHMR_ONNXRUNTIME),$(shell nvidia-smi -L 2>/dev/null | grep -q '^GPU' && echo gpu || echo cpu))
+ONNXRUNTIME_OTHER := $(if $(filter gpu,$(ONNXRUNTIME_BUILD)),onnxruntime,onnxruntime-gpu)
 # Everything that changes what `make setup` installs. The top-level package markers are in it
 # because the editable install maps only the packages that existed when it ran.
-SETUP_INPUTS := requirements.txt setup.py setup.cfg package.xml $(sort $(wildcard msg/*)) \
+SETUP_INPUTS := requirements.txt requirements-$(ONNXRUNTIME_BUILD).txt setup.py setup.cfg package.xml $(sort $(wildcard msg/*)) \
 	scripts/build_fasthmr_msgs.sh $(sort $(wildcard */__init__.py))
 
 # DDS stays on this machine for every ROS process a recipe starts; ament finds packages in the venv.
 export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
 export AMENT_PREFIX_PATH := $(VENV)
 
-.PHONY: setup test demo clean
+.PHONY: setup test demo clean onnxruntime-build
+
+onnxruntime-build:
+	@echo "$(ONNXRUNTIME_BUILD)"
 
 setup:
 	@set -e; \
-	inputs_hash="$$(sha256sum $(SETUP_INPUTS) | sha256sum | cut -d' ' -f1)"; \
+	case "$(ONNXRUNTIME_BUILD)" in cpu|gpu) ;; *) echo "make setup: FASTHMR_ONNXRUNTIME must be gpu or cpu, got '$(ONNXRUNTIME_BUILD)'" >&2; exit 1;; esac; \
+	inputs_hash="$$({ echo "$(ONNXRUNTIME_BUILD)"; sha256sum $(SETUP_INPUTS); } | sha256sum | cut -d' ' -f1)"; \
 	if [ -x "$(PYTHON)" ] && [ -f "$(SETUP_STAMP)" ] && [ "$$(cat "$(SETUP_STAMP)")" = "$$inputs_hash" ]; then \
 		echo "make setup: .venv is up to date"; exit 0; \
 	fi; \
@@ -33,7 +42,13 @@ setup:
 		echo "make setup: creating $(VENV)"; \
 		$(PYTHON311) -m venv "$(VENV)"; \
 	fi; \
-	"$(PYTHON)" -m pip install -r requirements.txt; \
+	echo "make setup: ONNX Runtime $(ONNXRUNTIME_BUILD) build (requirements-$(ONNXRUNTIME_BUILD).txt)"; \
+	if "$(PYTHON)" -m pip show -q $(ONNXRUNTIME_OTHER) >/dev/null 2>&1; then \
+		echo "make setup: removing $(ONNXRUNTIME_OTHER) (and the files it shares with the build to install)"; \
+		"$(PYTHON)" -m pip uninstall -y -q onnxruntime onnxruntime-gpu; \
+	fi; \
+	"$(PYTHON)" -m pip install -r requirements.txt -r requirements-$(ONNXRUNTIME_BUILD).txt; \
+	"$(PYTHON)" -c "import importlib.metadata as m, sys; found = [n for n in ('onnxruntime', 'onnxruntime-gpu') if any(True for _ in m.distributions(name=n))]; sys.exit(len(found) != 1 and f'make setup: ONNX Runtime builds installed: {found}; expected one')"; \
 	scripts/build_fasthmr_msgs.sh "$(VENV)"; \
 	"$(PYTHON)" -m pip install --no-deps -e .; \
 	echo "$$inputs_hash" > "$(SETUP_STAMP).tmp"; \

@@ -57,21 +57,28 @@ def variant_plans(merged: MergePlan) -> dict[str, MergePlan]:
     }
 
 
-def vith_bundles(cache: Path, progress=print) -> dict[str, Bundle]:
-    """The four hmr2-vith variants with random weights, exported once into `cache`."""
-    merged = MergePlan(merged_windows=VITH_ECLM_WINDOWS, token_schedule=PAPER_TOKEN_SCHEDULE)
+def vith_bundles(cache: Path, progress=print, variants=VARIANTS, depth: int | None = None) -> dict[str, Bundle]:
+    """The hmr2-vith variants (all four by default) with random weights, exported once into `cache`. depth: fewer
+    blocks than ViT-H's 32 at its width (a quick stand-in for dry runs: ECLM merges its last two blocks)."""
+    config = preset("hmr2-vith")
+    windows, prefix = VITH_ECLM_WINDOWS, "hmr2-vith"
+    if depth is not None and depth != config.depth:
+        config, windows, prefix = replace(config, depth=depth), ((depth - 2, depth - 1),), f"hmr2-vith-depth{depth}"
+    merged = MergePlan(merged_windows=windows, token_schedule=PAPER_TOKEN_SCHEDULE)
+    plans = variant_plans(merged)
     bundles = {}
-    for name, plan in variant_plans(merged).items():
-        folder = cache / f"hmr2-vith-{name}"
-        bundle = _cached_bundle(folder, plan)
+    for name in variants:
+        folder = cache / f"{prefix}-{name}"
+        bundle = _cached_bundle(folder, plans[name])
         if bundle is None:
             from fasthmr_model.encoder.model import build_encoder
             from fasthmr_model.export import build_bundle
 
-            progress(f"exporting the random-weight hmr2-vith {name} encoder to {folder} (once)")
-            provenance = {"source": "untrained", "description": f"random-weight hmr2-vith {name} encoder (bench)"}
-            bundle = build_bundle(build_encoder(preset("hmr2-vith"), seed=0, plan=plan), folder, provenance=provenance,
-                                  camera_anchor="body_origin", preset_name="hmr2-vith", overwrite=True)
+            progress(f"exporting the random-weight {prefix} {name} encoder to {folder} (once)")
+            provenance = {"source": "untrained", "description": f"random-weight {prefix} {name} encoder (bench)"}
+            bundle = build_bundle(build_encoder(config, seed=0, plan=plans[name]), folder, provenance=provenance,
+                                  camera_anchor="body_origin", overwrite=True,
+                                  preset_name="hmr2-vith" if prefix == "hmr2-vith" else None)
         bundles[name] = bundle
     return bundles
 
@@ -126,14 +133,23 @@ def _cached_bundle(folder: Path, plan: MergePlan | None) -> Bundle | None:
 
 def time_variants(bundles: dict[str, Bundle], batch: int, warmup: int, repeats: int,
                   runtime: RuntimeConfig) -> tuple[dict[str, list[float]], dict]:
-    """Latencies (ms) per variant, measured in interleaved rounds after `warmup` discarded runs each, and where
-    the sessions ran ({"provider": obtained, "device", "precision"}; an explicit provider not obtained raises)."""
+    """Latencies (ms) per variant (time_sessions), and where the sessions ran ({"provider": obtained, "device",
+    "precision"}; an explicit provider not obtained raises)."""
     from fasthmr_model.runtime import EncoderSession
+
+    sessions = {name: EncoderSession(bundle, replace(runtime, max_batch=max(runtime.max_batch, batch)))
+                for name, bundle in bundles.items()}
+    opened = next(iter(sessions.values())).opened
+    return (time_sessions(sessions, batch, warmup, repeats),
+            {"provider": opened.provider, "device": opened.device, "precision": opened.precision})
+
+
+def time_sessions(sessions: dict, batch: int, warmup: int, repeats: int) -> dict[str, list[float]]:
+    """Latencies (ms) per EncoderSession of `batch` real-looking images, measured in interleaved rounds after
+    `warmup` discarded runs each."""
     from fasthmr_model.export import parity_inputs
 
     images, person_tokens = parity_inputs(batch, seed=1)
-    sessions = {name: EncoderSession(bundle, replace(runtime, max_batch=max(runtime.max_batch, batch)))
-                for name, bundle in bundles.items()}
     for session in sessions.values():
         for _ in range(warmup):
             session.run(images, person_tokens)
@@ -143,8 +159,7 @@ def time_variants(bundles: dict[str, Bundle], batch: int, warmup: int, repeats: 
             start = time.perf_counter()
             session.run(images, person_tokens)
             latencies[name].append(1e3 * (time.perf_counter() - start))
-    opened = next(iter(sessions.values())).opened
-    return latencies, {"provider": opened.provider, "device": opened.device, "precision": opened.precision}
+    return latencies
 
 
 def summarise(bundles: dict[str, Bundle], single: dict[str, list[float]], batched: dict[str, list[float]],

@@ -90,18 +90,25 @@ _PRELOADED = []
 
 
 def _preload_nvidia_wheels() -> None:
-    """Loads the CUDA and cuDNN libraries of the nvidia-* wheels (requirements-gpu.txt) once: they are not on
-    the loader's path, and ONNX Runtime's provider library finds them only when they are already loaded.
-    Nothing to do without those wheels (system CUDA, JetPack): the loader's path then serves."""
+    """Loads the CUDA and cuDNN libraries of the nvidia-* wheels (requirements-gpu.txt) and TensorRT's
+    (requirements-tensorrt.txt) once: they are not on the loader's path, and ONNX Runtime's provider libraries
+    find them only when they are already loaded. Nothing to do without those wheels (system CUDA, JetPack):
+    the loader's path then serves."""
     if _PRELOADED or not hasattr(ort, "preload_dlls"):
         return
     _PRELOADED.append(True)
     import importlib.util
 
-    if importlib.util.find_spec("nvidia") is None:
-        return
-    with contextlib.redirect_stdout(io.StringIO()):  # it prints what it could not load; load_error says it
-        ort.preload_dlls()
+    if importlib.util.find_spec("nvidia") is not None:
+        with contextlib.redirect_stdout(io.StringIO()):  # it prints what it could not load; load_error says it
+            ort.preload_dlls()
+    # TensorRT's wheel (requirements-tensorrt.txt) keeps its libraries in the tensorrt_libs package.
+    tensorrt_libs = importlib.util.find_spec("tensorrt_libs")
+    if tensorrt_libs is not None and tensorrt_libs.submodule_search_locations:
+        folder = Path(list(tensorrt_libs.submodule_search_locations)[0])
+        for name in ("libnvinfer.so.10", "libnvinfer_plugin.so.10", "libnvonnxparser.so.10"):
+            with contextlib.suppress(OSError):
+                ctypes.CDLL(str(folder / name))
 
 
 def gpu_name(device_id: int) -> str:
