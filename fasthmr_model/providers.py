@@ -209,7 +209,8 @@ def default_cache_dir() -> Path:
 
 def batch_profile(batch_inputs: dict[str, tuple[int, ...]], batch: int) -> str:
     """TensorRT's shape list for a batch size: {"image": (3, 256, 192)} -> "image:4x3x256x192"."""
-    return ",".join(f"{name}:" + "x".join(str(size) for size in (batch, *shape)) for name, shape in batch_inputs.items())
+    return ",".join(f"{name}:" + "x".join(str(size) for size in (batch, *shape))
+                    for name, shape in batch_inputs.items())
 
 
 def tensorrt_options(device_id: int, fp16: bool, cache: EngineCache, batch_inputs: dict[str, tuple[int, ...]],

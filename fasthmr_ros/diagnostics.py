@@ -1,7 +1,8 @@
 """The node's counters and rates, and the diagnostic_msgs/DiagnosticArray that reports them.
 
 diagnostic_updater is not installable here; the node publishes /diagnostics itself: one DiagnosticStatus
-with the provider in use (hardware_id: the GPU's name or `cpu`), input and output rates, per-stage latency (median and max over the period) and
+with the provider in use (hardware_id: the GPU's name or `cpu`), input and output rates, per-stage latency
+(median and max over the period) and
 every drop and rejection counted since start. Thread-safe: the executor counts arrivals and drops, the
 inference thread counts frames.
 """

@@ -373,7 +373,8 @@ class FastHMRNode(LifecycleNode):
     # ----------------------------------------------------------------------------------------------
 
     def _publish_diagnostics(self) -> None:
-        provider, device = (self._stream.provider, self._stream.device) if self._stream is not None else ("none", "none")
+        stream = self._stream
+        provider, device = (stream.provider, stream.device) if stream is not None else ("none", "none")
         self._diagnostics_publisher.publish(self.statistics.report(self.get_clock().now().to_msg(), self.get_name(),
                                                                   provider, device, self._state_label))
 

@@ -73,7 +73,8 @@ def test_each_build_has_its_own_pinned_requirements_and_nothing_else_names_onnxr
 
 def test_setup_py_does_not_require_either_build():
     tree = ast.parse((REPOSITORY / "setup.py").read_text())
-    (call,) = [node for node in ast.walk(tree) if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "setup"]
+    (call,) = [node for node in ast.walk(tree)
+               if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "setup"]
     keywords = {keyword.arg: ast.literal_eval(keyword.value) for keyword in call.keywords
                 if keyword.arg in ("install_requires", "extras_require")}
     assert not any(name.startswith("onnxruntime") for name in keywords["install_requires"])

@@ -78,7 +78,8 @@ def test_tensorrt_options_fp16_engine_caches_and_a_batch_profile(untrained_tiny_
     (tensorrt, options), (cuda, cuda_settings), cpu = environment.asked[0]
     assert (tensorrt, cuda, cpu) == ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
     cache = engine_cache(tmp_path, untrained_tiny_bundle.encoder_sha256, GPU, "fp16", 3)
-    assert cache.engines == tmp_path / "tensorrt" / f"{untrained_tiny_bundle.encoder_sha256[:16]}-nvidia-test-gpu-80gb-fp16-b3"
+    engines = f"{untrained_tiny_bundle.encoder_sha256[:16]}-nvidia-test-gpu-80gb-fp16-b3"
+    assert cache.engines == tmp_path / "tensorrt" / engines
     assert cache.timing == tmp_path / "tensorrt" / "timing-nvidia-test-gpu-80gb"
     assert options == {
         "device_id": 1, "trt_fp16_enable": True,
@@ -205,8 +206,8 @@ def test_the_placement_report_counts_nodes_per_provider(untrained_tiny_bundle):
     events = [{"cat": "Node", "name": f"{name}_kernel_time", "dur": dur, "args": {"provider": provider, "op_name": op}}
               for _ in range(3) for name, provider, op, dur in (
                   ("TRTKernel_graph_0", "TensorrtExecutionProvider", "TRTKernel_graph_0", 2000),
-                  ("/TopK", "CUDAExecutionProvider", "TopK", 100), ("/Gather", "CUDAExecutionProvider", "GatherElements",
-                                                                    50))]
+                  ("/TopK", "CUDAExecutionProvider", "TopK", 100),
+                  ("/Gather", "CUDAExecutionProvider", "GatherElements", 50))]
     summary = summarise_profile(events, skip_runs=1)
     assert summary == {"CUDAExecutionProvider": {"GatherElements": {"nodes": 1, "ms": 0.05},
                                                  "TopK": {"nodes": 1, "ms": 0.1}},
