@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 import pytest
 
 from fasthmr_model.bundle import load_bundle
@@ -192,6 +193,25 @@ def test_the_fp16_graph_keeps_float32_inputs_and_outputs_and_stays_close(tmp_pat
     EncoderSession(bundle, RuntimeConfig(provider="cpu", precision="fp16", cache_dir=str(tmp_path)))
     assert converted.stat().st_mtime_ns == modified
     assert sorted(path.name for path in bundle.path.iterdir()) == files_before
+
+
+def test_a_graph_with_external_weights_converts_the_same(tmp_path):
+    """ViT-H's graph keeps its weights in encoder.onnx.data: onnx's shape inference is skipped for it."""
+    from fasthmr_model.fp16 import fp16_graph
+
+    bundle = load_bundle()
+    external = tmp_path / "external" / "encoder.onnx"
+    external.parent.mkdir()
+    onnx.save(onnx.load(str(bundle.encoder_path)), str(external), save_as_external_data=True,
+              all_tensors_to_one_file=True, location="encoder.onnx.data")
+    single, split = (fp16_graph(graph, digest, tmp_path / "cache") for graph, digest in (
+        (bundle.encoder_path, "a" * 64), (external, "b" * 64)))
+    images, person_tokens = parity_inputs(2, seed=6)
+    feeds = {"image": images, "person_tokens": person_tokens}
+    outputs = [ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, feeds)
+               for path in (single, split)]
+    for from_single, from_split in zip(*outputs):
+        np.testing.assert_allclose(from_split, from_single, atol=1e-6, rtol=0)
 
 
 def test_the_placement_report_counts_nodes_per_provider(untrained_tiny_bundle):
