@@ -34,7 +34,7 @@ from fasthmr_model.bundle import Bundle, load_bundle
 from fasthmr_model.encoder.config import preset
 from fasthmr_model.encoder.merge_plan import PAPER_TOKEN_SCHEDULE, MergePlan, encoder_macs
 from fasthmr_model.errors import BundleError
-from fasthmr_model.runtime import RuntimeConfig
+from fasthmr_model.runtime import RuntimeConfig, check_provider
 
 VARIANTS = ("base", "eclm", "mask_tome", "both")
 # ViT-H: the paper's HMR2.0 result, 32 -> 28 blocks. Which blocks does not change the cost; these are the top
@@ -181,6 +181,7 @@ def run_bench(models: list[str], bundle_path: str | None, tau_mm: float, batch: 
               score: bool = True) -> dict:
     """The whole bench; returns the JSON-able result {"runtime": {provider obtained, device, precision, batches},
     model: {variant: {...}}}. score: the tiny variants' test MPJPE (renders the test split once)."""
+    check_provider(runtime.provider)
     result = {"runtime": {"provider_requested": runtime.provider, "batches": sorted({1, batch})}}
     if "hmr2-vith" in models:
         bundles = vith_bundles(cache, progress)

@@ -132,15 +132,15 @@ def _eval(args: argparse.Namespace) -> None:
     from fasthmr_model.bundle import load_bundle
     from fasthmr_model.data.world import build_split, load_crop_set
     from fasthmr_model.evaluation import evaluate_bundle
+    from fasthmr_model.runtime import RuntimeConfig, check_provider
 
     bundle = load_bundle(args.bundle)
     if args.sequences:
         _eval_sequences(args, bundle)
         return
+    check_provider(args.provider)
     crops = load_crop_set(build_split(args.split, args.cache, _world_body_model(args.cache, None), frames=args.frames,
                                       progress=False))
-    from fasthmr_model.runtime import RuntimeConfig
-
     result = evaluate_bundle(bundle, crops, RuntimeConfig(provider=args.provider, precision=args.precision))
     if args.json:
         print(json.dumps(result))

@@ -112,6 +112,13 @@ def session_options(config: RuntimeConfig, profile_prefix: str | None = None) ->
     return options
 
 
+def check_provider(requested: str) -> None:
+    """Raises ProviderError now when an explicit provider (`cuda`, `tensorrt`) cannot load on this machine: the
+    commands call it before their slow preparations (ViT-H exports, rendered splits), so that they fail at once,
+    not after minutes. Whether it is then obtained is checked when the session is made (create_session)."""
+    provider_chain(requested, ENVIRONMENT)
+
+
 def create_session(model_path: Path, config: RuntimeConfig = RuntimeConfig(), *, provider: str | None = None,
                    precision: str | None = None, sha256: str | None = None,
                    batch_inputs: dict[str, tuple[int, ...]] | None = None, profile_prefix: str | None = None,

@@ -178,6 +178,15 @@ def main(argv: list[str] | None = None) -> None:
                         help="the sessions' ONNX Runtime provider (default: %(default)s)")
     parser.add_argument("--precision", default="fp32", choices=PRECISIONS, help="(default: %(default)s)")
     args = parser.parse_args(argv)
+    from fasthmr_model.errors import FastHMRError
+
+    try:
+        _bench(args)
+    except FastHMRError as error:  # e.g. a provider that cannot load: one line, as `fasthmr` prints it
+        parser.exit(2, f"{parser.prog}: error: {error}\n")
+
+
+def _bench(args: argparse.Namespace) -> None:
     from fasthmr_model.bundle import default_bundle_path
 
     if args.bundle is not None or (default_bundle_path() / "manifest.json").is_file():

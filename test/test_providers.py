@@ -129,6 +129,18 @@ class RecordingSession:
         return getattr(self.session, name)
 
 
+def test_the_bench_stops_before_its_exports_when_the_provider_cannot_load(tmp_path, monkeypatch):
+    """An explicit `cuda` that cannot load stops `fasthmr bench` at once, not after minutes of ViT-H exports."""
+    import fasthmr_model.runtime as runtime
+    from fasthmr_model.bench import run_bench
+
+    monkeypatch.setattr(runtime, "ENVIRONMENT", InjectedEnvironment(load_errors={**NO_TENSORRT, **NO_CUDA}))
+    with pytest.raises(ProviderError, match="'cuda' was requested, but CUDAExecutionProvider cannot load"):
+        run_bench(["hmr2-vith", "tiny"], None, 20.0, 4, 1, 1, tmp_path / "bench", tmp_path / "world", 2,
+                  RuntimeConfig(provider="cuda"), progress=print)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_more_persons_than_max_batch_run_in_chunks(untrained_tiny_bundle):
     images, person_tokens = parity_inputs(5, seed=4)
     whole = EncoderSession(untrained_tiny_bundle, RuntimeConfig(provider="cpu", max_batch=8))
