@@ -48,11 +48,14 @@ def test_make_setup_refuses_an_unknown_build(tmp_path):
 
 
 def requirements(name: str) -> dict[str, str]:
-    """Package name -> its pin line, of a requirements file (every line must be pinned)."""
+    """Package name -> its pin line, of a requirements file and the files it includes with `-r` (every line must
+    be pinned)."""
     pins = {}
     for line in (REPOSITORY / name).read_text().splitlines():
         line = line.split("#", 1)[0].strip()
-        if line:
+        if line.startswith("-r "):
+            pins.update(requirements(line[3:].strip()))
+        elif line:
             match = PIN.match(line)
             assert match, f"{name}: {line!r} is not pinned"
             pins[match.group(1).lower()] = line
@@ -60,9 +63,14 @@ def requirements(name: str) -> dict[str, str]:
 
 
 def test_each_build_has_its_own_pinned_requirements_and_nothing_else_names_onnxruntime():
-    common, cpu, gpu = (requirements(name) for name in ("requirements.txt", "requirements-cpu.txt",
-                                                       "requirements-gpu.txt"))
-    assert not {"onnxruntime", "onnxruntime-gpu"} & set(common)
+    cpu, gpu = requirements("requirements-cpu.txt"), requirements("requirements-gpu.txt")
+    # Every other requirements file (the common one, and any that a ROS distribution or a shared base adds)
+    # names neither build: `make setup` installs it beside one of the two.
+    others = sorted(path.name for path in REPOSITORY.glob("requirements*.txt")
+                    if path.name not in ("requirements-cpu.txt", "requirements-gpu.txt"))
+    assert "requirements.txt" in others
+    for name in others:
+        assert not {"onnxruntime", "onnxruntime-gpu"} & set(requirements(name)), name
     assert cpu == {"onnxruntime": "onnxruntime==1.32.0"}
     assert gpu["onnxruntime-gpu"] == "onnxruntime-gpu[cuda,cudnn]==1.31.1" and "onnxruntime" not in gpu
     assert "nvidia-cublas" in gpu  # the CUDA provider needs libcublas.so.13; onnxruntime-gpu's extras lack it
