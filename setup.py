@@ -4,7 +4,10 @@ Works with pip (`pip install -e .`, which `make setup` runs) and as an ament_pyt
 colcon: the data_files below are what ament_index and `ros2 launch` look for in share/.
 Torch is deliberately not an install requirement: `make setup` installs the pinned CPU build from
 requirements.txt, and an unpinned torch would pull a multi-GB CUDA build. Training, conversion and
-export need the "train" extra.
+export need the "train" extra. Nor is ONNX Runtime: its CPU build (onnxruntime) and its GPU build
+(onnxruntime-gpu) share one import name and must not both be installed, and a requirement on either would
+pull it back over the other. `make setup` installs one (requirements-cpu.txt / requirements-gpu.txt); a
+plain pip install names it as an extra: `pip install .[cpu]` or `pip install .[gpu]`.
 """
 import os
 from glob import glob
@@ -34,8 +37,10 @@ setup(
         ("share/" + PACKAGE_NAME + "/launch", files_in("launch/*.launch.py")),
         ("share/" + PACKAGE_NAME + "/config", files_in("config/*")),
     ],
-    install_requires=["numpy", "onnxruntime", "pillow", "simplejpeg"],
+    install_requires=["numpy", "pillow", "simplejpeg"],
     extras_require={
+        "cpu": ["onnxruntime"],
+        "gpu": ["onnxruntime-gpu[cuda,cudnn]"],
         "train": ["torch==2.13.0", "smplx", "onnx", "onnxscript"],
         # `colcon test` runs pytest only for packages that declare it as a test dependency.
         "test": ["pytest", "hypothesis", "rosbags"],

@@ -12,6 +12,11 @@ in turn (so that load from other processes falls on all of them alike); medians 
 one image per call; throughput is images/s with `--batch` images per call (a frame's persons go through the
 encoder as one batch). The speed-up is variant / base throughput from the same rounds (the latency speed-up
 is given too), the FLOP ratio the theoretical multiply-accumulate count of base / variant (`encoder_macs`).
+
+Where: `--provider cpu|cuda|tensorrt|auto` and `--precision fp32|fp16|auto` (RuntimeConfig); the JSON's
+"runtime" says the provider each session obtained (an explicit one not obtained stops the bench), the
+device (the GPU's name or `cpu`), the precision and the batch sizes. `--placement` adds, per model, which
+provider runs which nodes of the Mask-ToMe graph (fasthmr_model.placement).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import json
 import os
 import statistics
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +34,7 @@ from fasthmr_model.bundle import Bundle, load_bundle
 from fasthmr_model.encoder.config import preset
 from fasthmr_model.encoder.merge_plan import PAPER_TOKEN_SCHEDULE, MergePlan, encoder_macs
 from fasthmr_model.errors import BundleError
-from fasthmr_model.runtime import RuntimeConfig
+from fasthmr_model.runtime import RuntimeConfig, check_provider
 
 VARIANTS = ("base", "eclm", "mask_tome", "both")
 # ViT-H: the paper's HMR2.0 result, 32 -> 28 blocks. Which blocks does not change the cost; these are the top
@@ -51,21 +57,28 @@ def variant_plans(merged: MergePlan) -> dict[str, MergePlan]:
     }
 
 
-def vith_bundles(cache: Path, progress=print) -> dict[str, Bundle]:
-    """The four hmr2-vith variants with random weights, exported once into `cache`."""
-    merged = MergePlan(merged_windows=VITH_ECLM_WINDOWS, token_schedule=PAPER_TOKEN_SCHEDULE)
+def vith_bundles(cache: Path, progress=print, variants=VARIANTS, depth: int | None = None) -> dict[str, Bundle]:
+    """The hmr2-vith variants (all four by default) with random weights, exported once into `cache`. depth: fewer
+    blocks than ViT-H's 32 at its width (a quick stand-in for dry runs: ECLM merges its last two blocks)."""
+    config = preset("hmr2-vith")
+    windows, prefix = VITH_ECLM_WINDOWS, "hmr2-vith"
+    if depth is not None and depth != config.depth:
+        config, windows, prefix = replace(config, depth=depth), ((depth - 2, depth - 1),), f"hmr2-vith-depth{depth}"
+    merged = MergePlan(merged_windows=windows, token_schedule=PAPER_TOKEN_SCHEDULE)
+    plans = variant_plans(merged)
     bundles = {}
-    for name, plan in variant_plans(merged).items():
-        folder = cache / f"hmr2-vith-{name}"
-        bundle = _cached_bundle(folder, plan)
+    for name in variants:
+        folder = cache / f"{prefix}-{name}"
+        bundle = _cached_bundle(folder, plans[name])
         if bundle is None:
             from fasthmr_model.encoder.model import build_encoder
             from fasthmr_model.export import build_bundle
 
-            progress(f"exporting the random-weight hmr2-vith {name} encoder to {folder} (once)")
-            provenance = {"source": "untrained", "description": f"random-weight hmr2-vith {name} encoder (bench)"}
-            bundle = build_bundle(build_encoder(preset("hmr2-vith"), seed=0, plan=plan), folder, provenance=provenance,
-                                  camera_anchor="body_origin", preset_name="hmr2-vith", overwrite=True)
+            progress(f"exporting the random-weight {prefix} {name} encoder to {folder} (once)")
+            provenance = {"source": "untrained", "description": f"random-weight {prefix} {name} encoder (bench)"}
+            bundle = build_bundle(build_encoder(config, seed=0, plan=plans[name]), folder, provenance=provenance,
+                                  camera_anchor="body_origin", overwrite=True,
+                                  preset_name="hmr2-vith" if prefix == "hmr2-vith" else None)
         bundles[name] = bundle
     return bundles
 
@@ -119,13 +132,24 @@ def _cached_bundle(folder: Path, plan: MergePlan | None) -> Bundle | None:
 
 
 def time_variants(bundles: dict[str, Bundle], batch: int, warmup: int, repeats: int,
-                  runtime: RuntimeConfig) -> dict[str, list[float]]:
-    """Latencies (ms) per variant, measured in interleaved rounds after `warmup` discarded runs each."""
+                  runtime: RuntimeConfig) -> tuple[dict[str, list[float]], dict]:
+    """Latencies (ms) per variant (time_sessions), and where the sessions ran ({"provider": obtained, "device",
+    "precision"}; an explicit provider not obtained raises)."""
     from fasthmr_model.runtime import EncoderSession
+
+    sessions = {name: EncoderSession(bundle, replace(runtime, max_batch=max(runtime.max_batch, batch)))
+                for name, bundle in bundles.items()}
+    opened = next(iter(sessions.values())).opened
+    return (time_sessions(sessions, batch, warmup, repeats),
+            {"provider": opened.provider, "device": opened.device, "precision": opened.precision})
+
+
+def time_sessions(sessions: dict, batch: int, warmup: int, repeats: int) -> dict[str, list[float]]:
+    """Latencies (ms) per EncoderSession of `batch` real-looking images, measured in interleaved rounds after
+    `warmup` discarded runs each."""
     from fasthmr_model.export import parity_inputs
 
     images, person_tokens = parity_inputs(batch, seed=1)
-    sessions = {name: EncoderSession(bundle, runtime) for name, bundle in bundles.items()}
     for session in sessions.values():
         for _ in range(warmup):
             session.run(images, person_tokens)
@@ -153,34 +177,51 @@ def summarise(bundles: dict[str, Bundle], single: dict[str, list[float]], batche
 
 
 def run_bench(models: list[str], bundle_path: str | None, tau_mm: float, batch: int, warmup: int, repeats: int,
-              cache: Path, world_cache: Path, frames: int | None, runtime: RuntimeConfig, progress=print) -> dict:
-    """The whole bench; returns the JSON-able result {model: {variant: {...}}}."""
-    result = {}
+              cache: Path, world_cache: Path, frames: int | None, runtime: RuntimeConfig, progress=print,
+              score: bool = True) -> dict:
+    """The whole bench; returns the JSON-able result {"runtime": {provider obtained, device, precision, batches},
+    model: {variant: {...}}}. score: the tiny variants' test MPJPE (renders the test split once)."""
+    check_provider(runtime.provider)
+    result = {"runtime": {"provider_requested": runtime.provider, "batches": sorted({1, batch})}}
     if "hmr2-vith" in models:
         bundles = vith_bundles(cache, progress)
-        result["hmr2-vith"] = _timed(bundles, batch, warmup, repeats, runtime, "hmr2-vith", progress)
+        result["hmr2-vith"] = _timed(bundles, batch, warmup, repeats, runtime, "hmr2-vith", progress, result)
     if "tiny" in models:
-        from fasthmr_model.data.world import build_split, load_crop_set, synthetic_body_path
-        from fasthmr_model.evaluation import evaluate_bundle
-
         bundles = tiny_bundles(load_bundle(bundle_path), cache, tau_mm, world_cache, frames, progress)
-        summary = _timed(bundles, batch, warmup, repeats, runtime, "tiny", progress)
-        test = load_crop_set(build_split("test", world_cache, synthetic_body_path(world_cache), frames=frames,
-                                         progress=False))
-        for name, bundle in bundles.items():
-            progress(f"scoring tiny {name} on the test split ({len(test)} persons)")
-            summary[name]["mpjpe"] = evaluate_bundle(bundle, test, runtime)["model"]["mpjpe"]
-        progress(f"tiny ECLM windows: {list(_plan_of(bundles['both']).merged_windows)}")
+        summary = _timed(bundles, batch, warmup, repeats, runtime, "tiny", progress, result)
+        if score:
+            from fasthmr_model.data.world import build_split, load_crop_set, synthetic_body_path
+            from fasthmr_model.evaluation import evaluate_bundle
+
+            test = load_crop_set(build_split("test", world_cache, synthetic_body_path(world_cache), frames=frames,
+                                             progress=False))
+            for name, bundle in bundles.items():
+                progress(f"scoring tiny {name} on the test split ({len(test)} persons)")
+                summary[name]["mpjpe"] = evaluate_bundle(bundle, test, runtime)["model"]["mpjpe"]
+        progress(f"tiny ECLM windows: {list(bundles['both'].merge_plan.merged_windows)}")
         result["tiny"] = summary
     return result
 
 
-def _timed(bundles: dict[str, Bundle], batch: int, warmup: int, repeats: int, runtime, model: str, progress
-           ) -> dict[str, dict]:
-    progress(f"timing {model}: batches of 1 and {batch}, {warmup} warm-up + {repeats} interleaved runs per variant")
-    single = time_variants(bundles, 1, warmup, repeats, runtime)
-    batched = single if batch == 1 else time_variants(bundles, batch, warmup, repeats, runtime)
+def _timed(bundles: dict[str, Bundle], batch: int, warmup: int, repeats: int, runtime, model: str, progress,
+           result: dict) -> dict[str, dict]:
+    progress(f"timing {model}: batches of 1 and {batch}, {warmup} warm-up + {repeats} interleaved runs per variant "
+             f"(provider {runtime.provider}, precision {runtime.precision})")
+    single, where = time_variants(bundles, 1, warmup, repeats, runtime)
+    batched = single if batch == 1 else time_variants(bundles, batch, warmup, repeats, runtime)[0]
+    result["runtime"].update(where)
     return summarise(bundles, single, batched, batch)
+
+
+def placement(bundle: Bundle, runtime: RuntimeConfig, batch: int = 1) -> dict:
+    """Which provider runs which nodes of the bundle's encoder (fasthmr_model.placement), at `batch`."""
+    from fasthmr_model.export import parity_inputs
+    from fasthmr_model.placement import placement_report
+    from fasthmr_model.runtime import ENCODER_INPUTS
+
+    images, person_tokens = parity_inputs(batch, seed=1)
+    return placement_report(bundle.encoder_path, runtime, {"image": images, "person_tokens": person_tokens},
+                            sha256=bundle.encoder_sha256, batch_inputs=ENCODER_INPUTS)
 
 
 def plot(result: dict, out: Path) -> Path:
@@ -191,6 +232,7 @@ def plot(result: dict, out: Path) -> Path:
     import matplotlib.pyplot as plt
 
     panels = [name for name in ("tiny", "hmr2-vith") if name in result]
+    device = result.get("runtime", {}).get("device", "cpu")
     figure, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), squeeze=False)
     for axis, model in zip(axes[0], panels):
         variants = {name: values for name, values in result[model].items() if name in VARIANTS}
@@ -198,7 +240,7 @@ def plot(result: dict, out: Path) -> Path:
             for name, values in variants.items():
                 axis.scatter(values["throughput"], values["mpjpe"], s=60)
                 axis.annotate(name, (values["throughput"], values["mpjpe"]), textcoords="offset points", xytext=(6, 4))
-            axis.set_xlabel("throughput (images/s, ONNX Runtime CPU)")
+            axis.set_xlabel(f"throughput (images/s, ONNX Runtime, {device})")
             axis.set_ylabel("test MPJPE (mm)")
             axis.set_title("tiny default: speed vs accuracy")
         else:
@@ -217,8 +259,10 @@ def plot(result: dict, out: Path) -> Path:
 
 
 def format_table(result: dict) -> str:
-    lines = []
-    for model, variants in result.items():
+    where = result.get("runtime", {})
+    lines = [f"ONNX Runtime {where.get('provider', '?')} on {where.get('device', '?')}, {where.get('precision', '?')}"]
+    for model in (name for name in ("hmr2-vith", "tiny") if name in result):
+        variants = result[model]
         lines.append(f"{model}:")
         for name in VARIANTS:
             values = variants[name]

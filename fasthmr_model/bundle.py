@@ -159,6 +159,10 @@ class Bundle:
         """The encoder graph's SHA-256 (hex): names caches of its outputs and ties a decoder to it."""
         return self.manifest["files"][self.manifest["encoder"]["file"]]["sha256"]
 
+    def file_sha256(self, name: str) -> str:
+        """The SHA-256 (hex) of one of the bundle's files, as the manifest records it."""
+        return self.manifest["files"][name]["sha256"]
+
     @property
     def provenance(self) -> dict:
         """Where the encoder's weights come from: "source" names it, other keys say how; {} when unrecorded."""

@@ -132,19 +132,21 @@ def _eval(args: argparse.Namespace) -> None:
     from fasthmr_model.bundle import load_bundle
     from fasthmr_model.data.world import build_split, load_crop_set
     from fasthmr_model.evaluation import evaluate_bundle
+    from fasthmr_model.runtime import RuntimeConfig, check_provider
 
     bundle = load_bundle(args.bundle)
     if args.sequences:
         _eval_sequences(args, bundle)
         return
+    check_provider(args.provider)
     crops = load_crop_set(build_split(args.split, args.cache, _world_body_model(args.cache, None), frames=args.frames,
                                       progress=False))
-    result = evaluate_bundle(bundle, crops)
+    result = evaluate_bundle(bundle, crops, RuntimeConfig(provider=args.provider, precision=args.precision))
     if args.json:
         print(json.dumps(result))
         return
     print(f"{bundle.path} on the synthetic {args.split} split ({result['frames']} frames, "
-          f"{result['persons']} persons), mm:")
+          f"{result['persons']} persons), {result['provider']} on {result['device']}, {result['precision']}, mm:")
     for name in ("model", "mean_pose_baseline"):
         scores = result[name]
         print(f"  {name:<19} MPJPE {scores['mpjpe']:7.1f}  PA-MPJPE {scores['pa_mpjpe']:7.1f}  PVE {scores['pve']:7.1f}")
@@ -215,9 +217,24 @@ def _bench(args: argparse.Namespace) -> None:
     from fasthmr_model.bench import dumps, format_table, plot, run_bench
     from fasthmr_model.runtime import RuntimeConfig
 
+    from fasthmr_model.bench import placement, tiny_bundles, vith_bundles
+    from fasthmr_model.bundle import load_bundle
+    from fasthmr_model.placement import format_placement
+
+    def progress(line: str) -> None:
+        print(line, file=sys.stderr)
+
+    runtime = RuntimeConfig(provider=args.provider, precision=args.precision, max_batch=args.batch,
+                            io_binding=args.io_binding, cuda_graph=args.cuda_graph)
     result = run_bench(args.models, args.bundle, args.tau, args.batch, args.warmup, args.repeats, args.bench_cache,
-                       args.cache, args.frames, RuntimeConfig(provider=args.provider),
-                       progress=lambda line: print(line, file=sys.stderr))
+                       args.cache, args.frames, runtime, progress=progress)
+    if args.placement:
+        for model in args.models:
+            bundles = (vith_bundles(args.bench_cache, progress) if model == "hmr2-vith" else
+                       tiny_bundles(load_bundle(args.bundle), args.bench_cache, args.tau, args.cache, args.frames,
+                                    progress))
+            result[model]["placement"] = placement(bundles["mask_tome"], runtime)
+            progress(f"{model} Mask-ToMe " + format_placement(result[model]["placement"]))
     if args.plot:
         print(f"wrote {plot(result, Path(args.plot))}", file=sys.stderr)
     print(dumps(result) if args.json else format_table(result))
@@ -251,6 +268,8 @@ def build_parser(extensions=()) -> argparse.ArgumentParser:
     init.set_defaults(handler=_init_bundle)
 
     from fasthmr_model.data.world import SPLITS, default_cache
+    from fasthmr_model.providers import PRECISIONS
+    from fasthmr_model.runtime import PROVIDER_CHOICES
 
     world = commands.add_parser("world", help="the synthetic world's fixed splits").add_subparsers(
         dest="world_command", required=True)
@@ -348,6 +367,8 @@ def build_parser(extensions=()) -> argparse.ArgumentParser:
                             help="score the decoder instead: per-frame, offline and causal on rendered sequences")
     evaluation.add_argument("--sequence-count", type=int, help="only the first N sequences (smoke runs)")
     evaluation.add_argument("--plot", help="with --sequences: PNG of one joint's trajectory to write")
+    evaluation.add_argument("--provider", default="cpu", choices=PROVIDER_CHOICES, help="(default: %(default)s)")
+    evaluation.add_argument("--precision", default="fp32", choices=PRECISIONS, help="(default: %(default)s)")
     evaluation.add_argument("--threads", type=int, default=0,
                             help="with --sequences: ONNX Runtime intra-op threads of both sessions (0 = its choice)")
     evaluation.set_defaults(handler=_eval)
@@ -381,7 +402,13 @@ def build_parser(extensions=()) -> argparse.ArgumentParser:
     bench.add_argument("--batch", type=int, default=4, help="images per call for the throughput (latency: 1)")
     bench.add_argument("--warmup", type=int, default=2)
     bench.add_argument("--repeats", type=int, default=5, help="timed rounds (the median is reported)")
-    bench.add_argument("--provider", default="cpu", help="onnxruntime provider: cpu, cuda, tensorrt or auto")
+    bench.add_argument("--provider", default="cpu", choices=PROVIDER_CHOICES,
+                       help="onnxruntime provider (default: %(default)s); one not obtained stops the bench")
+    bench.add_argument("--precision", default="fp32", choices=PRECISIONS, help="(default: %(default)s)")
+    bench.add_argument("--io-binding", action="store_true", help="inputs and outputs bound once per batch size")
+    bench.add_argument("--cuda-graph", action="store_true", help="CUDA provider: replay captured CUDA graphs")
+    bench.add_argument("--placement", action="store_true",
+                       help="also report which provider runs which nodes of the Mask-ToMe graph")
     bench.add_argument("--bench-cache", type=Path, default=default_bench_cache(),
                        help="exported variants (default: %(default)s)")
     bench.add_argument("--cache", type=Path, default=default_cache(), help="split cache (default: %(default)s)")

@@ -37,7 +37,8 @@ def score_parameters(body: BodyModel, betas: np.ndarray, rotmats: np.ndarray, cr
 
 
 def evaluate_bundle(bundle: Bundle, crops: CropSet, runtime: RuntimeConfig = RuntimeConfig()) -> dict:
-    """{"model": {mpjpe, pa_mpjpe, pve}, "mean_pose_baseline": {...}, "frames": .., "persons": ..} in mm."""
+    """{"model": {mpjpe, pa_mpjpe, pve}, "mean_pose_baseline": {...}, "frames": .., "persons": ..} in mm, and
+    where the encoder ran ("provider", "device", "precision")."""
     session = EncoderSession(bundle, runtime)
     body = BodyModel.from_file(bundle.body_model_path)
     count = len(crops)
@@ -58,4 +59,5 @@ def evaluate_bundle(bundle: Bundle, crops: CropSet, runtime: RuntimeConfig = Run
             np.repeat(rot6d_to_matrix(mean.pose_6d.reshape(1, NUM_JOINTS, 6)), count, 0), crops),
         "frames": int(len(np.unique(crops.frame_index))),
         "persons": count,
+        "provider": session.provider, "device": session.device, "precision": session.opened.precision,
     }

@@ -66,6 +66,10 @@ class FramePipeline:
     def provider(self) -> str:
         return self.encoder.provider
 
+    @property
+    def device(self) -> str:
+        return self.encoder.device
+
     def process(self, image: np.ndarray, instance_mask: np.ndarray, intrinsics: np.ndarray | CameraModel,
                 with_vertices: bool = True) -> FrameResult:
         """image (H, W, 3) uint8 RGB, instance_mask (H, W) (0 = background, k = person k), intrinsics K (3, 3)

@@ -132,6 +132,22 @@ class StreamPipeline:
         return self.frames.provider
 
     @property
+    def device(self) -> str:
+        """Where the encoder runs: the GPU's name, or `cpu`."""
+        return self.frames.device
+
+    def runtime_summary(self) -> str:
+        """One line for a log: where each session runs, in which precision, and why auto left faster providers
+        out."""
+        encoder = self.frames.encoder.opened
+        line = f"encoder on {encoder.device} ({encoder.provider}, {encoder.precision})"
+        if self.decoder is not None:
+            line += f", temporal decoder on {self.decoder.session.provider}"
+        if encoder.skipped:
+            line += "; auto left out " + "; ".join(f"{name}: {why}" for name, why in encoder.skipped.items())
+        return line
+
+    @property
     def preprocess(self) -> PreprocessConfig:
         return self.frames.preprocess
 

@@ -141,12 +141,13 @@ def time_frames(processor, frames, mesh_rate: float, repeats: int) -> dict[str, 
     return timings
 
 
-def run(bundle_path: Path | None, frames_per_case: int, repeats: int) -> None:
+def run(bundle_path: Path | None, frames_per_case: int, repeats: int, provider: str = "cpu",
+        precision: str = "fp32") -> None:
     from fasthmr_model.runtime import RuntimeConfig
     from fasthmr_model.stream import StreamPipeline
     from fasthmr_ros.frame_processor import FrameProcessor
 
-    stream = StreamPipeline(bundle_path, runtime=RuntimeConfig(provider="cpu", threads=1))
+    stream = StreamPipeline(bundle_path, runtime=RuntimeConfig(provider=provider, precision=precision, threads=1))
     stream.frames.encoder = CpuTimedEncoder(stream.frames.encoder)
     stream.warm_up()
     processor = FrameProcessor(stream)
@@ -164,7 +165,7 @@ def run(bundle_path: Path | None, frames_per_case: int, repeats: int) -> None:
     # Other processes on the machine slow every stage: the load says how busy it was.
     print(f"node overhead per frame, {IMAGE_WIDTH}x{IMAGE_HEIGHT}, mean ms over a {frames_per_case}-frame clip x "
           f"{repeats} passes (best pass: the lowest mean of one pass; p95 over frames); bundle {stream.bundle.path} "
-          f"on {stream.provider}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+          f"on {stream.runtime_summary()}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     header = ["people", "markers"] + list(STAGES) + ["overhead", "best pass", "p95", "CPU", "encoder (excluded)"]
     print(" | ".join(header))
     print(" | ".join("---" for _ in header))
@@ -176,23 +177,39 @@ def run(bundle_path: Path | None, frames_per_case: int, repeats: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from fasthmr_model.providers import PRECISIONS
+    from fasthmr_model.runtime import PROVIDER_CHOICES
+
     parser = argparse.ArgumentParser(prog="fasthmr_node_bench", description=__doc__.splitlines()[0])
     parser.add_argument("--bundle", type=Path, help="model bundle (default: the shipped one, else an untrained "
                                                     "tiny bundle written to a temporary folder)")
     parser.add_argument("--frames", type=int, default=30, help="frames of each rendered clip (default 30)")
     parser.add_argument("--repeats", type=int, default=5, help="timed passes over the clip (default 5)")
+    parser.add_argument("--provider", default="cpu", choices=PROVIDER_CHOICES,
+                        help="the sessions' ONNX Runtime provider (default: %(default)s)")
+    parser.add_argument("--precision", default="fp32", choices=PRECISIONS, help="(default: %(default)s)")
     args = parser.parse_args(argv)
+    from fasthmr_model.errors import FastHMRError
+
+    try:
+        _bench(args)
+    except FastHMRError as error:  # e.g. a provider that cannot load: one line, as `fasthmr` prints it
+        parser.exit(2, f"{parser.prog}: error: {error}\n")
+
+
+def _bench(args: argparse.Namespace) -> None:
     from fasthmr_model.bundle import default_bundle_path
 
     if args.bundle is not None or (default_bundle_path() / "manifest.json").is_file():
-        run(args.bundle, args.frames, args.repeats)
+        run(args.bundle, args.frames, args.repeats, args.provider, args.precision)
         return
     from fasthmr_model.export import write_untrained_bundle
 
     with tempfile.TemporaryDirectory(prefix="fasthmr-bench-") as folder:
         print("no default bundle is shipped yet: timing with an untrained tiny bundle (the overhead does not "
               "depend on the weights)")
-        run(write_untrained_bundle("tiny", Path(folder) / "tiny", seed=0).path, args.frames, args.repeats)
+        run(write_untrained_bundle("tiny", Path(folder) / "tiny", seed=0).path, args.frames, args.repeats,
+            args.provider, args.precision)
 
 
 if __name__ == "__main__":

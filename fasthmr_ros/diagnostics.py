@@ -2,10 +2,10 @@
 
 diagnostic_updater is not installable here; the node publishes /diagnostics itself, in every lifecycle state:
 one DiagnosticStatus whose level and message say the state (and, when active, the health), hardware_id the
-device the model runs on, the provider in use, input and output rates against the expected input-rate window
-(diagnostic_updater's FrequencyStatus), messages received per input since start, the age of the newest
-output's stamp (its TimeStampStatus), per-stage latency (median and max over the period) and every drop and
-rejection counted since start. When images and masks arrive at clearly different rates the status says which
+device the model runs on (the GPU's name or `cpu`), the provider in use, input and output rates against the
+expected input-rate window (diagnostic_updater's FrequencyStatus), messages received per input since start,
+the age of the newest output's stamp (its TimeStampStatus), per-stage latency (median and max over the period)
+and every drop and rejection counted since start. When images and masks arrive at clearly different rates the status says which
 is slower: images lost on the way (large images over DDS) otherwise show up only as unpaired masks.
 Thread-safe: the executor counts arrivals and drops, the inference thread counts frames.
 """

@@ -215,12 +215,10 @@ class FastHMRNode(LifecycleNode):
             return TransitionCallbackReturn.FAILURE
         self._stream, self._processor, self._configure_problem = stream, processor, ""
         provenance = stream.bundle.provenance.get("source", "unknown")
-        device = "CPU" if stream.provider == "CPUExecutionProvider" else "GPU"
         decoder = "temporal decoder" if stream.decoder is not None else "no temporal decoder"
         self.get_logger().info(
             f"bundle {stream.bundle.path} ({provenance}, {decoder}), body model {processor.body_model_name!r}; "
-            f"ONNX Runtime on the {device} ({stream.provider}); loaded and warmed up in "
-            f"{time.perf_counter() - start:.2f} s")
+            f"ONNX Runtime: {stream.runtime_summary()}; loaded and warmed up in {time.perf_counter() - start:.2f} s")
         self._publishers_by_name = {
             "bodies": self.create_lifecycle_publisher(SmplBodyArray, "~/bodies", OUTPUT_QOS),
             "markers": self.create_lifecycle_publisher(MarkerArray, "~/markers", OUTPUT_QOS),
@@ -417,8 +415,7 @@ class FastHMRNode(LifecycleNode):
 
     def _publish_diagnostics(self) -> None:
         stream = self._stream
-        provider = stream.provider if stream is not None else "none"
-        device = "none" if stream is None else "CPU" if provider == "CPUExecutionProvider" else "GPU"
+        provider, device = (stream.provider, stream.device) if stream is not None else ("none", "none")
         # The namespace tells two cameras' nodes apart ("cam1/fasthmr"); in the root namespace it is the name.
         name = self.get_fully_qualified_name().lstrip("/")
         self._diagnostics_publisher.publish(self.statistics.report(

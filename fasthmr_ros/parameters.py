@@ -16,7 +16,8 @@ import yaml
 
 from fasthmr_model.data.crop import MAX_PERSONS_LIMIT, PreprocessConfig
 from fasthmr_model.errors import FastHMRError
-from fasthmr_model.runtime import PROVIDER_NAMES, RuntimeConfig
+from fasthmr_model.providers import PRECISIONS
+from fasthmr_model.runtime import MAX_BATCH_LIMIT, PROVIDER_CHOICES, RuntimeConfig
 from fasthmr_model.stream import StreamConfig
 from fasthmr_ros.diagnostics import DiagnosticsConfig
 from fasthmr_ros.inputs import MASK_MODES, TRANSPORTS, UNMATCHED_IMAGE_POLICIES, InputOptions
@@ -46,9 +47,23 @@ PARAMETERS = (
     ParameterSpec("autostart", bool, "configure and activate at start, without a lifecycle manager", read_only=True),
     ParameterSpec("bundle", str, "model bundle folder; empty = the bundle shipped in the package", read_only=True),
     ParameterSpec("body_model", str, "SMPL-format body model file (.pkl/.npz); empty = the bundle's", read_only=True),
-    ParameterSpec("runtime.provider", str, "ONNX Runtime provider; auto = TensorRT, CUDA, else CPU",
-                  choices=("auto", *PROVIDER_NAMES), read_only=True),
+    ParameterSpec("runtime.provider", str, "the encoder's ONNX Runtime provider; auto = TensorRT, CUDA, else CPU (the "
+                  "first whose libraries load); an explicit one not obtained fails configure",
+                  choices=PROVIDER_CHOICES, read_only=True),
+    ParameterSpec("runtime.decoder_provider", str, "the temporal decoder's provider (the same choices)",
+                  choices=PROVIDER_CHOICES, read_only=True),
     ParameterSpec("runtime.threads", int, "ONNX Runtime intra-op threads; 0 = its choice", 0, 256, read_only=True),
+    ParameterSpec("runtime.max_batch", int, "persons per encoder call (TensorRT profile 1..max_batch, GPU warm-up at "
+                  "each size); more run in chunks", 1, MAX_BATCH_LIMIT, read_only=True),
+    ParameterSpec("runtime.precision", str, "auto = fp16 on a GPU, fp32 on the CPU", choices=PRECISIONS,
+                  read_only=True),
+    ParameterSpec("runtime.device_id", int, "CUDA device", 0, 64, read_only=True),
+    ParameterSpec("runtime.cache_dir", str, "TensorRT engines and fp16 graphs; empty = ~/.cache/fasthmr/runtime",
+                  read_only=True),
+    ParameterSpec("runtime.io_binding", bool, "inputs and outputs in buffers bound once per batch size",
+                  read_only=True),
+    ParameterSpec("runtime.cuda_graph", bool, "CUDA provider: replay a captured CUDA graph per batch size",
+                  read_only=True),
     ParameterSpec("image_topic", str, "camera image (sensor_msgs/Image)", read_only=True),
     ParameterSpec("camera_info_topic", str, "the camera's CameraInfo (K)", read_only=True),
     ParameterSpec("mask_topic", str, "person segmentation (sensor_msgs/Image, mono8/mono16 instance ids)",

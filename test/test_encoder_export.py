@@ -11,7 +11,7 @@ from fasthmr_model.bundle import ENCODER_CONTRACT, load_bundle
 from fasthmr_model.encoder.config import NUM_TOKENS, PRESETS, EncoderConfig
 from fasthmr_model.errors import FastHMRError, InputError
 from fasthmr_model.export import build_bundle, encoder_reference_outputs, parity_inputs
-from fasthmr_model.runtime import EncoderSession, RuntimeConfig, create_session, select_providers
+from fasthmr_model.runtime import EncoderSession, RuntimeConfig, create_session
 from tiny_encoders import perturbed_tiny_encoder
 
 
@@ -68,21 +68,8 @@ def test_large_graphs_keep_weights_outside(tiny_model, tmp_path):
     np.testing.assert_allclose(produced.pose_6d, reference["pose_6d"], atol=1e-4, rtol=0)
 
 
-def test_provider_choice():
-    everything = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
-    assert select_providers("auto", everything) == ["TensorrtExecutionProvider", "CPUExecutionProvider"]
-    assert select_providers("auto", everything[1:]) == ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    assert select_providers("auto", ["CPUExecutionProvider"]) == ["CPUExecutionProvider"]
-    assert select_providers("cuda", everything) == ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    assert select_providers("cpu", everything) == ["CPUExecutionProvider"]
-    with pytest.raises(FastHMRError, match="not available"):
-        select_providers("cuda", ["CPUExecutionProvider"])
-    with pytest.raises(FastHMRError, match="provider must be"):
-        RuntimeConfig(provider="gpu")
-
-
 def test_sessions_do_not_spin(tiny_bundle):
-    session = create_session(tiny_bundle.encoder_path)
+    session = create_session(tiny_bundle.encoder_path, RuntimeConfig(provider="cpu")).session
     entries = session.get_session_options().get_session_config_entry
     assert entries("session.intra_op.allow_spinning") == "0"
     assert entries("session.inter_op.allow_spinning") == "0"

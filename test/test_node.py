@@ -432,7 +432,7 @@ def test_diagnostics_report_provider_rates_latency_and_counts(running):
     message = client.wait_for("diagnostics", lambda m: int(pipeline_status(m, node_name)[1].get(
         "count.frames_without_mask", "0")) >= 1, process=process)
     status, values = pipeline_status(message, node_name)
-    assert status.hardware_id == values["device"] == "CPU" and values["provider"] == "CPUExecutionProvider"
+    assert status.hardware_id == values["device"] == "cpu" and values["provider"] == "CPUExecutionProvider"
     assert values["state"] == "active" and int(values["count.frames_processed"]) >= 6
     assert float(values["newest_output_age_s"]) >= 0.0  # the frames' stamps are in the past of the node's clock
     assert (values["expected_input_rate_hz.min"], values["expected_input_rate_hz.max"]) == ("5", "100")

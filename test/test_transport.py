@@ -113,11 +113,11 @@ def test_diagnostics_warn_when_images_arrive_slower_than_masks_and_count_arrival
     for _ in range(30):
         statistics.arrived("mask")
     statistics.count("masks_unpaired", 20)
-    (status,) = statistics.report(Time(), "cam1/fasthmr", "CPU", "CPUExecutionProvider", "active", DiagnosticsConfig()).status
+    (status,) = statistics.report(Time(), "cam1/fasthmr", "cpu", "CPUExecutionProvider", "active", DiagnosticsConfig()).status
     values = {value.key: value.value for value in status.values}
     assert status.level == DiagnosticStatus.WARN and status.name == "cam1/fasthmr: pipeline"
     assert status.message.startswith("images arrive slower than masks") and "masks_unpaired 20" in status.message
     assert (values["received.image"], values["received.mask"], values["received.camera_info"]) == ("10", "30", "0")
     statistics.arrived("image")
-    (status,) = statistics.report(Time(), "cam1/fasthmr", "CPU", "CPUExecutionProvider", "active", DiagnosticsConfig()).status
+    (status,) = statistics.report(Time(), "cam1/fasthmr", "cpu", "CPUExecutionProvider", "active", DiagnosticsConfig()).status
     assert {value.key: value.value for value in status.values}["received.image"] == "11"  # totals, not the period's

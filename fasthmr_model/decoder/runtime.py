@@ -24,15 +24,16 @@ from fasthmr_model.decoder.config import DecoderConfig
 from fasthmr_model.decoder.pose import POSE_SIZE, body_rest_points, encode_pose, inverse_kinematics
 from fasthmr_model.decoder.streaming import TrackWindows
 from fasthmr_model.errors import BundleError, InputError
-from fasthmr_model.runtime import RuntimeConfig, create_session
+from fasthmr_model.runtime import BatchedSession, RuntimeConfig, create_session
 
 
 class DecoderSession:
     """The bundle's decoder.onnx in ONNX Runtime with its fixed noise sample, warmed up at construction.
 
-    With threads left to ONNX Runtime (0), the graph runs on one thread: its operators are too small to
-    split (a 16-frame graph with 3 + 3 layers took 0.30 ms per person-frame on one thread and 0.51 ms on two,
-    on a 2-core CPU).
+    It runs on runtime.decoder_provider with the other runtime settings, always in fp32 (its graph is tiny:
+    fp16 would save nothing and cost accuracy), in chunks of runtime.max_batch windows. With threads left to
+    ONNX Runtime (0), the graph runs on one thread: its operators are too small to split (a 16-frame graph
+    with 3 + 3 layers took 0.30 ms per person-frame on one thread and 0.51 ms on two, on a 2-core CPU).
     """
 
     def __init__(self, bundle: Bundle, config: RuntimeConfig = RuntimeConfig()) -> None:
@@ -46,13 +47,26 @@ class DecoderSession:
                               f"gives {bundle.feature_size}; retrain the decoder on this encoder")
         self.noise = np.asarray(section.noise, np.float32).reshape(self.config.latent_tokens, self.config.latent_size)
         single = config if config.threads else replace(config, threads=1)
-        self.session = create_session(bundle.path / section.file, single)
-        names = ([node.name for node in self.session.get_inputs()], [node.name for node in self.session.get_outputs()])
+        batch_inputs = {"features": (self.config.window, self.config.feature_size),
+                        "frame_poses": (self.config.window, POSE_SIZE), "noise": self.noise.shape}
+        opened = create_session(bundle.path / section.file, single, provider=config.decoder_provider, precision="fp32",
+                                sha256=bundle.file_sha256(section.file), batch_inputs=batch_inputs)
+        names = ([node.name for node in opened.session.get_inputs()],
+                 [node.name for node in opened.session.get_outputs()])
         if names != (["features", "frame_poses", "noise"], ["poses"]):
             raise BundleError(f"{bundle.path / section.file} has inputs/outputs {names}, not the decoder contract "
                               "(features, frame_poses, noise -> poses): retrain the decoder with this fasthmr")
-        self.run(np.zeros((1, self.config.window, self.config.feature_size), np.float32),
-                 np.zeros((1, self.config.window, POSE_SIZE), np.float32))
+        self.batched = BatchedSession(opened, single, batch_inputs)
+        self.batched.warm_up()
+
+    @property
+    def session(self):
+        return self.batched.session
+
+    @property
+    def provider(self) -> str:
+        """ONNX Runtime's name of the provider the decoder's session obtained."""
+        return self.batched.opened.provider
 
     @property
     def window(self) -> int:
@@ -67,10 +81,8 @@ class DecoderSession:
         if frame_poses.shape != (len(features), window, POSE_SIZE):
             raise InputError(f"decoder frame poses must be ({len(features)}, {window}, {POSE_SIZE}), "
                              f"got {frame_poses.shape}")
-        noise = np.ascontiguousarray(np.broadcast_to(self.noise, (len(features),) + self.noise.shape))
-        return self.session.run(None, {"features": np.ascontiguousarray(features, np.float32),
-                                       "frame_poses": np.ascontiguousarray(frame_poses, np.float32),
-                                       "noise": noise})[0]
+        noise = np.broadcast_to(self.noise, (len(features),) + self.noise.shape)
+        return self.batched.run({"features": features, "frame_poses": frame_poses, "noise": noise})[0]
 
     def run_frames(self, frames: np.ndarray) -> np.ndarray:
         """frames (B, W, D + 131): per frame the feature, then the frame pose (frame_inputs) -> (B, W, 131)."""
