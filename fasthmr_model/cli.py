@@ -206,6 +206,15 @@ def _tune_filters(args: argparse.Namespace) -> None:
                        + ([f"--sequence-count {args.sequence_count}"] if args.sequence_count else []))
     parameters = tune_filters(bundle, crops, command, progress=not args.quiet)
     path = write_filter_parameters(parameters, args.out or FILTER_PARAMETERS_FILE)
+    if args.plot:
+        from fasthmr_model.body.lbs import BodyModel
+        from fasthmr_model.decoder.evaluation import plot_filter_scores, predicted_rotmats, score
+        from fasthmr_model.runtime import RuntimeConfig
+
+        rotmats, betas = predicted_rotmats(bundle, crops, RuntimeConfig(), filters=parameters)
+        body = BodyModel.from_file(bundle.body_model_path)
+        decoder = {method: score(body, crops, betas, rotmats[method]) for method in ("per_frame", "causal", "offline")}
+        print(f"wrote {plot_filter_scores(parameters, Path(args.plot), decoder)}")
     record = parameters.provenance
     print(f"wrote {path}: ema alpha {parameters.ema.alpha} (MPJPE {record['ema_mpjpe']}), one_euro min_cutoff "
           f"{parameters.one_euro.min_cutoff} Hz, beta {parameters.one_euro.beta} (MPJPE {record['one_euro_mpjpe']}); "
@@ -400,6 +409,7 @@ def build_parser(extensions=()) -> argparse.ArgumentParser:
     tune.add_argument("--sequence-count", type=int, help="only the first N sequences (smoke runs)")
     tune.add_argument("--cache", type=Path, default=default_cache(), help="split cache (default: %(default)s)")
     tune.add_argument("--out", type=Path, help="JSON file to write (default: the package's, which eval reads)")
+    tune.add_argument("--plot", help="PNG of every filter's MPJPE against acceleration error, with the decoder's")
     tune.add_argument("--quiet", action="store_true", help="no progress bar")
     tune.set_defaults(handler=_tune_filters)
 

@@ -107,3 +107,15 @@ def test_the_shipped_parameters_were_tuned_on_val(tmp_path):
         load_filter_parameters(tmp_path / "bad.json")
     with pytest.raises(FastHMRError, match="tune-filters"):
         load_filter_parameters(tmp_path / "missing.json")
+
+
+def test_the_tuning_scores_plot(tmp_path):
+    """The shipped parameters carry every candidate's val scores, and the trade-off plot draws them."""
+    from fasthmr_model.decoder.evaluation import plot_filter_scores
+
+    parameters = load_filter_parameters()
+    scores = parameters.provenance["scores"]
+    best = min(scores["ema"], key=lambda row: row[1])
+    assert best[0] == parameters.ema.alpha and best[1] == parameters.provenance["ema_mpjpe"]
+    decoder = {"causal": {"mpjpe": 84.0, "accel": 14.0}}
+    assert plot_filter_scores(parameters, tmp_path / "front.png", decoder).stat().st_size > 10_000

@@ -180,9 +180,13 @@ def tune_filters(bundle: Bundle, crops: CropSet, command: str, progress: bool = 
                                   with_vertices=False)
     stacked, ranges = _stack_sequences(crops, rotmats)
 
-    def error(filtered: np.ndarray) -> float:
+    def error(filtered: np.ndarray) -> tuple[float, float]:
+        """(MPJPE over all frames, acceleration error over the sequences' interior frames), as score() has them."""
         _, joints = body.forward(betas, _unstack(filtered, ranges), with_vertices=False)
-        return round(float(mpjpe(joints, true_joints, EMDB_ROOT_JOINTS).mean()), 3)
+        accelerations = [accel_error(joints[rows], true_joints[rows], EMDB_ROOT_JOINTS)
+                         for rows in ranges if rows.stop - rows.start >= 3]
+        return (round(float(mpjpe(joints, true_joints, EMDB_ROOT_JOINTS).mean()), 3),
+                round(float(np.concatenate(accelerations).mean()), 3))
 
     candidates = [EmaParameters(alpha) for alpha in EMA_ALPHAS] + [
         OneEuroParameters(cutoff, beta) for cutoff in ONE_EURO_MIN_CUTOFFS for beta in ONE_EURO_BETAS]
@@ -192,15 +196,59 @@ def tune_filters(bundle: Bundle, crops: CropSet, command: str, progress: bool = 
                                   else one_euro_rotations(stacked, candidate, MOTION_FPS))
     best_ema = min((candidate for candidate in scores if isinstance(candidate, EmaParameters)), key=scores.get)
     best_one_euro = min((candidate for candidate in scores if isinstance(candidate, OneEuroParameters)), key=scores.get)
+    per_frame = error(stacked)
     provenance = {
         "command": command, "split": crops.split_name, "sequences": len(ranges), "frames": len(crops),
         "encoder_file_sha256": bundle.encoder_sha256,
         "criterion": "lowest MPJPE (mm, EMDB convention) of the filtered encoder poses over the split's frames",
-        "per_frame_mpjpe": error(stacked), "ema_mpjpe": scores[best_ema], "one_euro_mpjpe": scores[best_one_euro],
-        "grid": {"ema_alpha": list(EMA_ALPHAS), "one_euro_min_cutoff": list(ONE_EURO_MIN_CUTOFFS),
-                 "one_euro_beta": list(ONE_EURO_BETAS), "one_euro_derivative_cutoff": [1.0]},
+        "per_frame_mpjpe": per_frame[0], "ema_mpjpe": scores[best_ema][0], "one_euro_mpjpe": scores[best_one_euro][0],
+        # Every candidate's (MPJPE, accel), for the trade-off plot (fasthmr tune-filters --plot).
+        "scores": {"per_frame": list(per_frame),
+                   "ema": [[candidate.alpha, *scores[candidate]] for candidate in candidates
+                           if isinstance(candidate, EmaParameters)],
+                   "one_euro": [[candidate.min_cutoff, candidate.beta, *scores[candidate]] for candidate in candidates
+                                if isinstance(candidate, OneEuroParameters)],
+                   "columns": {"ema": ["alpha", "mpjpe", "accel"],
+                               "one_euro": ["min_cutoff", "beta", "mpjpe", "accel"]}},
     }
     return FilterParameters(best_ema, best_one_euro, provenance)
+
+
+def plot_filter_scores(parameters: FilterParameters, out: Path, decoder: dict[str, dict] | None = None) -> Path:
+    """A PNG of MPJPE against acceleration error of every filter tune_filters tried (its provenance's scores),
+    the chosen ones marked, with the decoder's {method: score()} on the same split when given."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    scores = parameters.provenance["scores"]
+    ema, one_euro = np.asarray(scores["ema"]), np.asarray(scores["one_euro"])
+    figure, axis = plt.subplots(figsize=(8, 5.5))
+    axis.plot(ema[:, 2], ema[:, 1], "-o", color="tab:orange", markersize=3, label="exponential average (alpha 0.05-1)")
+    axis.scatter(one_euro[:, 3], one_euro[:, 2], s=10, color="tab:purple", label="One-Euro (min cutoff x beta grid)")
+    chosen = [(parameters.provenance["ema_mpjpe"], row[2]) for row in scores["ema"] if row[0] == parameters.ema.alpha]
+    axis.scatter([accel for _, accel in chosen], [mpjpe for mpjpe, _ in chosen], s=90, facecolors="none",
+                 edgecolors="black", label=f"chosen (lowest MPJPE): ema alpha {parameters.ema.alpha}, One-Euro "
+                                           f"{parameters.one_euro.min_cutoff} Hz, beta {parameters.one_euro.beta}")
+    styles = {"per_frame": ("tab:red", "s"), "causal": ("tab:blue", "D"), "offline": ("tab:green", "^")}
+    for method, values in (decoder or {}).items():
+        colour, marker = styles.get(method, ("grey", "x"))
+        axis.scatter(values["accel"], values["mpjpe"], s=60, color=colour, marker=marker,
+                     label=f"{method.replace('_', '-')}: {values['mpjpe']} mm, accel {values['accel']}")
+    axis.set_xscale("log")
+    axis.set_xlabel("acceleration error, mm/frame^2 (log)")
+    axis.set_ylabel("MPJPE, mm")
+    axis.set_title(f"Filters of the encoder's poses against the decoder, {parameters.provenance['split']} "
+                   f"({parameters.provenance['sequences']} sequences)")
+    axis.legend(fontsize=7, loc="upper right")
+    axis.grid(alpha=0.3, which="both")
+    figure.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(out, dpi=110)
+    plt.close(figure)
+    return out
 
 
 def write_filter_parameters(parameters: FilterParameters, path: Path = FILTER_PARAMETERS_FILE) -> Path:
