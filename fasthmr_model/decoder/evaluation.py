@@ -102,12 +102,14 @@ def score(body: BodyModel, crops: CropSet, betas: np.ndarray, rotmats: np.ndarra
             "accel": round(float(np.concatenate(accelerations).mean()), 2)}
 
 
-def latency_ms(bundle: Bundle, crops: CropSet, runtime: RuntimeConfig = RuntimeConfig(), runs: int = LATENCY_RUNS
-               ) -> dict[str, float]:
+def latency_ms(bundle: Bundle, crops: CropSet, runtime: RuntimeConfig = RuntimeConfig(), runs: int = LATENCY_RUNS,
+               clock=time.perf_counter) -> dict[str, float]:
     """Median ms per person-frame at batch 1: the encoder graph; the decoder's three parts (the encoder's pose,
     as rotations, into the representation; the graph; the IK) and the decoder in all, measured alternately in
     this process. Both sessions run as the node runs them (RuntimeConfig; the decoder's on one thread unless
-    threads are set)."""
+    threads are set). clock: wall time by default; time.thread_time with one thread for both sessions (ONNX
+    Runtime then computes on the calling thread) counts this thread's CPU time only, which other processes on
+    a busy machine do not stretch."""
     encoder = EncoderSession(bundle, runtime)
     decoder = DecoderSession(bundle, runtime)
     body = BodyModel.from_file(bundle.body_model_path)
@@ -115,20 +117,20 @@ def latency_ms(bundle: Bundle, crops: CropSet, runtime: RuntimeConfig = RuntimeC
     tokens = np.asarray(crops.person_tokens[:1], np.float32)
     timings: dict[str, list[float]] = {"encoder": [], "frame_pose": [], "decoder_graph": [], "ik": []}
     for run in range(runs + 5):
-        start = time.perf_counter()
+        start = clock()
         encoded = encoder.run(image, tokens)
-        encoded_at = time.perf_counter()
+        encoded_at = clock()
         # The encoder's rotations are read out for the per-frame pose anyway (the pipeline's result), so the
         # decoder's time starts from them.
         rotmats = rot6d_to_matrix(encoded.pose_6d.reshape(1, NUM_JOINTS, 6))
-        started_at = time.perf_counter()
+        started_at = clock()
         rest = body_rest_points(body, encoded.betas.astype(np.float64))  # as StreamingDecoder.step: once for both
         frame = frame_inputs(rest, encoded.feature, rotmats)
-        framed_at = time.perf_counter()
+        framed_at = clock()
         newest = decoder.run_frames(np.repeat(frame[:, None], decoder.window, axis=1))[:, -1]
-        decoded_at = time.perf_counter()
+        decoded_at = clock()
         poses_to_rotmats(rest, newest)
-        end = time.perf_counter()
+        end = clock()
         if run >= 5:  # warm-up calls discarded
             timings["encoder"].append(encoded_at - start)
             timings["frame_pose"].append(framed_at - started_at)
