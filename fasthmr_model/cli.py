@@ -125,7 +125,8 @@ def _train_decoder(args: argparse.Namespace) -> None:
     from fasthmr_model.train.recipes import DENOISER_RECIPE
 
     bundle = train_and_bundle_decoder(Path(args.run), Path(args.vae_run), args.bundle, Path(args.out), args.cache,
-                                      _training_config(DENOISER_RECIPE, args), progress=not args.quiet)
+                                      _training_config(DENOISER_RECIPE, args), progress=not args.quiet,
+                                      splits=tuple(args.sequences), sequence_count=args.sequence_count)
     print(f"wrote {bundle.path}")
 
 
@@ -379,6 +380,11 @@ def build_parser(extensions=()) -> argparse.ArgumentParser:
     decoder.add_argument("--bundle", help="the encoder bundle whose features condition the decoder "
                                           "(default: the shipped default bundle)")
     decoder.add_argument("--out", required=True, help="bundle folder to write: the encoder bundle plus the decoder")
+    decoder.add_argument("--sequences", nargs="+", default=["train"], metavar="NAME",
+                         help="sequence splits to train on: train (default) and named splits rendered with "
+                              "`fasthmr world sequences --split NAME --seed S --count N`")
+    decoder.add_argument("--sequence-count", type=int,
+                         help="only the first N sequences of those splits (the data-size curve)")
     decoder.set_defaults(handler=_train_decoder)
 
     def bundle_on_split(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:

@@ -155,3 +155,29 @@ def test_named_splits_refuse_paths_built_in_names_and_seeds(tmp_path, name, seed
         build_sequence_split(name, tmp_path, tmp_path / "body.npz", workers=1, sequences=1, frames=4, seed=seed,
                              progress=False)
     assert not any(tmp_path.iterdir())
+
+
+def test_the_decoder_trains_on_training_splits_only(tmp_path):
+    """`fasthmr train decoder --sequences NAME... --sequence-count N`: val and test are refused, and a count beyond
+    the splits' usable sequences says how many they hold (both before any training)."""
+    from fasthmr_model.cli import build_parser
+    from fasthmr_model.decoder.export import train_and_bundle_decoder
+    from fasthmr_model.errors import FastHMRError
+    from fasthmr_model.train.recipes import DENOISER_RECIPE
+
+    args = build_parser().parse_args(["train", "decoder", "--run", "R", "--vae-run", "V", "--out", "B",
+                                      "--sequences", "train", "more", "--sequence-count", "300"])
+    assert (args.sequences, args.sequence_count) == (["train", "more"], 300)
+    assert build_parser().parse_args(["train", "decoder", "--run", "R", "--vae-run", "V", "--out", "B"]).sequences \
+        == ["train"]
+    cache = tmp_path / "cache"
+    encoder_bundle = build_bundle(build_encoder(PRESETS["tiny"], seed=1), tmp_path / "bundle",
+                                  provenance={"source": "untrained"}, camera_anchor="pelvis", preset_name="tiny")
+    build_sequence_split("fresh", cache, encoder_bundle.body_model_path, workers=1, sequences=1, frames=6, seed=4242,
+                         progress=False)
+    for splits, count, message in ((("train", "val"), None, "val chooses"), (("test",), None, "val chooses"),
+                                   (("fresh",), 2, "hold 1 usable")):
+        with pytest.raises(FastHMRError, match=message):
+            train_and_bundle_decoder(tmp_path / "run", tmp_path / "vae", encoder_bundle.path, tmp_path / "out", cache,
+                                     DENOISER_RECIPE, progress=False, splits=splits, sequence_count=count)
+    assert not (tmp_path / "run").exists() and not (tmp_path / "out").exists()
