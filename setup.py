@@ -30,7 +30,7 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["fasthmr_model", "fasthmr_model.*", "fasthmr_ros", "fasthmr_ros.*"]),
     # The small default bundle that ships inside the package, so everything runs with no download.
-    package_data={"fasthmr_model": ["default_bundle/*"]},
+    package_data={"fasthmr_model": ["default_bundle/*", "decoder/*.json"]},
     data_files=[
         ("share/ament_index/resource_index/packages", ["resource/" + PACKAGE_NAME]),
         ("share/" + PACKAGE_NAME, ["package.xml"]),

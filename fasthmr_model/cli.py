@@ -62,8 +62,11 @@ def _world_sequences(args: argparse.Namespace) -> None:
     from fasthmr_model.decoder.sequences import build_sequence_split, sequence_ranges
 
     body_model = _world_body_model(args.cache, args.body_model)
+    if args.seed is not None and len(args.split) != 1:
+        raise FastHMRError("--seed renders one named split: give one --split NAME")
     for name in args.split:
-        folder = build_sequence_split(name, args.cache, body_model, workers=args.workers, sequences=args.sequences)
+        folder = build_sequence_split(name, args.cache, body_model, workers=args.workers, sequences=args.sequences,
+                                      frames=args.frames, seed=args.seed)
         crops = load_crop_set(folder)
         print(f"{name}: {len(sequence_ranges(crops))} sequences, {len(crops)} frames in {folder}")
 
@@ -122,7 +125,8 @@ def _train_decoder(args: argparse.Namespace) -> None:
     from fasthmr_model.train.recipes import DENOISER_RECIPE
 
     bundle = train_and_bundle_decoder(Path(args.run), Path(args.vae_run), args.bundle, Path(args.out), args.cache,
-                                      _training_config(DENOISER_RECIPE, args), progress=not args.quiet)
+                                      _training_config(DENOISER_RECIPE, args), progress=not args.quiet,
+                                      splits=tuple(args.sequences), sequence_count=args.sequence_count)
     print(f"wrote {bundle.path}")
 
 
@@ -163,23 +167,61 @@ def _eval_sequences(args: argparse.Namespace, bundle) -> None:
                                                sequences=args.sequence_count, progress=not args.json))
     from fasthmr_model.runtime import RuntimeConfig
 
+    from fasthmr_model.decoder.filters import FILTER_PARAMETERS_FILE, load_filter_parameters
+
     runtime = RuntimeConfig(threads=args.threads)
-    result = evaluate_sequences(bundle, crops, runtime, progress=not args.json)
+    filters = load_filter_parameters(args.filters or FILTER_PARAMETERS_FILE)
+    result = evaluate_sequences(bundle, crops, runtime, progress=not args.json, filters=filters)
     if args.plot:
-        plot_trajectory(bundle, crops, Path(args.plot), runtime=runtime)
+        plot_trajectory(bundle, crops, Path(args.plot), runtime=runtime, filters=filters)
     if args.json:
         print(json.dumps(result))
         return
     print(f"{bundle.path} on the synthetic {args.sequences} sequences ({result['sequences']} sequences, "
           f"{result['frames']} frames, W = {result['window']}); mm, accel mm/frame^2:")
-    for name in ("per_frame", "offline", "causal"):
+    from fasthmr_model.decoder.evaluation import METHODS
+
+    for name in METHODS:
         scores = result[name]
-        print(f"  {name:<10} MPJPE {scores['mpjpe']:7.1f}  PA-MPJPE {scores['pa_mpjpe']:7.1f}  PVE {scores['pve']:7.1f}"
+        print(f"  {name:<23} MPJPE {scores['mpjpe']:7.1f}  PA-MPJPE {scores['pa_mpjpe']:7.1f}  PVE {scores['pve']:7.1f}"
               f"  accel {scores['accel']:6.1f}")
     latency = result["latency_ms"]
     print(f"  latency per person-frame: encoder {latency['encoder']:.2f} ms, decoder {latency['decoder']:.2f} ms "
           f"(frame pose {latency['frame_pose']:.2f} + graph {latency['decoder_graph']:.2f} + IK {latency['ik']:.2f}), "
           f"ratio {result['decoder_to_encoder_cost']:.2f}")
+
+
+def _tune_filters(args: argparse.Namespace) -> None:
+    from fasthmr_model.bundle import load_bundle
+    from fasthmr_model.data.world import load_crop_set
+    from fasthmr_model.decoder.evaluation import tune_filters, write_filter_parameters
+    from fasthmr_model.decoder.filters import FILTER_PARAMETERS_FILE
+    from fasthmr_model.decoder.sequences import build_sequence_split
+
+    if args.sequences == "test":
+        raise FastHMRError("the test sequences never choose anything: tune on val (or a named split of your own)")
+    bundle = load_bundle(args.bundle)
+    crops = load_crop_set(build_sequence_split(args.sequences, args.cache, bundle.body_model_path,
+                                               sequences=args.sequence_count, progress=not args.quiet))
+    # The command as run, with the bundle by folder name: the written file never records a machine's paths.
+    command = " ".join(["fasthmr tune-filters --sequences", args.sequences]
+                       + ([f"--bundle {Path(args.bundle).name}"] if args.bundle else [])
+                       + ([f"--sequence-count {args.sequence_count}"] if args.sequence_count else []))
+    parameters = tune_filters(bundle, crops, command, progress=not args.quiet)
+    path = write_filter_parameters(parameters, args.out or FILTER_PARAMETERS_FILE)
+    if args.plot:
+        from fasthmr_model.body.lbs import BodyModel
+        from fasthmr_model.decoder.evaluation import plot_filter_scores, predicted_rotmats, score
+        from fasthmr_model.runtime import RuntimeConfig
+
+        rotmats, betas = predicted_rotmats(bundle, crops, RuntimeConfig(), filters=parameters)
+        body = BodyModel.from_file(bundle.body_model_path)
+        decoder = {method: score(body, crops, betas, rotmats[method]) for method in ("per_frame", "causal", "offline")}
+        print(f"wrote {plot_filter_scores(parameters, Path(args.plot), decoder)}")
+    record = parameters.provenance
+    print(f"wrote {path}: ema alpha {parameters.ema.alpha} (MPJPE {record['ema_mpjpe']}), one_euro min_cutoff "
+          f"{parameters.one_euro.min_cutoff} Hz, beta {parameters.one_euro.beta} (MPJPE {record['one_euro_mpjpe']}); "
+          f"per-frame {record['per_frame_mpjpe']} mm on {record['split']}")
 
 
 def _figure(args: argparse.Namespace) -> None:
@@ -281,9 +323,15 @@ def build_parser(extensions=()) -> argparse.ArgumentParser:
     build.add_argument("--body-model", help="SMPL .pkl/.npz to pose instead of the synthetic body")
     build.set_defaults(handler=_world_build)
     sequences = world.add_parser("sequences", help="render and cache the decoder's video sequences (skips built ones)")
-    sequences.add_argument("--split", nargs="+", choices=("train", "val", "test"), default=["val", "test"])
+    sequences.add_argument("--split", nargs="+", default=["val", "test"],
+                           help="built-in splits (train, val, test), or with --seed one new split's plain name")
+    sequences.add_argument("--seed", type=int, help="render a named split from this seed (with --count)")
     sequences.add_argument("--cache", type=Path, default=default_cache(), help="cache folder (default: %(default)s)")
-    sequences.add_argument("--sequences", type=int, help="only the first N sequences of each split (smoke runs)")
+    sequences.add_argument("--count", "--sequences", dest="sequences", type=int,
+                           help="a named split's sequences; of a built-in split, only the first N (smoke runs)")
+    sequences.add_argument("--frames", type=int,
+                           help="a named split's frames per sequence (default 150); of a built-in split, only the "
+                                "first N of each sequence (smoke runs)")
     sequences.add_argument("--workers", type=int, default=2)
     sequences.add_argument("--body-model", help="SMPL .pkl/.npz to pose instead of the synthetic body")
     sequences.set_defaults(handler=_world_sequences)
@@ -351,6 +399,11 @@ def build_parser(extensions=()) -> argparse.ArgumentParser:
     decoder.add_argument("--bundle", help="the encoder bundle whose features condition the decoder "
                                           "(default: the shipped default bundle)")
     decoder.add_argument("--out", required=True, help="bundle folder to write: the encoder bundle plus the decoder")
+    decoder.add_argument("--sequences", nargs="+", default=["train"], metavar="NAME",
+                         help="sequence splits to train on: train (default) and named splits rendered with "
+                              "`fasthmr world sequences --split NAME --seed S --count N`")
+    decoder.add_argument("--sequence-count", type=int,
+                         help="only the first N sequences of those splits (the data-size curve)")
     decoder.set_defaults(handler=_train_decoder)
 
     def bundle_on_split(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -363,8 +416,11 @@ def build_parser(extensions=()) -> argparse.ArgumentParser:
     evaluation = bundle_on_split(commands.add_parser(
         "eval", help="MPJPE, PA-MPJPE, PVE on a synthetic split, with the mean-pose baseline"))
     evaluation.add_argument("--json", action="store_true", help="one JSON object on stdout")
-    evaluation.add_argument("--sequences", choices=("val", "test"),
-                            help="score the decoder instead: per-frame, offline and causal on rendered sequences")
+    evaluation.add_argument("--sequences", metavar="NAME",
+                            help="score the decoder instead: per-frame, causal, offline, the tuned filters and the "
+                                 "decoder without features on rendered sequences (val, test or a named split)")
+    evaluation.add_argument("--filters", type=Path, help="with --sequences: filter parameters JSON (default: those "
+                                                         "tuned on val, shipped in the package)")
     evaluation.add_argument("--sequence-count", type=int, help="only the first N sequences (smoke runs)")
     evaluation.add_argument("--plot", help="with --sequences: PNG of one joint's trajectory to write")
     evaluation.add_argument("--provider", default="cpu", choices=PROVIDER_CHOICES, help="(default: %(default)s)")
@@ -372,6 +428,17 @@ def build_parser(extensions=()) -> argparse.ArgumentParser:
     evaluation.add_argument("--threads", type=int, default=0,
                             help="with --sequences: ONNX Runtime intra-op threads of both sessions (0 = its choice)")
     evaluation.set_defaults(handler=_eval)
+
+    tune = commands.add_parser("tune-filters", help="choose the ema and One-Euro filters' parameters on val "
+                                                    "sequences (the baselines of `fasthmr eval --sequences`)")
+    tune.add_argument("--bundle", help="bundle whose encoder poses are filtered (default: the shipped one)")
+    tune.add_argument("--sequences", default="val", metavar="NAME", help="sequence split to tune on (default: val)")
+    tune.add_argument("--sequence-count", type=int, help="only the first N sequences (smoke runs)")
+    tune.add_argument("--cache", type=Path, default=default_cache(), help="split cache (default: %(default)s)")
+    tune.add_argument("--out", type=Path, help="JSON file to write (default: the package's, which eval reads)")
+    tune.add_argument("--plot", help="PNG of every filter's MPJPE against acceleration error, with the decoder's")
+    tune.add_argument("--quiet", action="store_true", help="no progress bar")
+    tune.set_defaults(handler=_tune_filters)
 
     figure = bundle_on_split(commands.add_parser(
         "figure", help="a grid of split crops with the predicted mesh drawn over them"))

@@ -85,7 +85,9 @@ class StreamResult(FrameResult):
         does not move it; zero where velocity_valid is False;
     velocity_valid (B,) bool: False for a track too new to have a velocity (fewer than MIN_SAMPLES frames);
     time_jumped_back: the stamp was older than the previous frame's; every track ended and started over;
-    ended_tracks: ids of the tracks that ended at this frame (unseen for max_gap, or time jumped back).
+    ended_tracks: ids of the tracks that ended at this frame (unseen for max_gap, or time jumped back);
+    encoder_rotmats (B, 24, 3, 3): the encoder's own rotations (rotmats where pose_source is POSE_PER_FRAME;
+        what offline decoding of a recording reads, fasthmr replay --offline).
     """
 
     track_ids: np.ndarray
@@ -95,6 +97,7 @@ class StreamResult(FrameResult):
     velocity_valid: np.ndarray
     time_jumped_back: bool
     ended_tracks: list[int]
+    encoder_rotmats: np.ndarray
 
 
 class StreamPipeline:
@@ -206,7 +209,7 @@ class StreamPipeline:
             **published, track_ids=tracks.track_ids, pose_source=pose_source,
             confidence=crop_visible_fraction(frame.crop_boxes, image.shape[1], image.shape[0]),
             velocity=velocities.velocity, velocity_valid=velocities.valid,
-            time_jumped_back=tracks.time_jumped_back, ended_tracks=list(tracks.ended))
+            time_jumped_back=tracks.time_jumped_back, ended_tracks=list(tracks.ended), encoder_rotmats=frame.rotmats)
 
     def vertices(self, result: FrameResult, rows: np.ndarray) -> np.ndarray:
         """Mesh vertices (M, V, 3), camera frame, of the bodies `rows` (M,) of a result, as published."""

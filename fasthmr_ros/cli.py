@@ -1,6 +1,6 @@
 """`fasthmr`: the model tool (fasthmr_model.cli) plus the commands that read or write ROS bags.
 
-    fasthmr replay BAG [--bundle B] [--json] [--out OUT_BAG] [--realtime]
+    fasthmr replay BAG [--bundle B] [--json] [--out OUT_BAG] [--realtime | --offline]
     fasthmr convert 3dpw SEQUENCE.pkl --images DIR --out BAG --body-model SMPL.pkl
     fasthmr convert emdb P*_SEQUENCE_data.pkl [--images DIR] --out BAG --body-model SMPL.pkl
     fasthmr demo [--bundle B] [--out REPORT_DIR]
@@ -27,10 +27,15 @@ def _topics(args: argparse.Namespace):
 
 def _replay(args: argparse.Namespace) -> None:
     if args.realtime:
+        if args.offline:
+            raise InputError("--offline decodes the recorded tracks in-process: replay without --realtime")
         from fasthmr_ros.realtime import replay_realtime as replay
+        report = replay(args.bag, args.bundle, args.out, _topics(args), progress=not args.json)
     else:
-        from fasthmr_ros.replay import replay_bag as replay
-    report = replay(args.bag, args.bundle, args.out, _topics(args), progress=not args.json)
+        from fasthmr_ros.replay import replay_bag
+
+        report = replay_bag(args.bag, args.bundle, args.out, _topics(args), progress=not args.json,
+                            offline=args.offline)
     print(json.dumps(report.as_dict()) if args.json else report.format())
     if report.frames == 0:
         raise InputError(f"nothing in {args.bag} could be replayed: {report.nothing_replayed_reason()}")
@@ -72,6 +77,9 @@ def add_ros_commands(commands) -> None:
     replay.add_argument("--bundle", help="bundle folder (default: the shipped default bundle)")
     replay.add_argument("--out", help="write the outputs (bodies, people, markers) into this new bag")
     replay.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    replay.add_argument("--offline", action="store_true",
+                        help="also decode each track with windows centred on each frame (the paper's mode: a "
+                             "recording has the future) and report it beside the causal result")
     replay.add_argument("--realtime", action="store_true",
                         help="publish at the recorded rate through the real node over loopback DDS")
     _add_topic_options(replay)

@@ -10,6 +10,11 @@ counts bag time here. A bag without a mask topic has every image processed witho
 Ground truth: fasthmr_msgs/SmplBodyArray on the ground-truth topic, stamped like the images it belongs to,
 scored by the library's StreamAccuracy (box matching, the EMDB convention). `fasthmr replay --realtime`
 (fasthmr_ros.realtime) gives the same ReplayReport from the real node over DDS.
+
+Offline (`--offline`): a recording has the future, so besides the causal stream (what the node publishes,
+and what --out writes) each track is decoded again with windows centred on each frame, the paper's mode
+(fasthmr_model.decoder.runtime.decode_tracks_offline, on the encoder's outputs the stream gave), and scored
+against the same truth.
 """
 
 from __future__ import annotations
@@ -27,7 +32,8 @@ from fasthmr_model.body.lbs import BodyModel
 from fasthmr_model.body.rotations import axis_angle_to_matrix
 from fasthmr_model.body.skeleton import NUM_JOINTS
 from fasthmr_model.metrics import StreamAccuracy
-from fasthmr_model.stream import StreamPipeline
+from fasthmr_model.errors import InputError
+from fasthmr_model.stream import StreamPipeline, StreamResult
 from fasthmr_ros.bags import BODIES_TYPE, MARKERS_TYPE, PEOPLE_TYPE, BagReader, BagTopics, BagWriter
 from fasthmr_ros.diagnostics import DROP_COUNTERS
 from fasthmr_ros.frame_processor import FrameProcessor, FrameRejected
@@ -51,7 +57,8 @@ class ReplayReport:
     median per stage (in-process only); metrics: mpjpe, pa_mpjpe, pve (mm), accel (mm/frame^2), or None;
     ground_truth: {"persons", "missed"} or None without a ground-truth topic; has_masks: the bag has a mask
     topic; undecodable: messages skipped; error: why the bag ended early, if it did; provider: where the
-    encoder ran; node_exit_code: the node process's (--realtime only).
+    encoder ran; node_exit_code: the node process's (--realtime only); offline (--offline only, else None):
+    {"tracks": tracks decoded, "frames": person-frames decoded offline, "metrics": as metrics, or None}.
     """
 
     bag: str
@@ -71,6 +78,7 @@ class ReplayReport:
     undecodable: int
     error: str | None
     node_exit_code: int | None = None
+    offline: dict | None = None
 
     @property
     def dropped(self) -> int:
@@ -104,7 +112,14 @@ class ReplayReport:
             metrics, truth = self.metrics, self.ground_truth
             lines.append(f"  accuracy (mm): MPJPE {metrics['mpjpe']}, PA-MPJPE {metrics['pa_mpjpe']}, PVE "
                          f"{metrics['pve']}, accel {metrics['accel']} mm/frame^2; {truth['persons']} true persons, "
-                         f"{truth['missed']} missed")
+                         f"{truth['missed']} missed" + ("; causal (the stream)" if self.offline else ""))
+        if self.offline is not None:
+            offline = self.offline
+            scored = offline["metrics"]
+            lines.append(f"  offline (windows centred on each frame; {offline['tracks']} tracks, {offline['frames']} "
+                         "person-frames): " + (f"MPJPE {scored['mpjpe']}, PA-MPJPE {scored['pa_mpjpe']}, PVE "
+                                               f"{scored['pve']}, accel {scored['accel']} mm/frame^2"
+                                               if scored else "no ground truth to score"))
         elif self.ground_truth is None:
             lines.append("  no ground truth in the bag: no accuracy")
         if self.time_jumped_back:
@@ -148,17 +163,63 @@ def body_arrays(body_model: BodyModel, bodies: list) -> tuple[np.ndarray, np.nda
 def score(body_model: BodyModel, predicted: dict[int, tuple[int, list]], truth: dict[int, list]) -> StreamAccuracy:
     """The accuracy of predicted bodies {stamp ns: (frame number, [SmplBody])} against the true ones
     {stamp ns: [SmplBody]} of the same stamps."""
+    return score_arrays(body_model, predicted, truth)
+
+
+def score_arrays(body_model: BodyModel, predicted: dict[int, tuple[int, object]], truth: dict[int, list]
+                 ) -> StreamAccuracy:
+    """score() of predictions given per stamp as [SmplBody] or as arrays (boxes (B, 4), joints (B, 24, 3),
+    vertices (B, V, 3))."""
     accuracy = StreamAccuracy()
     for stamp_ns, (frame, bodies) in sorted(predicted.items(), key=lambda item: item[1][0]):
         if stamp_ns in truth and truth[stamp_ns]:
             true_boxes, true_joints, true_vertices = body_arrays(body_model, truth[stamp_ns])
-            if bodies:
+            if isinstance(bodies, tuple):
+                boxes, joints, vertices = bodies
+            elif bodies:
                 boxes, joints, vertices = body_arrays(body_model, bodies)
             else:
                 boxes, joints, vertices = np.zeros((0, 4)), np.zeros((0,) + true_joints.shape[1:]), None
             accuracy.add(frame, boxes, joints, vertices, true_boxes, [body.track_id for body in truth[stamp_ns]],
                          true_joints, true_vertices)
     return accuracy
+
+
+class OfflineRecorder:
+    """What offline decoding needs of each answered frame's persons (the stream's results), and the decoding
+    of it all at the end of the bag (decode_tracks_offline)."""
+
+    def __init__(self, stream: StreamPipeline) -> None:
+        if stream.decoder is None:
+            raise InputError(f"--offline decodes with the bundle's temporal decoder, and {stream.bundle.path} has "
+                             "none: train one (`fasthmr train decoder`) or replay without --offline")
+        self.stream = stream
+        self.rows: list[tuple[int, int, StreamResult]] = []  # (stamp ns, frame number, result)
+
+    def add(self, stamp_ns: int, frame: int, result: StreamResult) -> None:
+        self.rows.append((stamp_ns, frame, result))
+
+    def decode(self) -> tuple[dict, dict]:
+        """-> ({stamp ns: (frame number, (boxes, joints, vertices))}, {"tracks", "frames"})."""
+        from fasthmr_model.decoder.runtime import decode_tracks_offline
+
+        results = [result for _, _, result in self.rows]
+        if not results or not sum(len(result.track_ids) for result in results):
+            return {}, {"tracks": 0, "frames": 0}
+        track_ids = np.concatenate([result.track_ids for result in results])
+        fields = {name: np.concatenate([getattr(result, name) for result in results])
+                  for name in ("feature", "encoder_rotmats", "betas", "translation", "boxes")}
+        rotmats = decode_tracks_offline(self.stream.decoder.session, self.stream.body_model, track_ids,
+                                        fields["feature"], fields["encoder_rotmats"], fields["betas"])
+        vertices, joints = self.stream.body_model.forward(fields["betas"], rotmats, fields["translation"])
+        predicted, start = {}, 0
+        for stamp_ns, frame, result in self.rows:
+            rows = slice(start, start + len(result.track_ids))
+            predicted[stamp_ns] = (frame, (fields["boxes"][rows], joints[rows], vertices[rows]))
+            start = rows.stop
+        window = self.stream.decoder.session.window
+        counts = np.unique(track_ids, return_counts=True)[1]
+        return predicted, {"tracks": int((counts >= window).sum()), "frames": int(counts[counts >= window].sum())}
 
 
 def latency_percentiles(values: list[float]) -> dict:
@@ -169,8 +230,10 @@ def latency_percentiles(values: list[float]) -> dict:
 
 
 def replay_bag(bag: str | Path, bundle: str | Path | None = None, out: str | Path | None = None,
-               topics: BagTopics | None = None, progress: bool = True, out_storage: str = "mcap") -> ReplayReport:
-    """Replays `bag` in-process through the node's path (see the module docstring).
+               topics: BagTopics | None = None, progress: bool = True, out_storage: str = "mcap",
+               offline: bool = False) -> ReplayReport:
+    """Replays `bag` in-process through the node's path (see the module docstring); with `offline`, decodes
+    every track again with windows centred on each frame and reports that beside the causal result.
 
     Raises InputError for a bag that cannot be opened or lacks the image or camera-info topic; a bag that
     ends early (truncated, corrupt) gives the frames read so far with `error` set in the report.
@@ -183,6 +246,7 @@ def replay_bag(bag: str | Path, bundle: str | Path | None = None, out: str | Pat
                             preprocess=build_config("preprocess", values), stream=build_config("tracking", values))
     stream.warm_up()
     processor = FrameProcessor(stream, build_config("markers", values), build_config(INPUT_OPTIONS, values))
+    recorder = OfflineRecorder(stream) if offline else None
     counters: Counter = Counter()
     latencies: list[float] = []
     stages: defaultdict = defaultdict(list)
@@ -212,6 +276,8 @@ def replay_bag(bag: str | Path, bundle: str | Path | None = None, out: str | Pat
                     stamp_ns = stamp_nanoseconds(frame.image.header)
                     persons += len(outputs.bodies.bodies)
                     predicted_by_stamp[stamp_ns] = (frames, list(outputs.bodies.bodies))
+                    if recorder is not None:
+                        recorder.add(stamp_ns, frames, outputs.result)
                     frames += 1
                     if writer is not None:
                         writer.write(*OUTPUT_TOPICS["bodies"], stamp_ns, outputs.bodies)
@@ -239,6 +305,10 @@ def replay_bag(bag: str | Path, bundle: str | Path | None = None, out: str | Pat
         if writer is not None:
             writer.close()
         accuracy = score(stream.body_model, predicted_by_stamp, truth_by_stamp)
+        offline_report = None
+        if recorder is not None:
+            offline_predicted, offline_report = recorder.decode()
+            offline_report["metrics"] = score_arrays(stream.body_model, offline_predicted, truth_by_stamp).metrics()
         return ReplayReport(
             bag=str(bag), out=str(out) if out is not None else None, bundle=str(stream.bundle.path),
             provider=stream.provider, frames=frames, persons=persons, images=counters["images"],
@@ -247,4 +317,4 @@ def replay_bag(bag: str | Path, bundle: str | Path | None = None, out: str | Pat
             stages_ms={stage: round(float(np.median(values)), 2) for stage, values in stages.items()},
             metrics=accuracy.metrics(), has_masks=reader.has_masks,
             ground_truth={"persons": accuracy.truths, "missed": accuracy.missed} if reader.has_ground_truth else None,
-            undecodable=reader.undecodable, error=reader.error)
+            undecodable=reader.undecodable, error=reader.error, offline=offline_report)

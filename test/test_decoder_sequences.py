@@ -72,6 +72,7 @@ def test_sequence_evaluation_reports_every_method(tmp_path, body):
     from fasthmr_model.decoder.config import DecoderConfig
     from fasthmr_model.decoder.evaluation import evaluate_sequences, plot_trajectory
     from fasthmr_model.decoder.export import bundle_with_decoder
+    from fasthmr_model.decoder.filters import EmaParameters, FilterParameters, OneEuroParameters
     from fasthmr_model.decoder.model import Denoiser, MotionVAE, OneStepDecoder
 
     folder = build_sequence_split("test", tmp_path, _body_file(tmp_path), workers=1, sequences=1, frames=8,
@@ -83,11 +84,100 @@ def test_sequence_evaluation_reports_every_method(tmp_path, body):
                                   provenance={"source": "untrained"}, camera_anchor="pelvis", preset_name="tiny")
     bundle = bundle_with_decoder(encoder_bundle, OneStepDecoder(MotionVAE(config), Denoiser(config), 1.0).eval(),
                                  tmp_path / "with-decoder", {"source": "untrained"})
-    result = evaluate_sequences(bundle, crops, latency_runs=3)
-    for method in ("per_frame", "offline", "causal"):
+    filters = FilterParameters(EmaParameters(0.4), OneEuroParameters(1.0, 0.2), {"split": "sequence-val"})
+    result = evaluate_sequences(bundle, crops, latency_runs=3, filters=filters)
+    for method in ("per_frame", "causal", "offline", "ema", "one_euro", "causal_without_features"):
         assert set(result[method]) == {"mpjpe", "pa_mpjpe", "pve", "accel"}
         assert all(np.isfinite(value) and value > 0 for value in result[method].values())
+    # This (random) decoder reads its features: zeroing them changes what it decodes.
+    assert result["causal_without_features"] != result["causal"]
+    # Filtering smooths: less acceleration error than the encoder's own poses.
+    assert result["ema"]["accel"] < result["per_frame"]["accel"]
+    assert result["filters"]["ema"] == {"alpha": 0.4} and result["filters"]["tuned_on"] == "sequence-val"
     assert set(result["latency_ms"]) == {"encoder", "decoder", "frame_pose", "decoder_graph", "ik"}
     assert (result["window"], result["sequences"], result["frames"]) == (4, 1, 8)
-    plot = plot_trajectory(bundle, crops, tmp_path / "plot.png")
+    plot = plot_trajectory(bundle, crops, tmp_path / "plot.png", filters=filters)
     assert plot.stat().st_size > 10_000
+
+
+def test_a_named_split_from_its_own_seed_renders_and_scores(tmp_path, capsys):
+    """`fasthmr world sequences --split NAME --seed S --count N --frames F`, then `fasthmr eval --sequences NAME
+    --json` with its every key; the tuning refuses the test split."""
+    import json
+
+    import torch
+
+    from fasthmr_model.cli import main
+    from fasthmr_model.decoder.config import DecoderConfig
+    from fasthmr_model.decoder.export import bundle_with_decoder
+    from fasthmr_model.decoder.model import Denoiser, MotionVAE, OneStepDecoder
+
+    cache = tmp_path / "cache"
+    render = ["world", "sequences", "--split", "fresh", "--seed", "4242", "--count", "1", "--frames", "8",
+              "--cache", str(cache), "--workers", "1"]
+    assert main(render) == 0
+    assert "fresh: 1 sequences, 8 frames" in capsys.readouterr().out
+    recorded = json.loads((cache / "sequence-fresh" / "split.json").read_text())
+    assert (recorded["seed"], recorded["sequences"], recorded["frames"]) == (4242, 1, 8)
+    assert main(render) == 0  # already rendered: kept
+    capsys.readouterr()
+    assert main(render[:5] + ["4243"] + render[6:]) == 2  # the same name from another seed: refused, not replaced
+    assert "choose another name" in capsys.readouterr().err
+    torch.manual_seed(0)
+    config = DecoderConfig(window=4, latent_tokens=2, latent_size=8, width=32, num_heads=2, mlp_width=64)
+    encoder_bundle = build_bundle(build_encoder(PRESETS["tiny"], seed=1), tmp_path / "bundle",
+                                  provenance={"source": "untrained"}, camera_anchor="pelvis", preset_name="tiny")
+    bundle = bundle_with_decoder(encoder_bundle, OneStepDecoder(MotionVAE(config), Denoiser(config), 1.0).eval(),
+                                 tmp_path / "with-decoder", {"source": "untrained"})
+    filters = tmp_path / "filters.json"
+    filters.write_text(json.dumps({"ema": {"alpha": 0.5}, "one_euro": {"min_cutoff": 1.0, "beta": 0.1}}))
+    assert main(["eval", "--bundle", str(bundle.path), "--sequences", "fresh", "--cache", str(cache), "--json",
+                 "--filters", str(filters), "--threads", "1"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    for method in ("per_frame", "causal", "offline", "ema", "one_euro", "causal_without_features"):
+        assert set(result[method]) == {"mpjpe", "pa_mpjpe", "pve", "accel"}
+    assert {"encoder", "decoder"} <= set(result["latency_ms"]) and result["frames"] == 8
+    assert main(["eval", "--bundle", str(bundle.path), "--sequences", "never_rendered", "--cache", str(cache)]) == 2
+    assert "render it first" in capsys.readouterr().err
+    assert main(["tune-filters", "--sequences", "test", "--cache", str(cache)]) == 2
+    assert "never choose" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name, seed, message", [
+    ("../escape", 5, "plain name"), ("a/b", 5, "plain name"), ("with.dot", 5, "plain name"),
+    ("val-first1", 5, "plain name"), ("", 5, "plain name"), ("test", 5, "built-in"), ("fresh", 13_000, "seed"),
+    ("fresh", 1_000, "seed"),
+])
+def test_named_splits_refuse_paths_built_in_names_and_seeds(tmp_path, name, seed, message):
+    from fasthmr_model.errors import FastHMRError
+
+    with pytest.raises(FastHMRError, match=message):
+        build_sequence_split(name, tmp_path, tmp_path / "body.npz", workers=1, sequences=1, frames=4, seed=seed,
+                             progress=False)
+    assert not any(tmp_path.iterdir())
+
+
+def test_the_decoder_trains_on_training_splits_only(tmp_path):
+    """`fasthmr train decoder --sequences NAME... --sequence-count N`: val and test are refused, and a count beyond
+    the splits' usable sequences says how many they hold (both before any training)."""
+    from fasthmr_model.cli import build_parser
+    from fasthmr_model.decoder.export import train_and_bundle_decoder
+    from fasthmr_model.errors import FastHMRError
+    from fasthmr_model.train.recipes import DENOISER_RECIPE
+
+    args = build_parser().parse_args(["train", "decoder", "--run", "R", "--vae-run", "V", "--out", "B",
+                                      "--sequences", "train", "more", "--sequence-count", "300"])
+    assert (args.sequences, args.sequence_count) == (["train", "more"], 300)
+    assert build_parser().parse_args(["train", "decoder", "--run", "R", "--vae-run", "V", "--out", "B"]).sequences \
+        == ["train"]
+    cache = tmp_path / "cache"
+    encoder_bundle = build_bundle(build_encoder(PRESETS["tiny"], seed=1), tmp_path / "bundle",
+                                  provenance={"source": "untrained"}, camera_anchor="pelvis", preset_name="tiny")
+    build_sequence_split("fresh", cache, encoder_bundle.body_model_path, workers=1, sequences=1, frames=6, seed=4242,
+                         progress=False)
+    for splits, count, message in ((("train", "val"), None, "val chooses"), (("test",), None, "val chooses"),
+                                   (("fresh",), 2, "hold 1 usable")):
+        with pytest.raises(FastHMRError, match=message):
+            train_and_bundle_decoder(tmp_path / "run", tmp_path / "vae", encoder_bundle.path, tmp_path / "out", cache,
+                                     DENOISER_RECIPE, progress=False, splits=splits, sequence_count=count)
+    assert not (tmp_path / "run").exists() and not (tmp_path / "out").exists()

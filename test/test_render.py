@@ -401,7 +401,23 @@ def test_sampled_people_stand_on_the_floor_without_touching(body_model):
             assert horizontal.min() >= PlacementConfig().min_gap
 
 
-def test_benchmark_command_prints_both_rates(capsys):
+def test_benchmark_command_prints_every_rate(capsys):
     render.main(["--bench", "--frames", "1"])
     output = capsys.readouterr().out
     assert "640x480" in output and "256x256" in output and "frames/s" in output
+    assert "background painted per frame" in output and "background painted once" in output
+
+
+def test_a_background_painted_once_renders_the_same_bytes(body_model):
+    """A still camera's frames share their background (sequences paint it once): the same frame, bit for bit."""
+    scene = sample_scene(11, body_model, random_bodies(11, 2), 320, 240)
+    background = render.paint_background(scene)
+    painted = background.copy()
+    for noise_seed in (1, 2):  # frames differ in their sensor noise only
+        frame = dataclasses.replace(scene, style=dataclasses.replace(scene.style, noise_seed=noise_seed))
+        once, each = render_scene(frame, body_model, background), render_scene(frame, body_model)
+        np.testing.assert_array_equal(once.image, each.image)
+        np.testing.assert_array_equal(once.instance_mask, each.instance_mask)
+    np.testing.assert_array_equal(background, painted)  # not modified
+    with pytest.raises(InputError, match="background"):
+        render_scene(scene, body_model, background[:, :10])

@@ -216,3 +216,54 @@ def test_a_bag_whose_images_cannot_be_decoded_fails_the_command(tmp_path, capsys
     assert main(["replay", str(tmp_path / "undecodable")]) == 2
     error = capsys.readouterr().err
     assert "nothing in" in error and "3 messages could not be decoded" in error
+
+
+def test_offline_decoding_reports_beside_the_causal_stream(bag, capsys):
+    """--offline decodes each recorded track with windows centred on each frame: every person-frame of a track
+    with a full window, scored against the same truth, while the causal result stays what the node gives."""
+    causal = replay_bag(bag, progress=False)
+    report = replay_bag(bag, progress=False, offline=True)
+    assert report.metrics == causal.metrics and report.persons == causal.persons
+    assert (report.offline["tracks"], report.offline["frames"]) == (2, 2 * FRAMES)
+    offline = report.offline["metrics"]
+    assert set(offline) == {"mpjpe", "pa_mpjpe", "pve", "accel"} and 0 < offline["mpjpe"] < 200
+    assert offline != report.metrics  # every frame decoded (causal: only those after a full window)
+    assert main(["replay", str(bag), "--offline", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["offline"]["metrics"] == offline
+    assert main(["replay", str(bag), "--offline"]) == 0
+    text = capsys.readouterr().out
+    assert "causal (the stream)" in text and "offline (windows centred on each frame; 2 tracks" in text
+    assert main(["replay", str(bag), "--offline", "--realtime"]) == 2
+    assert "without --realtime" in capsys.readouterr().err
+
+
+def test_offline_decoding_of_interleaved_tracks_is_per_track():
+    """Two tracks' person-frames interleaved in stream order decode as each track alone would; a track shorter
+    than the window keeps the encoder's rotations."""
+    from fasthmr_model.body.rotations import axis_angle_to_matrix
+    from fasthmr_model.bundle import load_bundle
+    from fasthmr_model.decoder.pose import body_rest_points
+    from fasthmr_model.decoder.runtime import (
+        DecoderSession, decode_offline, decode_tracks_offline, frame_inputs, poses_to_rotmats,
+    )
+    from fasthmr_model.runtime import RuntimeConfig
+
+    bundle = load_bundle(None)
+    session = DecoderSession(bundle, RuntimeConfig(provider="cpu"))
+    body = synthetic_body_model()
+    rng = np.random.default_rng(3)
+    track_ids = np.array([1, 2] * 12 + [3] * 3)
+    count = len(track_ids)
+    features = rng.standard_normal((count, session.config.feature_size)).astype(np.float32)
+    rotmats = axis_angle_to_matrix(0.2 * rng.standard_normal((count, 24, 3)))
+    betas = 0.5 * rng.standard_normal((count, 10))
+    decoded = decode_tracks_offline(session, body, track_ids, features, rotmats, betas)
+    for track in (1, 2):
+        rows = np.flatnonzero(track_ids == track)
+        rest = body_rest_points(body, betas[rows])
+        alone = poses_to_rotmats(rest, decode_offline(session, frame_inputs(rest, features[rows], rotmats[rows])))
+        np.testing.assert_allclose(decoded[rows], alone, atol=1e-9)
+        assert not np.allclose(decoded[rows], rotmats[rows], atol=1e-3)
+    np.testing.assert_array_equal(decoded[track_ids == 3], rotmats[track_ids == 3])
+    with pytest.raises(InputError, match="person-frames"):
+        decode_tracks_offline(session, body, track_ids[:-1], features, rotmats, betas)

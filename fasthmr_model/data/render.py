@@ -985,12 +985,20 @@ def _person_truth(instance_id, person, world_pelvis, camera_joints, camera, dept
     )
 
 
-def render_scene(scene, body_model):
+def paint_background(scene):
+    """The scene's background (3, H, W) float32 as render_scene paints it (it depends on the camera and the
+    style's background only, not on the people): frames of a still camera can paint it once."""
+    return _paint_background(scene)
+
+
+def render_scene(scene, body_model, background=None):
     """Renders a scene.
 
     Args:
         scene: a Scene (from sample_scene or built by hand; at most 255 people).
         body_model: the BodyModel the people's parameters belong to.
+        background: paint_background(scene), when already painted (a still camera's sequence; it is about
+            half of a frame's cost), else None. It is not modified.
     Returns a RenderedFrame. Deterministic: the same scene gives the same bytes.
     """
     camera, style, people = scene.camera, scene.style, scene.people
@@ -1012,7 +1020,12 @@ def render_scene(scene, body_model):
     mesh = _scene_mesh(scene, body_model, camera_vertices, light)
     fragments = rasterize(mesh.vertices, mesh.faces, camera.intrinsics, width, height)
 
-    image = _paint_background(scene).reshape(3, -1)
+    if background is None:
+        image = _paint_background(scene).reshape(3, -1)
+    elif background.shape != (3, height, width):
+        raise InputError(f"the background must be (3, {height}, {width}) for this camera, got {background.shape}")
+    else:
+        image = np.array(background, dtype=np.float32).reshape(3, -1)
     image[:, fragments.pixel] = _shade(mesh, fragments, style.smooth_shading)
     instance_mask = np.zeros(width * height, dtype=np.uint8)
     instance_mask[fragments.pixel] = mesh.face_owner[fragments.face]
@@ -1086,7 +1099,18 @@ def run_benchmark(body_model, frames=40):
         box = person_crop_box(scene, body_model, 0)
         return render_scene(dataclasses.replace(scene, camera=crop_camera(scene.camera, box, 256)), body_model)
 
-    return _frames_per_second(full_frame, frames), _frames_per_second(crop, frames)
+    # A still camera's sequence (one person, frames differing in their sensor noise), the background painted
+    # for every frame or once (as decoder.sequences renders them).
+    rng = np.random.default_rng(0)
+    still = sample_scene(rng, body_model, _bench_bodies(rng, 1), 640, 480)
+    background = paint_background(still)
+
+    def still_frame(seed, painted=None):
+        return render_scene(dataclasses.replace(still, style=dataclasses.replace(still.style, noise_seed=seed)),
+                            body_model, painted)
+
+    return (_frames_per_second(full_frame, frames), _frames_per_second(crop, frames),
+            _frames_per_second(still_frame, frames), _frames_per_second(lambda seed: still_frame(seed, background), frames))
 
 
 def main(argv=None):
@@ -1106,10 +1130,12 @@ def main(argv=None):
             body_model = BodyModel.from_file(args.body or write_synthetic_body(Path(folder) / "synthetic_body.npz"))
         except FastHMRError as error:
             parser.exit(2, f"error: {error}\n")
-    full_rate, crop_rate = run_benchmark(body_model, args.frames)
+    full_rate, crop_rate, still_rate, still_once_rate = run_benchmark(body_model, args.frames)
     print(f"640x480, 1-3 people: {full_rate:.1f} frames/s ({1000.0 / full_rate:.1f} ms/frame)")
     print(f"256x256 crop, 1 person: {crop_rate:.1f} frames/s ({1000.0 / crop_rate:.1f} ms/frame)")
     print(f"(sample_scene + render_scene, {args.frames} frames each after 3 warm-up frames, one process)")
+    for label, rate in (("background painted per frame", still_rate), ("background painted once", still_once_rate)):
+        print(f"640x480 still camera, 1 person, {label}: {rate:.1f} frames/s ({1000.0 / rate:.1f} ms/frame)")
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from fasthmr_model.body.skeleton import NUM_JOINTS
 from fasthmr_model.bundle import Bundle, load_bundle, write_bundle
 from fasthmr_model.decoder.config import DecoderConfig
 from fasthmr_model.decoder.pose import NUM_POINTS, NUM_TWISTS, POSE_SIZE, TWIST_JOINTS
-from fasthmr_model.errors import BundleError
+from fasthmr_model.errors import BundleError, FastHMRError
 from fasthmr_model.export import ONNX_OPSET
 from fasthmr_model.staging import scratch_folder
 from fasthmr_model.torch_files import load_torch_checkpoint
@@ -122,9 +122,14 @@ def bundle_encoder_errors(encoder_bundle_path, cache: Path, progress: bool = Tru
 
 
 def train_and_bundle_decoder(run: Path, vae_run: Path, encoder_bundle_path, out: Path, cache: Path, config,
-                             progress: bool = True) -> Bundle:
+                             progress: bool = True, splits: tuple[str, ...] = ("train",),
+                             sequence_count: int | None = None) -> Bundle:
     """`fasthmr train decoder`: features of the encoder bundle over the rendered training sequences, the
-    denoiser trained on them with the VAE of `vae_run` frozen, and the bundle written at `out`."""
+    denoiser trained on them with the VAE of `vae_run` frozen, and the bundle written at `out`.
+
+    splits: the sequence splits trained on, in order (the built-in train split, rendered if missing, and named
+    splits rendered before with `fasthmr world sequences --split NAME --seed S --count N`); sequence_count: only
+    their first N sequences (the data-size curve), all if None."""
     from fasthmr_model.body.lbs import BodyModel
     from fasthmr_model.data.world import load_crop_set
     from fasthmr_model.decoder.sequences import build_sequence_split, encoder_outputs
@@ -133,11 +138,23 @@ def train_and_bundle_decoder(run: Path, vae_run: Path, encoder_bundle_path, out:
 
     encoder_bundle = load_bundle(encoder_bundle_path)
     body = BodyModel.from_file(encoder_bundle.body_model_path)
-    crops = load_crop_set(build_sequence_split("train", cache, encoder_bundle.body_model_path, progress=progress))
+    if "val" in splits or "test" in splits:
+        raise FastHMRError("the decoder trains on training sequences: val chooses between its checkpoints and test "
+                           "scores it")
+    series, data = [], []
+    for name in splits:
+        crops = load_crop_set(build_sequence_split(name, cache, encoder_bundle.body_model_path, progress=progress))
+        series += sequence_dataset(crops, encoder_outputs(encoder_bundle, crops, progress=progress), body)
+        data.append(Path(crops.folder).name)
+    if sequence_count is not None:
+        if not 1 <= sequence_count <= len(series):
+            raise FastHMRError(f"--sequence-count {sequence_count}: the splits {list(splits)} hold {len(series)} "
+                               "usable sequences")
+        series = series[:sequence_count]
     validation = load_crop_set(build_sequence_split("val", cache, encoder_bundle.body_model_path, progress=progress))
     vae, vae_state = load_vae(vae_run)
     denoiser, latent_scale = train_denoiser(
-        run, vae, sequence_dataset(crops, encoder_outputs(encoder_bundle, crops, progress=progress), body), config,
+        run, vae, series, config,
         validation_series=sequence_dataset(validation, encoder_outputs(encoder_bundle, validation, progress=progress),
                                            body),
         progress=progress)
@@ -154,7 +171,8 @@ def train_and_bundle_decoder(run: Path, vae_run: Path, encoder_bundle_path, out:
                 "encoder_errors": vae_state.get("encoder_errors")},
         "denoiser": {"run": Path(run).name, "steps": state["step"], "train_wall_s": round(state["wall_s"]),
                      "kept_step": (state.get("best") or {}).get("step", state["step"]),
-                     "config": state["config"], "data": Path(crops.folder).name, "frames": len(crops),
+                     "config": state["config"], "data": data[0] if len(data) == 1 else data,
+                     "sequences": len(series), "frames": sum(len(features) for features, _, _ in series),
                      "validation": Path(validation.folder).name, "latent_scale": latent_scale},
         "encoder_bundle": Path(encoder_bundle.path).name,
     }

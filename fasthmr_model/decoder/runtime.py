@@ -171,6 +171,32 @@ def decode_offline(session: DecoderSession, frames: np.ndarray, batch_size: int 
     return decoded[np.arange(count), np.arange(count) - starts]
 
 
+def decode_tracks_offline(session: DecoderSession, body_model: BodyModel, track_ids, features: np.ndarray,
+                          rotmats: np.ndarray, betas: np.ndarray) -> np.ndarray:
+    """A recorded stream decoded offline (a recording has the future, so each frame gets the window centred on
+    it, the paper's mode): N person-frames in stream order, track_ids (N,), the encoder's features (N, D),
+    rotations (N, 24, 3, 3) and betas (N, 10) -> rotations (N, 24, 3, 3). Each track's rows, in their order,
+    are decoded as one sequence (decode_offline); a track of fewer than W frames keeps the encoder's rotations,
+    as the stream does until a window is full."""
+    track_ids = np.asarray(track_ids, np.int64).reshape(-1)
+    rotmats = np.asarray(rotmats, np.float64)
+    count = len(track_ids)
+    if (np.shape(features) != (count, session.config.feature_size) or rotmats.shape != (count, NUM_JOINTS, 3, 3)
+            or np.shape(betas) != (count, NUM_BETAS)):
+        raise InputError(f"{count} person-frames need features ({count}, {session.config.feature_size}), rotmats "
+                         f"({count}, {NUM_JOINTS}, 3, 3) and betas ({count}, {NUM_BETAS}), got {np.shape(features)}, "
+                         f"{rotmats.shape} and {np.shape(betas)}")
+    decoded = rotmats.copy()
+    for track in np.unique(track_ids):
+        rows = np.flatnonzero(track_ids == track)
+        if len(rows) < session.window:
+            continue
+        rest = body_rest_points(body_model, np.asarray(betas, np.float64)[rows])
+        frames = frame_inputs(rest, np.asarray(features)[rows], rotmats[rows])
+        decoded[rows] = poses_to_rotmats(rest, decode_offline(session, frames))
+    return decoded
+
+
 def sliding_windows(frames: np.ndarray, window: int, starts: np.ndarray) -> np.ndarray:
     """(N, window, F) windows of per-frame rows (T, F) starting at `starts` (N,); indices before 0 read frame 0
     (a causal window ending at frame t starts at t - window + 1)."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -50,6 +51,11 @@ SEQUENCE_SPLITS = {
 }
 
 
+# Named splits (`fasthmr world sequences --split NAME --seed S --count N`): a plain name, used as a folder name.
+SPLIT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_]{0,62}")
+NAMED_SPLIT_FRAMES = 150
+
+
 def sequence_split(name: str) -> SequenceSplit:
     try:
         return SEQUENCE_SPLITS[name]
@@ -57,11 +63,33 @@ def sequence_split(name: str) -> SequenceSplit:
         raise FastHMRError(f"unknown sequence split {name!r}; the sequence splits are {sorted(SEQUENCE_SPLITS)}") from None
 
 
+def named_sequence_split(name: str, seed: int, sequences: int, frames: int = NAMED_SPLIT_FRAMES) -> SequenceSplit:
+    """A sequence split of its own seed (e.g. a fresh test split): `sequences` sequences of up to `frames` frames.
+
+    The name is a plain name (letters, digits, underscores: it names the cache folder), not a built-in
+    split's; the seed is none of the built-in splits' (frame or sequence), whose sequences it would repeat."""
+    from fasthmr_model.data.world import SPLITS
+
+    if not isinstance(name, str) or not SPLIT_NAME.fullmatch(name):
+        raise FastHMRError(f"split name {name!r} must be a plain name of letters, digits and underscores (at most 63, "
+                           "no path, no dot, no hyphen)")
+    if name in SEQUENCE_SPLITS:
+        raise FastHMRError(f"{name!r} is a built-in sequence split with its own seed: give your split another name")
+    taken = {spec.seed for spec in SEQUENCE_SPLITS.values()} | {spec.seed for spec in SPLITS.values()}
+    if seed in taken:
+        raise FastHMRError(f"seed {seed} is a built-in split's (seeds {sorted(taken)}): a new split needs a new seed")
+    if not 0 <= seed < 2 ** 63:
+        raise FastHMRError(f"the seed must be a non-negative integer below 2^63, got {seed}")
+    if sequences < 1 or frames < 2:
+        raise FastHMRError(f"a split needs at least one sequence of at least two frames, got {sequences} x {frames}")
+    return SequenceSplit(f"sequence-{name}", seed=seed, sequences=sequences, frames=frames)
+
+
 def render_sequence(spec: SequenceSplit, index: int, body_model: BodyModel) -> list:
     """Sequence `index` of a split: the RenderedFrames until the person leaves the usable view."""
     from fasthmr_model.data.camera import PlacementConfig
     from fasthmr_model.data.motion import generate_sequence
-    from fasthmr_model.data.render import PosedBody, ScenePerson, render_scene, sample_scene
+    from fasthmr_model.data.render import PosedBody, ScenePerson, paint_background, render_scene, sample_scene
 
     motion = generate_sequence([spec.seed, 1, index], spec.frames, MOTION_FPS, body_model=body_model)
     # People stand clear of the image border and of the camera: the path moves them anyway.
@@ -75,13 +103,14 @@ def render_sequence(spec: SequenceSplit, index: int, body_model: BodyModel) -> l
     centre = motion.translation[0].copy()
     centre[[0, 2]] = motion.translation[:, [0, 2]].mean(axis=0)
     translations = (motion.translation - centre) @ turn.T + person.translation
+    background = paint_background(scene)  # the camera stands still: the same room in every frame
     frames = []
     for frame in range(motion.num_frames):
         rotmats = motion.rotmats[frame].copy()
         rotmats[0] = turn @ rotmats[0]
         posed = replace(scene, people=(ScenePerson(motion.betas, rotmats, translations[frame], person.appearance),),
                         style=replace(scene.style, noise_seed=scene.style.noise_seed + frame))
-        rendered = render_scene(posed, body_model)
+        rendered = render_scene(posed, body_model, background)
         truth = rendered.people[0]
         if truth.joints_3d[0, 2] < MIN_DEPTH or truth.visible_pixels < MIN_VISIBLE_PIXELS:
             break
@@ -117,12 +146,21 @@ def _worker_sequence(index: int) -> dict[str, np.ndarray]:
 
 
 def build_sequence_split(name: str, cache: Path, body_model_path: Path, workers: int = 2, sequences: int | None = None,
-                         frames: int | None = None, progress: bool = True) -> Path:
+                         frames: int | None = None, progress: bool = True, seed: int | None = None) -> Path:
     """Render sequence split `name` into `cache/<split name>` (skipped when already there); returns the folder.
 
-    sequences, frames: only the first N sequences, each cut to its first M frames (tests and smoke runs), in
-    `cache/<split name>-firstN` or `-firstNxM`; a partial build never passes for the whole split.
+    A built-in split (train, val, test): sequences, frames: only the first N sequences, each cut to its first M
+    frames (tests and smoke runs), in `cache/<split name>-firstN` or `-firstNxM`; a partial build never passes
+    for the whole split. Another name with a seed: the named split of `sequences` sequences of up to `frames`
+    (default NAMED_SPLIT_FRAMES) frames (named_sequence_split) in `cache/sequence-<name>`; a name already
+    rendered with other settings is refused, never replaced. Another name without a seed: the named split
+    rendered before.
     """
+    if name not in SEQUENCE_SPLITS:
+        return _named_split_folder(name, Path(cache), body_model_path, workers, sequences, frames, progress, seed)
+    if seed is not None:
+        raise FastHMRError(f"{name!r} is a built-in sequence split with its own seed: give a split of seed {seed} "
+                           "a name of its own")
     spec = sequence_split(name)
     count = spec.sequences if sequences is None else min(sequences, spec.sequences)
     suffix = "" if count == spec.sequences else f"-first{count}"
@@ -138,6 +176,35 @@ def build_sequence_split(name: str, cache: Path, body_model_path: Path, workers:
     return render_crop_cache(out, spec.name, list(range(count)), _worker_start, (spec, str(body_model_path)),
                              _worker_sequence, workers, progress,
                              {**asdict(spec), "sequences": count, "format_version": SEQUENCE_FORMAT_VERSION})
+
+
+def _named_split_folder(name: str, cache: Path, body_model_path: Path, workers: int, sequences: int | None,
+                        frames: int | None, progress: bool, seed: int | None) -> Path:
+    """build_sequence_split for a named split (see there)."""
+    if seed is None:
+        if sequences is not None or frames is not None:
+            raise FastHMRError(f"a named split is scored whole: render one of {sequences} sequences under another name "
+                               "instead of cutting this one")
+        named_sequence_split(name, seed=0, sequences=1)  # the name's checks (seed 0 is no built-in's)
+        out = cache / f"sequence-{name}"
+        if not (out / "split.json").is_file():
+            raise FastHMRError(f"no sequence split {name!r} in {cache}: render it first with `fasthmr world sequences "
+                               f"--split {name} --seed S --count N`")
+        return out
+    if sequences is None:
+        raise FastHMRError(f"a new split needs its number of sequences: --count N (split {name!r}, seed {seed})")
+    spec = named_sequence_split(name, seed, sequences, NAMED_SPLIT_FRAMES if frames is None else frames)
+    out = cache / spec.name
+    wanted = {**asdict(spec), "format_version": SEQUENCE_FORMAT_VERSION}
+    if (out / "split.json").is_file():
+        recorded = json.loads((out / "split.json").read_text())
+        if {key: recorded.get(key) for key in wanted} == wanted:
+            return out
+        raise FastHMRError(f"{out} holds split {name!r} rendered with seed {recorded.get('seed')}, "
+                           f"{recorded.get('sequences')} sequences of {recorded.get('frames')} frames: choose another "
+                           "name (a named split is never replaced)")
+    return render_crop_cache(out, spec.name, list(range(spec.sequences)), _worker_start, (spec, str(body_model_path)),
+                             _worker_sequence, workers, progress, wanted)
 
 
 def sequence_ranges(crops: CropSet) -> list[slice]:
