@@ -4,13 +4,14 @@ the model's ONNX Runtime session, at 640x480 with one and with three people.
 Frames come from the synthetic world's renderer. Each frame goes the node's way without DDS: the image and
 mask messages are deserialised from CDR bytes (as rclpy hands them to the callbacks), paired, converted,
 preprocessed, run through the encoder session, posed by the body model, tracked, given velocities, turned
-into output messages (bodies, people, TF, people_msgs, REP-155), and serialised (what rclpy does on publish).
-The session's time is measured around the session call and subtracted; the rest is the overhead, in wall time (mean, and the quietest pass) and in CPU time
-of the node's thread (the session runs on one thread here, on the caller's, and its CPU time is
-subtracted too): on a machine shared with other jobs the wall time also counts the time they take. Stamps
-advance as from a 30 Hz camera; three marker settings are timed: skeletons only (mesh_rate 0), the default
-2 Hz mesh rate per track (the node spreads the tracks' meshes over frames), and every track's mesh on every
-frame (the most a frame can cost). The slowest frame kind of a setting shows in the p95 column.
+into output messages (bodies, people, TF, people_msgs, REP-155; `--joint-frames` adds every joint's TF frame),
+and serialised (what rclpy does on publish). The session's time is measured around the session call and
+subtracted; the rest is the overhead, in wall time (mean, and the quietest pass) and in CPU time of the node's
+thread (the session runs on one thread here, on the caller's, and its CPU time is subtracted too): on a machine
+shared with other jobs the wall time also counts the time they take. Stamps advance as from a 30 Hz camera;
+three marker settings are timed: skeletons only (mesh_rate 0), the default 2 Hz mesh rate per track (the node
+spreads the tracks' meshes over frames), and every track's mesh on every frame (the most a frame can cost). The
+slowest frame kind of a setting shows in the p95 column.
 """
 
 from __future__ import annotations
@@ -142,15 +143,16 @@ def time_frames(processor, frames, mesh_rate: float, repeats: int) -> dict[str, 
 
 
 def run(bundle_path: Path | None, frames_per_case: int, repeats: int, provider: str = "cpu",
-        precision: str = "fp32") -> None:
+        precision: str = "fp32", joint_frames: bool = False) -> None:
     from fasthmr_model.runtime import RuntimeConfig
     from fasthmr_model.stream import StreamPipeline
     from fasthmr_ros.frame_processor import FrameProcessor
+    from fasthmr_ros.standard_outputs import StandardOutputsConfig
 
     stream = StreamPipeline(bundle_path, runtime=RuntimeConfig(provider=provider, precision=precision, threads=1))
     stream.frames.encoder = CpuTimedEncoder(stream.frames.encoder)
     stream.warm_up()
-    processor = FrameProcessor(stream)
+    processor = FrameProcessor(stream, standard_outputs=StandardOutputsConfig(joint_frames=joint_frames))
     rows = []
     for people in (1, 3):
         frames = clip_frames(stream.body_model, people, frames_per_case, seed=people)
@@ -165,7 +167,8 @@ def run(bundle_path: Path | None, frames_per_case: int, repeats: int, provider: 
     # Other processes on the machine slow every stage: the load says how busy it was.
     print(f"node overhead per frame, {IMAGE_WIDTH}x{IMAGE_HEIGHT}, mean ms over a {frames_per_case}-frame clip x "
           f"{repeats} passes (best pass: the lowest mean of one pass; p95 over frames); bundle {stream.bundle.path} "
-          f"on {stream.runtime_summary()}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+          f"on {stream.runtime_summary()}{'; per-joint TF frames' if joint_frames else ''}; load average "
+          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     header = ["people", "markers"] + list(STAGES) + ["overhead", "best pass", "p95", "CPU", "encoder (excluded)"]
     print(" | ".join(header))
     print(" | ".join("---" for _ in header))
@@ -188,6 +191,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--provider", default="cpu", choices=PROVIDER_CHOICES,
                         help="the sessions' ONNX Runtime provider (default: %(default)s)")
     parser.add_argument("--precision", default="fp32", choices=PRECISIONS, help="(default: %(default)s)")
+    parser.add_argument("--joint-frames", action="store_true", help="also every joint's TF frame "
+                        "(the node's outputs.joint_frames)")
     args = parser.parse_args(argv)
     from fasthmr_model.errors import FastHMRError
 
@@ -201,7 +206,7 @@ def _bench(args: argparse.Namespace) -> None:
     from fasthmr_model.bundle import default_bundle_path
 
     if args.bundle is not None or (default_bundle_path() / "manifest.json").is_file():
-        run(args.bundle, args.frames, args.repeats, args.provider, args.precision)
+        run(args.bundle, args.frames, args.repeats, args.provider, args.precision, args.joint_frames)
         return
     from fasthmr_model.export import write_untrained_bundle
 
@@ -209,7 +214,7 @@ def _bench(args: argparse.Namespace) -> None:
         print("no default bundle is shipped yet: timing with an untrained tiny bundle (the overhead does not "
               "depend on the weights)")
         run(write_untrained_bundle("tiny", Path(folder) / "tiny", seed=0).path, args.frames, args.repeats,
-            args.provider, args.precision)
+            args.provider, args.precision, args.joint_frames)
 
 
 if __name__ == "__main__":

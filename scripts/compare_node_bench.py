@@ -5,7 +5,9 @@
 Each revision is checked out into a temporary git worktree (HEAD: the working tree as it is, uncommitted
 changes included, unless --head names a revision) and the benches of the two run alternately, `--rounds`
 times each, so that other load on the machine falls on both alike. Printed: per marker setting and number
-of people, the median over rounds of the bench's mean overhead and best pass (ms), and new / old.
+of people, the median over rounds of the bench's mean overhead, best pass and CPU time (ms), and new / old.
+The CPU time (the bench's `CPU` column) counts only what the bench's process itself runs, so it is the
+steadiest of the three on a machine shared with other jobs.
 """
 
 from __future__ import annotations
@@ -22,8 +24,8 @@ from statistics import median
 REPOSITORY = Path(__file__).resolve().parent.parent
 
 
-def bench_rows(tree: Path, frames: int, repeats: int) -> dict[tuple[str, str], tuple[float, float]]:
-    """(people, markers) -> (overhead, best pass) ms from one bench run in `tree`."""
+def bench_rows(tree: Path, frames: int, repeats: int) -> dict[tuple[str, str], tuple[float, float, float]]:
+    """(people, markers) -> (overhead, best pass, CPU) ms from one bench run in `tree`."""
     environment = dict(os.environ, PYTHONPATH=str(tree), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
     output = subprocess.run([sys.executable, "-m", "fasthmr_ros.bench", "--frames", str(frames), "--repeats",
                              str(repeats)], cwd=tree, env=environment, capture_output=True, text=True, check=True).stdout
@@ -32,7 +34,7 @@ def bench_rows(tree: Path, frames: int, repeats: int) -> dict[tuple[str, str], t
         cells = [cell.strip() for cell in line.split("|")]
         if len(cells) > 4 and cells[0].isdigit():
             overhead = float(re.sub(r"\*", "", cells[-5]))
-            rows[(cells[0], cells[1])] = (overhead, float(cells[-4]))
+            rows[(cells[0], cells[1])] = (overhead, float(cells[-4]), float(cells[-2]))
     return rows
 
 
@@ -66,13 +68,17 @@ def main(argv: list[str] | None = None) -> None:
                                    check=False, capture_output=True)
     print(f"node bench overhead (ms), median of {args.rounds} alternating runs each; old = {args.base}, "
           f"new = {args.head or 'the working tree'}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
-    print("people | markers | old overhead | new overhead | new / old | old best pass | new best pass | new / old")
-    print(" | ".join(["---"] * 8))
+    columns = ("overhead", "best pass", "CPU")
+    print(" | ".join(["people", "markers"] + [f"{age} {column}" if age else "new / old"
+                                              for column in columns for age in ("old", "new", "")]))
+    print(" | ".join(["---"] * (2 + 3 * len(columns))))
     for key in runs["old"][0]:
-        old = [median(run[key][k] for run in runs["old"]) for k in (0, 1)]
-        new = [median(run[key][k] for run in runs["new"]) for k in (0, 1)]
-        print(f"{key[0]} | {key[1]} | {old[0]:.2f} | {new[0]:.2f} | {new[0] / old[0]:.2f} | {old[1]:.2f} | "
-              f"{new[1]:.2f} | {new[1] / old[1]:.2f}")
+        cells = [key[0], key[1]]
+        for index in range(len(columns)):
+            old = median(run[key][index] for run in runs["old"])
+            new = median(run[key][index] for run in runs["new"])
+            cells += [f"{old:.2f}", f"{new:.2f}", f"{new / old:.2f}"]
+        print(" | ".join(cells))
 
 
 if __name__ == "__main__":
