@@ -150,6 +150,7 @@ def run(bundle_path: Path | None, frames_per_case: int, repeats: int, provider: 
     from fasthmr_ros.standard_outputs import StandardOutputsConfig
 
     stream = StreamPipeline(bundle_path, runtime=RuntimeConfig(provider=provider, precision=precision, threads=1))
+    runtime_summary = stream.runtime_summary()  # before the encoder is wrapped
     stream.frames.encoder = CpuTimedEncoder(stream.frames.encoder)
     stream.warm_up()
     processor = FrameProcessor(stream, standard_outputs=StandardOutputsConfig(joint_frames=joint_frames))
@@ -167,7 +168,7 @@ def run(bundle_path: Path | None, frames_per_case: int, repeats: int, provider: 
     # Other processes on the machine slow every stage: the load says how busy it was.
     print(f"node overhead per frame, {IMAGE_WIDTH}x{IMAGE_HEIGHT}, mean ms over a {frames_per_case}-frame clip x "
           f"{repeats} passes (best pass: the lowest mean of one pass; p95 over frames); bundle {stream.bundle.path} "
-          f"on {stream.runtime_summary()}{'; per-joint TF frames' if joint_frames else ''}; load average "
+          f"on {runtime_summary}{'; per-joint TF frames' if joint_frames else ''}; load average "
           f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     header = ["people", "markers"] + list(STAGES) + ["overhead", "best pass", "p95", "CPU", "encoder (excluded)"]
     print(" | ".join(header))

@@ -339,3 +339,14 @@ def test_camera_models_of_broken_camera_infos_say_which_field():
     camera = camera_model(info)
     assert camera.distorted and camera.distortion_model == "equidistant"
     np.testing.assert_array_equal(camera.intrinsics, K)
+
+
+def test_the_node_bench_runs_end_to_end_and_names_the_runtime(untrained_tiny_bundle, capsys):
+    """`python -m fasthmr_ros.bench` on a tiny bundle, two frames a case: every case's row, the runtime line."""
+    from fasthmr_ros.bench import MESH_RATES, run
+
+    run(untrained_tiny_bundle.path, frames_per_case=2, repeats=1, joint_frames=True)
+    printed = capsys.readouterr().out
+    assert "encoder on cpu (CPUExecutionProvider, fp32)" in printed and "per-joint TF frames" in printed
+    rows = [line for line in printed.splitlines() if line[:4] in ("1 | ", "3 | ")]
+    assert [row.split(" | ")[1] for row in rows] == list(MESH_RATES) * 2
