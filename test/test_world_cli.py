@@ -24,7 +24,9 @@ def test_build_train_evaluate_and_draw(tmp_path, capsys):
     assert main(["eval", "--bundle", str(bundle), "--split", "test", "--frames", "3", "--cache", str(cache),
                  "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
-    assert set(result) == {"model", "mean_pose_baseline", "frames", "persons"}
+    assert set(result) == {"model", "mean_pose_baseline", "frames", "persons", "provider", "device", "precision"}
+    # No GPU asked for: the report says the encoder ran on the CPU, in fp32.
+    assert (result["provider"], result["device"], result["precision"]) == ("CPUExecutionProvider", "cpu", "fp32")
     assert set(result["model"]) == {"mpjpe", "pa_mpjpe", "pve"} and result["frames"] == 3
     figure = tmp_path / "grid.png"
     assert main(["figure", "--bundle", str(bundle), "--split", "test", "--frames", "3", "--cache", str(cache),
