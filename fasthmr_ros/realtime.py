@@ -40,6 +40,17 @@ def _arrived(statuses: list, topic: str) -> bool:
     return any(float(value.value) > 0 for status in list(statuses) for value in status.values if value.key == key)
 
 
+def stop_process(process: subprocess.Popen, timeout_s: float = 10.0) -> None:
+    """SIGINT a node process (it clears its markers and leaves DDS cleanly) and wait; kill it if it hangs."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 def _domain_id() -> int:
     return 1 + (os.getpid() * 7 + int(time.time())) % 101
 
@@ -163,11 +174,7 @@ def replay_realtime(bag: str | Path, bundle: str | Path | None = None, out: str 
     finally:
         if rclpy.ok(context=context):
             rclpy.shutdown(context=context)
-        node_process.send_signal(signal.SIGINT)
-        try:
-            node_process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            node_process.kill()
+        stop_process(node_process)
         reader.close()
 
     latencies, persons, predicted = [], 0, {}

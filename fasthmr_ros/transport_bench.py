@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -29,6 +28,7 @@ import threading
 import time
 
 from fasthmr_ros.parameters import default_params_file
+from fasthmr_ros.realtime import stop_process
 from fasthmr_ros.transport import FAST_DDS_VARIABLE_PREFIXES, transport_environment
 
 NODE_NAME = "fasthmr_transport_bench"
@@ -160,16 +160,6 @@ def start_node(env: dict[str, str], log) -> subprocess.Popen:
     return subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
 
 
-def stop_node(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
 def run_camera_process(env: dict[str, str], sizes, frames: int, rate: float) -> dict[str, dict]:
     command = [sys.executable, "-m", "fasthmr_ros.transport_bench", "--camera", "--frames", str(frames),
                "--rate", str(rate), "--sizes", *(f"{width}x{height}" for width, height in sizes)]
@@ -193,11 +183,11 @@ def measure(sizes, frames: int, rate: float, domain_id: int) -> dict[str, dict[s
                         results[setup] = run_camera_process(environment(camera_kind, domain_id, "camera"), sizes,
                                                             frames, rate)
             except (SystemExit, subprocess.TimeoutExpired):
-                stop_node(node)
+                stop_process(node, timeout_s=15.0)
                 log.seek(0)
                 print(f"transport_bench: node output:\n{log.read()}", file=sys.stderr)
                 raise
-            stop_node(node)
+            stop_process(node, timeout_s=15.0)
     return {setup: results[setup] for setup in SETUPS}
 
 

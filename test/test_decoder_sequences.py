@@ -65,25 +65,31 @@ def _body_file(folder):
     return write_synthetic_body(folder / "body.npz")
 
 
-def test_sequence_evaluation_reports_every_method(tmp_path, body):
-    """`fasthmr eval --sequences`' JSON on a tiny split with an untrained decoder, and the trajectory plot."""
+def _untrained_bundle_with_decoder(folder):
+    """A tiny untrained encoder with a tiny untrained window-4 decoder, as a bundle in `folder`."""
     import torch
 
     from fasthmr_model.decoder.config import DecoderConfig
-    from fasthmr_model.decoder.evaluation import evaluate_sequences, plot_trajectory
     from fasthmr_model.decoder.export import bundle_with_decoder
-    from fasthmr_model.decoder.filters import EmaParameters, FilterParameters, OneEuroParameters
     from fasthmr_model.decoder.model import Denoiser, MotionVAE, OneStepDecoder
+
+    torch.manual_seed(0)
+    config = DecoderConfig(window=4, latent_tokens=2, latent_size=8, width=32, num_heads=2, mlp_width=64)
+    encoder_bundle = build_bundle(build_encoder(PRESETS["tiny"], seed=1), folder / "bundle",
+                                  provenance={"source": "untrained"}, camera_anchor="pelvis", preset_name="tiny")
+    return bundle_with_decoder(encoder_bundle, OneStepDecoder(MotionVAE(config), Denoiser(config), 1.0).eval(),
+                               folder / "with-decoder", {"source": "untrained"})
+
+
+def test_sequence_evaluation_reports_every_method(tmp_path, body):
+    """`fasthmr eval --sequences`' JSON on a tiny split with an untrained decoder, and the trajectory plot."""
+    from fasthmr_model.decoder.evaluation import evaluate_sequences, plot_trajectory
+    from fasthmr_model.decoder.filters import EmaParameters, FilterParameters, OneEuroParameters
 
     folder = build_sequence_split("test", tmp_path, _body_file(tmp_path), workers=1, sequences=1, frames=8,
                                   progress=False)
     crops = load_crop_set(folder)
-    torch.manual_seed(0)
-    config = DecoderConfig(window=4, latent_tokens=2, latent_size=8, width=32, num_heads=2, mlp_width=64)
-    encoder_bundle = build_bundle(build_encoder(PRESETS["tiny"], seed=1), tmp_path / "bundle",
-                                  provenance={"source": "untrained"}, camera_anchor="pelvis", preset_name="tiny")
-    bundle = bundle_with_decoder(encoder_bundle, OneStepDecoder(MotionVAE(config), Denoiser(config), 1.0).eval(),
-                                 tmp_path / "with-decoder", {"source": "untrained"})
+    bundle = _untrained_bundle_with_decoder(tmp_path)
     filters = FilterParameters(EmaParameters(0.4), OneEuroParameters(1.0, 0.2), {"split": "sequence-val"})
     result = evaluate_sequences(bundle, crops, latency_runs=3, filters=filters)
     for method in ("per_frame", "causal", "offline", "ema", "one_euro", "causal_without_features"):
@@ -105,12 +111,7 @@ def test_a_named_split_from_its_own_seed_renders_and_scores(tmp_path, capsys):
     --json` with its every key; the tuning refuses the test split."""
     import json
 
-    import torch
-
     from fasthmr_model.cli import main
-    from fasthmr_model.decoder.config import DecoderConfig
-    from fasthmr_model.decoder.export import bundle_with_decoder
-    from fasthmr_model.decoder.model import Denoiser, MotionVAE, OneStepDecoder
 
     cache = tmp_path / "cache"
     render = ["world", "sequences", "--split", "fresh", "--seed", "4242", "--count", "1", "--frames", "8",
@@ -123,12 +124,7 @@ def test_a_named_split_from_its_own_seed_renders_and_scores(tmp_path, capsys):
     capsys.readouterr()
     assert main(render[:5] + ["4243"] + render[6:]) == 2  # the same name from another seed: refused, not replaced
     assert "choose another name" in capsys.readouterr().err
-    torch.manual_seed(0)
-    config = DecoderConfig(window=4, latent_tokens=2, latent_size=8, width=32, num_heads=2, mlp_width=64)
-    encoder_bundle = build_bundle(build_encoder(PRESETS["tiny"], seed=1), tmp_path / "bundle",
-                                  provenance={"source": "untrained"}, camera_anchor="pelvis", preset_name="tiny")
-    bundle = bundle_with_decoder(encoder_bundle, OneStepDecoder(MotionVAE(config), Denoiser(config), 1.0).eval(),
-                                 tmp_path / "with-decoder", {"source": "untrained"})
+    bundle = _untrained_bundle_with_decoder(tmp_path)
     filters = tmp_path / "filters.json"
     filters.write_text(json.dumps({"ema": {"alpha": 0.5}, "one_euro": {"min_cutoff": 1.0, "beta": 0.1}}))
     assert main(["eval", "--bundle", str(bundle.path), "--sequences", "fresh", "--cache", str(cache), "--json",

@@ -51,13 +51,9 @@ def node_environment(ros_env: dict) -> dict:
 
 def stop(process: subprocess.Popen) -> str:
     """SIGINT (the node clears its markers and leaves DDS cleanly), kill if it hangs; returns its output."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=10.0)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    from fasthmr_ros.realtime import stop_process
+
+    stop_process(process)
     process.log.seek(0)
     return process.log.read()
 

@@ -245,6 +245,13 @@ def plot_filter_scores(parameters: FilterParameters, out: Path, decoder: dict[st
                    f"({parameters.provenance['sequences']} sequences)")
     axis.legend(fontsize=7, loc="upper right")
     axis.grid(alpha=0.3, which="both")
+    return _save_figure(figure, out)
+
+
+def _save_figure(figure, out: Path) -> Path:
+    """Lay out, write `figure` as a PNG at `out` (its folder made), close it; returns the path."""
+    import matplotlib.pyplot as plt
+
     figure.tight_layout()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -298,9 +305,4 @@ def plot_trajectory(bundle: Bundle, crops: CropSet, out: Path, sequence: int = 0
     axes[0].set_title(f"{JOINT_NAMES[joint]} relative to the hips, synthetic test sequence {sequence} (camera frame)")
     axes[0].legend(loc="upper right", ncol=5, fontsize=8)
     axes[-1].set_xlabel("frame (30 frames/s)")
-    figure.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(out, dpi=110)
-    plt.close(figure)
-    return out
+    return _save_figure(figure, out)
