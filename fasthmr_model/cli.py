@@ -139,13 +139,15 @@ def _eval(args: argparse.Namespace) -> None:
     from fasthmr_model.runtime import RuntimeConfig, check_provider
 
     bundle = load_bundle(args.bundle)
-    if args.sequences:
-        _eval_sequences(args, bundle)
-        return
     check_provider(args.provider)
+    # One runtime for every session the evaluation opens (the encoder's, and the decoder's with --sequences).
+    runtime = RuntimeConfig(provider=args.provider, precision=args.precision, threads=args.threads)
+    if args.sequences:
+        _eval_sequences(args, bundle, runtime)
+        return
     crops = load_crop_set(build_split(args.split, args.cache, _world_body_model(args.cache, None), frames=args.frames,
                                       progress=False))
-    result = evaluate_bundle(bundle, crops, RuntimeConfig(provider=args.provider, precision=args.precision))
+    result = evaluate_bundle(bundle, crops, runtime)
     if args.json:
         print(json.dumps(result))
         return
@@ -156,20 +158,16 @@ def _eval(args: argparse.Namespace) -> None:
         print(f"  {name:<19} MPJPE {scores['mpjpe']:7.1f}  PA-MPJPE {scores['pa_mpjpe']:7.1f}  PVE {scores['pve']:7.1f}")
 
 
-def _eval_sequences(args: argparse.Namespace, bundle) -> None:
+def _eval_sequences(args: argparse.Namespace, bundle, runtime) -> None:
     import json
 
     from fasthmr_model.data.world import load_crop_set
-    from fasthmr_model.decoder.evaluation import evaluate_sequences, plot_trajectory
+    from fasthmr_model.decoder.evaluation import METHODS, evaluate_sequences, plot_trajectory
+    from fasthmr_model.decoder.filters import FILTER_PARAMETERS_FILE, load_filter_parameters
     from fasthmr_model.decoder.sequences import build_sequence_split
 
     crops = load_crop_set(build_sequence_split(args.sequences, args.cache, bundle.body_model_path,
                                                sequences=args.sequence_count, progress=not args.json))
-    from fasthmr_model.runtime import RuntimeConfig
-
-    from fasthmr_model.decoder.filters import FILTER_PARAMETERS_FILE, load_filter_parameters
-
-    runtime = RuntimeConfig(threads=args.threads)
     filters = load_filter_parameters(args.filters or FILTER_PARAMETERS_FILE)
     result = evaluate_sequences(bundle, crops, runtime, progress=not args.json, filters=filters)
     if args.plot:
@@ -179,8 +177,6 @@ def _eval_sequences(args: argparse.Namespace, bundle) -> None:
         return
     print(f"{bundle.path} on the synthetic {args.sequences} sequences ({result['sequences']} sequences, "
           f"{result['frames']} frames, W = {result['window']}); mm, accel mm/frame^2:")
-    from fasthmr_model.decoder.evaluation import METHODS
-
     for name in METHODS:
         scores = result[name]
         print(f"  {name:<23} MPJPE {scores['mpjpe']:7.1f}  PA-MPJPE {scores['pa_mpjpe']:7.1f}  PVE {scores['pve']:7.1f}"
@@ -423,10 +419,12 @@ def build_parser(extensions=()) -> argparse.ArgumentParser:
                                                          "tuned on val, shipped in the package)")
     evaluation.add_argument("--sequence-count", type=int, help="only the first N sequences (smoke runs)")
     evaluation.add_argument("--plot", help="with --sequences: PNG of one joint's trajectory to write")
-    evaluation.add_argument("--provider", default="cpu", choices=PROVIDER_CHOICES, help="(default: %(default)s)")
+    evaluation.add_argument("--provider", default="cpu", choices=PROVIDER_CHOICES,
+                            help="the encoder's (default: %(default)s); with --sequences it runs the latency, the "
+                                 "scores read the encoder's features cached from the CPU")
     evaluation.add_argument("--precision", default="fp32", choices=PRECISIONS, help="(default: %(default)s)")
     evaluation.add_argument("--threads", type=int, default=0,
-                            help="with --sequences: ONNX Runtime intra-op threads of both sessions (0 = its choice)")
+                            help="ONNX Runtime intra-op threads of every session (0 = its choice)")
     evaluation.set_defaults(handler=_eval)
 
     tune = commands.add_parser("tune-filters", help="choose the ema and One-Euro filters' parameters on val "

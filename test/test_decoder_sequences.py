@@ -106,7 +106,7 @@ def test_sequence_evaluation_reports_every_method(tmp_path, body):
     assert plot.stat().st_size > 10_000
 
 
-def test_a_named_split_from_its_own_seed_renders_and_scores(tmp_path, capsys):
+def test_a_named_split_from_its_own_seed_renders_and_scores(tmp_path, capsys, monkeypatch):
     """`fasthmr world sequences --split NAME --seed S --count N --frames F`, then `fasthmr eval --sequences NAME
     --json` with its every key; the tuning refuses the test split."""
     import json
@@ -133,6 +133,20 @@ def test_a_named_split_from_its_own_seed_renders_and_scores(tmp_path, capsys):
     for method in ("per_frame", "causal", "offline", "ema", "one_euro", "causal_without_features"):
         assert set(result[method]) == {"mpjpe", "pa_mpjpe", "pve", "accel"}
     assert {"encoder", "decoder"} <= set(result["latency_ms"]) and result["frames"] == 8
+    # --provider is the encoder's, as in the node: the latency's encoder session asks for it; the decoder's
+    # sessions stay on runtime.decoder_provider (the CPU); the scores read the features cached from the CPU
+    # (on another machine's injected GPU build: the sessions themselves run on this CPU).
+    import fasthmr_model.runtime
+    from injected_providers import InjectedEnvironment
+
+    gpu_machine = InjectedEnvironment()
+    monkeypatch.setattr(fasthmr_model.runtime, "ENVIRONMENT", gpu_machine)
+    assert main(["eval", "--bundle", str(bundle.path), "--sequences", "fresh", "--cache", str(cache), "--json",
+                 "--filters", str(filters), "--provider", "cuda"]) == 0
+    capsys.readouterr()
+    first_asked = [chain[0] if isinstance(chain[0], str) else chain[0][0] for chain in gpu_machine.asked]
+    assert first_asked == ["CPUExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    monkeypatch.undo()
     assert main(["eval", "--bundle", str(bundle.path), "--sequences", "never_rendered", "--cache", str(cache)]) == 2
     assert "render it first" in capsys.readouterr().err
     assert main(["tune-filters", "--sequences", "test", "--cache", str(cache)]) == 2
