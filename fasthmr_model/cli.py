@@ -252,12 +252,10 @@ def _merge(args: argparse.Namespace) -> None:
 
 
 def _bench(args: argparse.Namespace) -> None:
-    from fasthmr_model.bench import dumps, format_table, plot, run_bench
-    from fasthmr_model.runtime import RuntimeConfig
-
-    from fasthmr_model.bench import placement, tiny_bundles, vith_bundles
+    from fasthmr_model.bench import dumps, format_table, placement, plot, run_bench, tiny_bundles, vith_bundles
     from fasthmr_model.bundle import load_bundle
     from fasthmr_model.placement import format_placement
+    from fasthmr_model.runtime import RuntimeConfig
 
     def progress(line: str) -> None:
         print(line, file=sys.stderr)
