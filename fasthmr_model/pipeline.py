@@ -17,7 +17,9 @@ from fasthmr_model.body.lbs import BodyModel
 from fasthmr_model.body.rotations import matrix_to_axis_angle, rot6d_to_matrix
 from fasthmr_model.body.skeleton import NUM_BETAS, NUM_JOINTS
 from fasthmr_model.bundle import Bundle, load_bundle
-from fasthmr_model.data.crop import PreprocessConfig, camera_translation, prepare_persons, validate_intrinsics
+from fasthmr_model.data.crop import (
+    PreprocessConfig, camera_translation, crop_ray_rotations, prepare_persons, validate_intrinsics,
+)
 from fasthmr_model.data.lens import CameraModel
 from fasthmr_model.encoder.config import CAM_SIZE, POSE_6D_SIZE
 from fasthmr_model.errors import InputError
@@ -28,7 +30,8 @@ from fasthmr_model.runtime import EncoderSession, RuntimeConfig
 class FrameResult:
     """The persons found in one frame (B may be 0); every array's first axis is the person.
 
-    ids (B,) instance ids; boxes (B, 4) tight mask boxes (x0, y0, x1, y1); crop_boxes (B, 3);
+    ids (B,) instance ids; boxes (B, 4) tight mask boxes (x0, y0, x1, y1); crop_boxes (B, 3); crop_rays (B, 3)
+    the turn of the optical axis onto each crop centre's ray (data.crop.crop_ray_rotations);
     person_tokens (B, 192); rotmats (B, 24, 3, 3); axis_angle (B, 24, 3); betas (B, 10); cam (B, 3);
     translation (B, 3) metres, camera optical frame; joints (B, 24, 3) camera frame; vertices (B, V, 3)
     camera frame or None when not asked for; feature (B, D); timings_ms: stage -> milliseconds;
@@ -38,6 +41,7 @@ class FrameResult:
     ids: np.ndarray
     boxes: np.ndarray
     crop_boxes: np.ndarray
+    crop_rays: np.ndarray
     person_tokens: np.ndarray
     rotmats: np.ndarray
     axis_angle: np.ndarray
@@ -109,7 +113,8 @@ class FramePipeline:
         vertices, joints = self.body_model.forward(betas, rotmats, translation, with_vertices)
         timings["body_model"] = _ms_since(start)
         return FrameResult(
-            ids=crops.ids, boxes=crops.boxes, crop_boxes=crops.crop_boxes, person_tokens=crops.person_tokens,
+            ids=crops.ids, boxes=crops.boxes, crop_boxes=crops.crop_boxes,
+            crop_rays=crop_ray_rotations(crops.crop_boxes, intrinsics), person_tokens=crops.person_tokens,
             rotmats=rotmats, axis_angle=matrix_to_axis_angle(rotmats), betas=betas, cam=cam,
             translation=translation, joints=joints, vertices=vertices,
             feature=feature, timings_ms=timings, persons_over_cap=crops.over_cap,

@@ -185,7 +185,8 @@ class StreamPipeline:
         if self.decoder is not None:
             self.decoder.end(tracks.ended)
             if len(frame.ids):
-                decoded = self.decoder.step(tracks.track_ids, frame.feature, frame.rotmats, frame.betas)
+                decoded = self.decoder.step(tracks.track_ids, frame.feature, frame.crop_rays, frame.rotmats,
+                                            frame.betas)
                 temporal = ~decoded.warm_up
                 if temporal.any():
                     rotmats = frame.rotmats.copy()

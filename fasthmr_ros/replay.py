@@ -208,9 +208,10 @@ class OfflineRecorder:
             return {}, {"tracks": 0, "frames": 0}
         track_ids = np.concatenate([result.track_ids for result in results])
         fields = {name: np.concatenate([getattr(result, name) for result in results])
-                  for name in ("feature", "encoder_rotmats", "betas", "translation", "boxes")}
+                  for name in ("feature", "crop_rays", "encoder_rotmats", "betas", "translation", "boxes")}
         rotmats = decode_tracks_offline(self.stream.decoder.session, self.stream.body_model, track_ids,
-                                        fields["feature"], fields["encoder_rotmats"], fields["betas"])
+                                        fields["feature"], fields["crop_rays"], fields["encoder_rotmats"],
+                                        fields["betas"])
         vertices, joints = self.stream.body_model.forward(fields["betas"], rotmats, fields["translation"])
         predicted, start = {}, 0
         for stamp_ns, frame, result in self.rows:

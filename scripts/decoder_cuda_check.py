@@ -43,6 +43,7 @@ def main(out: Path, device: str) -> dict:
 
     def sequence(frames):
         return (rng.standard_normal((frames, sizes.feature_size)).astype(np.float32),
+                (0.3 * rng.standard_normal((frames, 3)) * [1.0, 1.0, 0.0]).astype(np.float32),
                 rng.standard_normal((frames, POSE_SIZE)).astype(np.float32),
                 rng.standard_normal((frames, POSE_SIZE)).astype(np.float32))
 

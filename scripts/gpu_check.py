@@ -133,8 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         decoder_cpu, decoder_gpu = (DecoderSession(shipped, replace(on_cpu, decoder_provider=provider))
                                     for provider in ("cpu", gpu))
         rng = np.random.default_rng(0)
-        window, size = decoder_cpu.window, decoder_cpu.config.feature_size
-        frames = rng.normal(0, 0.5, (3, window, size + 131)).astype(np.float32)
+        frames = rng.normal(0, 0.5, (3, decoder_cpu.window, decoder_cpu.frame_size)).astype(np.float32)
         decoder = float(np.abs(decoder_gpu.run_frames(frames) - decoder_cpu.run_frames(frames)).max())
         return {"encoder_fp32": fp32, "encoder_fp16": fp16, "decoder_fp32": decoder,
                 "fp32_within": max(fp32.values()) <= FP32_BOUND and decoder <= FP32_BOUND,
@@ -211,8 +210,7 @@ def main(argv: list[str] | None = None) -> int:
         rng = np.random.default_rng(1)
         out = {}
         for batch in (1, 3):
-            window, size = sessions["cpu"].window, sessions["cpu"].config.feature_size
-            frames = rng.normal(0, 0.5, (batch, window, size + 131)).astype(np.float32)
+            frames = rng.normal(0, 0.5, (batch, sessions["cpu"].window, sessions["cpu"].frame_size)).astype(np.float32)
             timings = {name: [] for name in sessions}
             for _ in range(max(args.repeats, 50)):
                 for name, session in sessions.items():

@@ -14,7 +14,7 @@ from fasthmr_model.data.motion import synthetic_body_model
 from fasthmr_model.decoder.config import DecoderConfig
 from fasthmr_model.decoder.diffusion import diffusion_schedule
 from fasthmr_model.decoder.export import bundle_with_decoder, decoder_parity
-from fasthmr_model.decoder.model import Denoiser, MotionVAE, OneStepDecoder
+from fasthmr_model.decoder.model import RAY_TURN_SCALE, Denoiser, MotionVAE, OneStepDecoder, turn_points
 from fasthmr_model.decoder.pose import POSE_SIZE
 from fasthmr_model.decoder.runtime import DecoderSession, StreamingDecoder, decode_causal, decode_offline
 from fasthmr_model.runtime import RuntimeConfig
@@ -81,6 +81,7 @@ def test_vae_and_denoiser_train(tmp_path):
     np.testing.assert_allclose(EncoderErrors.from_dict(stored).mean, errors.mean, atol=1e-4)  # kept in degrees, 3 decimals
     rng = np.random.default_rng(0)
     series = [(rng.standard_normal((30, TINY.feature_size)).astype(np.float32),
+               (0.3 * rng.standard_normal((30, 3))).astype(np.float32),
                rng.standard_normal((30, POSE_SIZE)).astype(np.float32),
                rng.standard_normal((30, POSE_SIZE)).astype(np.float32))]
     denoiser, scale = train_denoiser(tmp_path / "denoiser", vae, series, config, progress=False)
@@ -98,6 +99,8 @@ def decoder_bundle(tmp_path_factory):
     encoder_bundle = build_bundle(build_encoder(PRESETS["tiny"], seed=3), folder / "encoder",
                                   provenance={"source": "untrained"}, camera_anchor="pelvis", preset_name="tiny")
     model = OneStepDecoder(MotionVAE(TINY).eval(), Denoiser(TINY).eval(), latent_scale=1.7).eval()
+    with torch.no_grad():  # a ray turn as a trained one has (about half the ray), so that the export carries it
+        model.denoiser.ray_turn.copy_(torch.tensor([0.4, 0.5, 0.0]) / RAY_TURN_SCALE)
     bundle = bundle_with_decoder(encoder_bundle, model, folder / "with-decoder", {"source": "untrained"})
     return model, bundle
 
@@ -114,18 +117,22 @@ def test_offline_and_causal_decoding_read_the_right_windows(decoder_bundle):
     session = DecoderSession(bundle)
     rng = np.random.default_rng(0)
     features = rng.standard_normal((10, TINY.feature_size)).astype(np.float32)
+    rays = (0.3 * rng.standard_normal((10, 3))).astype(np.float32)
     poses = rng.standard_normal((10, POSE_SIZE)).astype(np.float32)
-    frames = np.concatenate([features, poses], axis=1)
+    frames = np.concatenate([features, rays, poses], axis=1)
     causal = decode_causal(session, frames)
     offline = decode_offline(session, frames)
     assert causal.shape == offline.shape == (10, POSE_SIZE)
-    np.testing.assert_allclose(causal[9], session.run(features[None, 4:10], poses[None, 4:10])[0, -1], atol=1e-5)
-    np.testing.assert_allclose(offline[5], session.run(features[None, 2:8], poses[None, 2:8])[0, 3], atol=1e-5)
+    np.testing.assert_allclose(causal[9], session.run(features[None, 4:10], rays[None, 4:10], poses[None, 4:10])[0, -1],
+                               atol=1e-5)
+    np.testing.assert_allclose(offline[5], session.run(features[None, 2:8], rays[None, 2:8], poses[None, 2:8])[0, 3],
+                               atol=1e-5)
     first_two = np.concatenate([np.repeat(frames[:1], 4, axis=0), frames[:2]])
     np.testing.assert_allclose(causal[1], session.run_frames(first_two[None])[0, -1], atol=1e-5)
-    # The pose condition is read: another frame pose changes the decoded window.
-    assert np.abs(session.run(features[None, :6], poses[None, 4:10]) - session.run(features[None, :6], poses[None, :6])
-                  ).max() > 1e-4
+    # The pose condition and the rays are read: another frame pose or other rays change the decoded window.
+    decoded = session.run(features[None, :6], rays[None, :6], poses[None, :6])
+    assert np.abs(session.run(features[None, :6], rays[None, :6], poses[None, 4:10]) - decoded).max() > 1e-4
+    assert np.abs(session.run(features[None, :6], rays[None, 4:10], poses[None, :6]) - decoded).max() > 1e-4
 
 
 def test_a_bundle_without_a_decoder_says_what_to_do(decoder_bundle, tmp_path):
@@ -136,10 +143,14 @@ def test_a_bundle_without_a_decoder_says_what_to_do(decoder_bundle, tmp_path):
     with pytest.raises(BundleError, match="fasthmr train decoder"):
         DecoderSession(encoder_only)
     with pytest.raises(InputError, match="decoder features"):
-        DecoderSession(bundle).run(np.zeros((1, 3, TINY.feature_size), np.float32), np.zeros((1, 3, POSE_SIZE)))
+        DecoderSession(bundle).run(np.zeros((1, 3, TINY.feature_size), np.float32), np.zeros((1, 3, 3)),
+                                   np.zeros((1, 3, POSE_SIZE)))
     with pytest.raises(InputError, match="frame poses"):
         DecoderSession(bundle).run(np.zeros((1, TINY.window, TINY.feature_size), np.float32),
-                                   np.zeros((1, TINY.window, 3)))
+                                   np.zeros((1, TINY.window, 3)), np.zeros((1, TINY.window, 3)))
+    with pytest.raises(InputError, match="crop rays"):
+        DecoderSession(bundle).run(np.zeros((1, TINY.window, TINY.feature_size), np.float32),
+                                   np.zeros((1, TINY.window, 2)), np.zeros((1, TINY.window, POSE_SIZE)))
 
 
 RUNTIME_ONLY = """
@@ -153,8 +164,8 @@ bundle = load_bundle(sys.argv[1])
 decoder = StreamingDecoder(bundle, BodyModel.from_file(bundle.body_model_path), RuntimeConfig())
 rng = np.random.default_rng(0)
 for frame in range(8):
-    result = decoder.step([3, 4], rng.standard_normal((2, bundle.feature_size)), np.tile(np.eye(3), (2, 24, 1, 1)),
-                          np.zeros((2, 10)))
+    result = decoder.step([3, 4], rng.standard_normal((2, bundle.feature_size)), np.zeros((2, 3)),
+                          np.tile(np.eye(3), (2, 24, 1, 1)), np.zeros((2, 10)))
 print(json.dumps({"shape": list(result.rotmats.shape), "warm_up": result.warm_up.tolist(),
                   "heavy": sorted(m for m in ("torch", "smplx") if m in sys.modules)}))
 """
@@ -172,10 +183,11 @@ def test_streaming_decoder_flags_warm_up(decoder_bundle):
     _, bundle = decoder_bundle
     decoder = StreamingDecoder(bundle, synthetic_body_model(), RuntimeConfig())
     features, rest = np.zeros((1, bundle.feature_size), np.float32), np.tile(np.eye(3), (1, 24, 1, 1))
-    flags = [bool(decoder.step([1], features, rest, np.zeros((1, 10))).warm_up[0])
+    rays = np.zeros((1, 3))
+    flags = [bool(decoder.step([1], features, rays, rest, np.zeros((1, 10))).warm_up[0])
              for t in range(TINY.window + 1)]
     assert flags == [True] * (TINY.window - 1) + [False, False]
-    rotmats = decoder.step([1], features, rest, np.zeros((1, 10))).rotmats
+    rotmats = decoder.step([1], features, rays, rest, np.zeros((1, 10))).rotmats
     np.testing.assert_allclose(np.linalg.det(rotmats), 1.0, atol=1e-9)
 
 
@@ -189,14 +201,36 @@ def test_turned_windows_keep_the_local_pose():
     rotmats = axis_angle_to_matrix(np.random.default_rng(0).normal(0.0, 0.4, (6, 24, 3)))
     rest = body_rest_points(body, np.zeros((6, 10)))
     window = encode_pose(rest, rotmats)[None]
-    (turned,) = turn_windows(np.random.default_rng(1), 1.0, window)
+    rays = np.tile([[[0.1, -0.2, 0.0]]], (1, 6, 1))
+    turned_rays, turned = turn_windows(np.random.default_rng(1), 1.0, rays, window)
     recovered = inverse_kinematics(rest, turned[0])
     np.testing.assert_allclose(recovered[:, 1:], rotmats[:, 1:], atol=1e-9)
     turn = recovered[:, 0] @ np.swapaxes(rotmats[:, 0], 1, 2)
     np.testing.assert_allclose(turn, np.broadcast_to(turn[0], turn.shape), atol=1e-9)
     assert abs(turn[0, 1, 1] - 1.0) < 1e-9 and abs(turn[0, 0, 0]) < 1.0 - 1e-6  # about y, by some angle
-    (kept,) = turn_windows(np.random.default_rng(1), 0.0, window)
+    # The rays' rotation vectors turn with the body (so R(ray) conjugated by the turn is R(turned ray)).
+    np.testing.assert_allclose(turned_rays[0], (turn[0] @ rays[0].T).T, atol=1e-6)
+    kept_rays, kept = turn_windows(np.random.default_rng(1), 0.0, rays, window)
     np.testing.assert_array_equal(kept, window)
+    np.testing.assert_array_equal(kept_rays, rays)
+
+
+def test_turn_points_turns_the_points_and_keeps_the_twists():
+    """Rodrigues' formula in the graph against the rotation matrix; a zero turn is the identity (no division
+    by a zero angle)."""
+    from fasthmr_model.body.rotations import axis_angle_to_matrix
+    from fasthmr_model.decoder.pose import NUM_POINTS
+
+    rng = np.random.default_rng(4)
+    poses = rng.standard_normal((2, 5, POSE_SIZE))
+    vectors = 0.4 * rng.standard_normal((2, 5, 3))
+    turned = turn_points(torch.from_numpy(poses), torch.from_numpy(vectors)).numpy()
+    points = poses[..., :3 * NUM_POINTS].reshape(2, 5, NUM_POINTS, 3)
+    expected = np.einsum("bwij,bwpj->bwpi", axis_angle_to_matrix(vectors), points).reshape(2, 5, -1)
+    np.testing.assert_allclose(turned[..., :3 * NUM_POINTS], expected, atol=1e-9)
+    np.testing.assert_array_equal(turned[..., 3 * NUM_POINTS:], poses[..., 3 * NUM_POINTS:])
+    kept = turn_points(torch.from_numpy(poses), torch.zeros(2, 5, 3, dtype=torch.float64)).numpy()
+    np.testing.assert_allclose(kept, poses, atol=1e-12)
 
 
 def test_encoder_errors_are_measured_per_joint():
@@ -237,7 +271,7 @@ def test_encoder_like_windows_keep_twists_and_jitter_a_share():
 
 def test_the_denoiser_starts_as_the_vae_encoder():
     """Before training, x0 = -v at t = T - 1 is the VAE's latent mean of the frame poses (its timestep token
-    all but unseen), whatever the features and the noise."""
+    all but unseen), whatever the features, the crop rays and the noise."""
     torch.manual_seed(0)
     vae = MotionVAE(TINY).eval()
     denoiser = Denoiser(TINY).eval()
@@ -247,9 +281,9 @@ def test_the_denoiser_starts_as_the_vae_encoder():
     with torch.no_grad():
         expected = vae.encode(poses)[0] / 2.0
         first = -denoiser(torch.randn(3, TINY.latent_tokens, TINY.latent_size), last,
-                          torch.randn(3, TINY.window, TINY.feature_size), poses)
+                          torch.randn(3, TINY.window, TINY.feature_size), torch.randn(3, TINY.window, 3), poses)
         second = -denoiser(torch.randn(3, TINY.latent_tokens, TINY.latent_size), last,
-                           torch.randn(3, TINY.window, TINY.feature_size), poses)
+                           torch.randn(3, TINY.window, TINY.feature_size), torch.randn(3, TINY.window, 3), poses)
     torch.testing.assert_close(first, second)
     torch.testing.assert_close(first, expected, atol=1e-3, rtol=1e-3)
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from fasthmr_model.data.motion import generate_sequence, synthetic_body_model
 from fasthmr_model.data.world import MOTION_FPS, load_crop_set
 from fasthmr_model.decoder.sequences import (
-    SequenceSplit, build_sequence_split, encoder_outputs, render_sequence, sequence_crops, sequence_ranges,
+    SequenceSplit, build_sequence_split, encoder_outputs, render_sequence, sequence_crops, sequence_intrinsics,
+    sequence_ranges, sequence_split, split_crop_rays,
 )
 from fasthmr_model.encoder.config import PRESETS
 from fasthmr_model.encoder.model import build_encoder
@@ -41,6 +44,28 @@ def test_sequence_crops_are_one_track_in_frame_order(body):
     crops = sequence_crops(SPEC, 1, body)
     assert crops["frame_index"].tolist() == list(range(SPEC.frames))
     assert set(crops["instance_id"].tolist()) == {1}
+
+
+def test_a_split_gives_its_cameras_and_crop_rays(tmp_path, body):
+    """A rendered split stores no K: it is recovered from the stored projections, equal to the renderer's, and
+    each crop's ray is the crop centre's through it."""
+    from fasthmr_model.body.rotations import axis_angle_to_matrix
+    from fasthmr_model.data.crop import crop_ray_rotations
+
+    folder = build_sequence_split("val", tmp_path, _body_file(tmp_path), workers=1, sequences=1, frames=4,
+                                  progress=False)
+    crops = load_crop_set(folder)
+    rows = sequence_ranges(crops)[0]
+    rendered = render_sequence(replace(sequence_split("val"), frames=4), 0, body)  # as the split was cut
+    np.testing.assert_allclose(sequence_intrinsics(crops, rows), rendered[0].camera.intrinsics, rtol=1e-4, atol=1e-2)
+    rays = split_crop_rays(crops)
+    assert rays.shape == (len(crops), 3) and np.all(rays[:, 2] == 0.0)
+    np.testing.assert_allclose(rays, crop_ray_rotations(np.asarray(crops.crop_boxes), rendered[0].camera.intrinsics),
+                               atol=1e-5)
+    # The turn takes the optical axis onto the ray through the crop centre's pixel.
+    directions = axis_angle_to_matrix(rays.astype(np.float64))[:, :, 2]
+    pixels = directions @ rendered[0].camera.intrinsics.T
+    np.testing.assert_allclose(pixels[:, :2] / pixels[:, 2:], np.asarray(crops.crop_boxes)[:, :2], atol=1e-2)
 
 
 def test_split_ranges_and_cached_features(tmp_path, body):

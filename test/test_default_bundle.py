@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 
 from fasthmr_model.bundle import default_bundle_path, load_bundle
@@ -58,40 +60,45 @@ def test_default_bundle_ships_the_decoder_with_its_provenance():
     assert len(provenance["vae"]["encoder_errors"]["change_deg"]) == 24  # the VAE read the encoder's errors
 
 
-def test_default_decoder_smooths_a_rendered_sequence_without_losing_accuracy():
-    """40 frames of a test-split sequence, rendered here, streamed through the shipped encoder and decoder
-    as the node runs them (batch 1, one step per frame): once the window is full, the decoded poses move far
-    less jerkily than the per-frame ones and are as close to the truth."""
+def test_default_decoder_is_smoother_and_closer_on_rendered_sequences():
+    """40 frames of each of the first three val sequences (where the decoder was chosen), rendered here and
+    streamed through the shipped encoder and decoder as the node runs them (batch 1, one step per frame, the
+    crops' rays from each sequence's camera): once the window is full, the decoded poses move far less jerkily
+    than the per-frame ones and are closer to the truth (on the whole val split: 14.7 mm on average; 5 of its 43
+    sequences lose up to 10 mm, the decoder's turn of the crop-relative orientation being a mean)."""
     from dataclasses import replace
 
     from fasthmr_model.body.lbs import BodyModel
     from fasthmr_model.body.rotations import rot6d_to_matrix
-    from fasthmr_model.data.crop import normalise_windows
+    from fasthmr_model.data.crop import crop_ray_rotations, normalise_windows
     from fasthmr_model.decoder.runtime import StreamingDecoder
-    from fasthmr_model.decoder.sequences import sequence_crops, sequence_split
+    from fasthmr_model.decoder.sequences import sequence_crops, sequence_intrinsics, sequence_split
     from fasthmr_model.metrics import accel_error
     from fasthmr_model.runtime import EncoderSession, RuntimeConfig
 
     bundle = load_bundle()
     body = BodyModel.from_file(bundle.body_model_path)
-    crops = sequence_crops(replace(sequence_split("test"), frames=40), 3, body)
-    encoded = EncoderSession(bundle).run(normalise_windows(crops["windows"]), crops["person_tokens"].astype(np.float32))
-    per_frame = rot6d_to_matrix(encoded.pose_6d.reshape(-1, 24, 6)).astype(np.float64)
-    betas = encoded.betas.astype(np.float64)
-    decoder = StreamingDecoder(bundle, body, RuntimeConfig())
-    steps = [decoder.step([7], encoded.feature[[frame]], per_frame[[frame]], betas[[frame]])
-             for frame in range(len(per_frame))]
-    full = np.array([not step.warm_up[0] for step in steps])
-    assert full.sum() == len(steps) - decoder.session.window + 1
-    decoded = np.concatenate([step.rotmats for step in steps])[full]
+    encoder, decoder = EncoderSession(bundle), StreamingDecoder(bundle, body, RuntimeConfig())
 
     def joints(chosen_betas, rotmats):
         posed = body.forward(chosen_betas, rotmats, with_vertices=False)[1]
         return posed - posed[:, list(EMDB_ROOT_JOINTS)].mean(axis=1, keepdims=True)
 
-    truth = joints(crops["betas"][full].astype(np.float64), crops["rotmats"][full].astype(np.float64))
-    frame_joints, decoded_joints = joints(betas[full], per_frame[full]), joints(betas[full], decoded)
-    frame_error = 1000 * np.linalg.norm(frame_joints - truth, axis=-1).mean()
-    decoded_error = 1000 * np.linalg.norm(decoded_joints - truth, axis=-1).mean()
-    assert decoded_error < frame_error + 3.0
-    assert accel_error(decoded_joints, truth).mean() < 0.5 * accel_error(frame_joints, truth).mean()
+    errors, accelerations = {"frame": [], "decoded": []}, {"frame": [], "decoded": []}
+    for sequence in range(3):
+        crops = sequence_crops(replace(sequence_split("val"), frames=40), sequence, body)
+        encoded = encoder.run(normalise_windows(crops["windows"]), crops["person_tokens"].astype(np.float32))
+        per_frame = rot6d_to_matrix(encoded.pose_6d.reshape(-1, 24, 6)).astype(np.float64)
+        betas = encoded.betas.astype(np.float64)
+        rays = crop_ray_rotations(crops["crop_boxes"], sequence_intrinsics(SimpleNamespace(**crops), slice(None)))
+        steps = [decoder.step([sequence], encoded.feature[[frame]], rays[[frame]], per_frame[[frame]],
+                              betas[[frame]]) for frame in range(len(per_frame))]
+        full = np.array([not step.warm_up[0] for step in steps])
+        assert full.sum() == len(steps) - decoder.session.window + 1
+        decoded = np.concatenate([step.rotmats for step in steps])[full]
+        truth = joints(crops["betas"][full].astype(np.float64), crops["rotmats"][full].astype(np.float64))
+        for name, posed in (("frame", joints(betas[full], per_frame[full])), ("decoded", joints(betas[full], decoded))):
+            errors[name].append(1000 * np.linalg.norm(posed - truth, axis=-1).mean())
+            accelerations[name].append(accel_error(posed, truth).mean())
+    assert np.mean(errors["decoded"]) < np.mean(errors["frame"]) - 5.0
+    assert np.mean(accelerations["decoded"]) < 0.5 * np.mean(accelerations["frame"])

@@ -255,15 +255,17 @@ def test_offline_decoding_of_interleaved_tracks_is_per_track():
     track_ids = np.array([1, 2] * 12 + [3] * 3)
     count = len(track_ids)
     features = rng.standard_normal((count, session.config.feature_size)).astype(np.float32)
+    rays = 0.3 * rng.standard_normal((count, 3)) * [1.0, 1.0, 0.0]
     rotmats = axis_angle_to_matrix(0.2 * rng.standard_normal((count, 24, 3)))
     betas = 0.5 * rng.standard_normal((count, 10))
-    decoded = decode_tracks_offline(session, body, track_ids, features, rotmats, betas)
+    decoded = decode_tracks_offline(session, body, track_ids, features, rays, rotmats, betas)
     for track in (1, 2):
         rows = np.flatnonzero(track_ids == track)
         rest = body_rest_points(body, betas[rows])
-        alone = poses_to_rotmats(rest, decode_offline(session, frame_inputs(rest, features[rows], rotmats[rows])))
+        alone = poses_to_rotmats(rest, decode_offline(session, frame_inputs(rest, features[rows], rays[rows],
+                                                                           rotmats[rows])))
         np.testing.assert_allclose(decoded[rows], alone, atol=1e-9)
         assert not np.allclose(decoded[rows], rotmats[rows], atol=1e-3)
     np.testing.assert_array_equal(decoded[track_ids == 3], rotmats[track_ids == 3])
     with pytest.raises(InputError, match="person-frames"):
-        decode_tracks_offline(session, body, track_ids[:-1], features, rotmats, betas)
+        decode_tracks_offline(session, body, track_ids[:-1], features, rays, rotmats, betas)

@@ -63,7 +63,8 @@ def test_the_decoder_replaces_the_pose_once_a_track_has_its_window(decoder_bundl
     for index in range(window + 1):
         result = stream.process(image, mask, K, 1.0 + index / 30)
         per_frame = stream.frames.process(image, mask, K, with_vertices=False)
-        decoded = reference.step(result.track_ids, per_frame.feature, per_frame.rotmats, per_frame.betas)
+        decoded = reference.step(result.track_ids, per_frame.feature, per_frame.crop_rays, per_frame.rotmats,
+                                 per_frame.betas)
         assert result.track_ids.tolist() == [1]
         np.testing.assert_array_equal(result.betas, per_frame.betas)
         np.testing.assert_array_equal(result.translation, per_frame.translation)

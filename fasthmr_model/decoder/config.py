@@ -28,6 +28,9 @@ from dataclasses import asdict, dataclass, fields
 from fasthmr_model.decoder.pose import POSE_SIZE
 from fasthmr_model.errors import FastHMRError
 
+# Numbers per frame of a crop's ray (data.crop.crop_ray_rotations: a rotation vector).
+CROP_RAY_SIZE = 3
+
 
 @dataclass(frozen=True)
 class DecoderConfig:

@@ -4,8 +4,8 @@ and `fasthmr tune-filters`, which chooses those filters' parameters on the val s
 
 Every method keeps the encoder's shape (betas); the pose is the encoder's own (per_frame), the decoder's
 through the IK (offline: each frame from the window centred on it; causal: from the window ending at it, as
-the node streams; causal_without_features: the same with the frame features zeroed, so that what the
-features add shows), or the encoder's poses filtered causally (ema, one_euro: decoder.filters, with the
+the node streams; causal_without_features: the same with the frame features zeroed, the encoder's feature
+and the crop's ray alike, so that what they add to a smoother of the encoder's poses shows), or the encoder's poses filtered causally (ema, one_euro: decoder.filters, with the
 parameters tuned on val, FILTER_PARAMETERS_FILE). Scores use the EMDB convention (24 joints rooted at the mean of the hips; PA-MPJPE after
 a similarity fit; PVE with the same roots) averaged over frames, and the acceleration error (mm/frame^2,
 root-relative) over each sequence's interior frames. Latency: median milliseconds of one person's frame,
@@ -24,7 +24,7 @@ from fasthmr_model.body.lbs import BodyModel
 from fasthmr_model.body.rotations import rot6d_to_matrix
 from fasthmr_model.body.skeleton import NUM_JOINTS
 from fasthmr_model.bundle import Bundle
-from fasthmr_model.data.crop import normalise_windows
+from fasthmr_model.data.crop import crop_ray_rotations, normalise_windows
 from fasthmr_model.data.world import MOTION_FPS, CropSet
 from fasthmr_model.decoder.filters import (
     FILTER_PARAMETERS_FILE, EmaParameters, FilterParameters, OneEuroParameters, ema_rotations, load_filter_parameters,
@@ -34,7 +34,8 @@ from fasthmr_model.decoder.pose import body_rest_points
 from fasthmr_model.decoder.runtime import (
     DecoderSession, decode_causal, decode_offline, frame_inputs, poses_to_rotmats,
 )
-from fasthmr_model.decoder.sequences import encoder_outputs, sequence_ranges
+from fasthmr_model.decoder.config import CROP_RAY_SIZE
+from fasthmr_model.decoder.sequences import encoder_outputs, sequence_intrinsics, sequence_ranges, split_crop_rays
 from fasthmr_model.metrics import EMDB_ROOT_JOINTS, accel_error, evaluate, mpjpe
 from fasthmr_model.runtime import EncoderSession, RuntimeConfig
 
@@ -80,9 +81,9 @@ def predicted_rotmats(bundle: Bundle, crops: CropSet, runtime: RuntimeConfig = R
     betas = encoded["betas"].astype(np.float64)
     rotmats = {"per_frame": encoder_rotmats}
     rest = body_rest_points(body, betas)
-    frames = frame_inputs(rest, encoded["feature"], encoder_rotmats)
+    frames = frame_inputs(rest, encoded["feature"], split_crop_rays(crops), encoder_rotmats)
     without_features = frames.copy()
-    without_features[:, :session.config.feature_size] = 0.0
+    without_features[:, :session.config.feature_size + CROP_RAY_SIZE] = 0.0
     for method, decode, inputs in (("offline", decode_offline, frames), ("causal", decode_causal, frames),
                                    ("causal_without_features", decode_causal, without_features)):
         representations = np.concatenate([decode(session, inputs[rows]) for rows in sequence_ranges(crops)])
@@ -115,6 +116,7 @@ def latency_ms(bundle: Bundle, crops: CropSet, runtime: RuntimeConfig = RuntimeC
     body = BodyModel.from_file(bundle.body_model_path)
     image = normalise_windows(np.asarray(crops.windows[:1]))
     tokens = np.asarray(crops.person_tokens[:1], np.float32)
+    crop_box, intrinsics = np.asarray(crops.crop_boxes[:1]), sequence_intrinsics(crops, sequence_ranges(crops)[0])
     timings: dict[str, list[float]] = {"encoder": [], "frame_pose": [], "decoder_graph": [], "ik": []}
     for run in range(runs + 5):
         start = clock()
@@ -125,7 +127,7 @@ def latency_ms(bundle: Bundle, crops: CropSet, runtime: RuntimeConfig = RuntimeC
         rotmats = rot6d_to_matrix(encoded.pose_6d.reshape(1, NUM_JOINTS, 6))
         started_at = clock()
         rest = body_rest_points(body, encoded.betas.astype(np.float64))  # as StreamingDecoder.step: once for both
-        frame = frame_inputs(rest, encoded.feature, rotmats)
+        frame = frame_inputs(rest, encoded.feature, crop_ray_rotations(crop_box, intrinsics), rotmats)
         framed_at = clock()
         newest = decoder.run_frames(np.repeat(frame[:, None], decoder.window, axis=1))[:, -1]
         decoded_at = clock()

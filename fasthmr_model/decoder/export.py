@@ -1,7 +1,8 @@
 """The decoder's ONNX export and its place in a bundle (export-time module: imports torch).
 
-decoder.onnx holds the one-step graph (OneStepDecoder): features (B, W, D), the encoder's frame poses
-(B, W, 131) and a noise sample (B, L, C) -> the window's pose representations (B, W, 131). The manifest's "decoder" section records the contract, the
+decoder.onnx holds the one-step graph (OneStepDecoder): features (B, W, D), the crops' rays (B, W, 3), the
+encoder's frame poses (B, W, 131) and a noise sample (B, L, C) -> the window's pose representations
+(B, W, 131). The manifest's "decoder" section records the contract, the
 sizes (W, latents), the fixed noise sample the run time feeds (one sample, as the paper decodes; a fixed
 one, so that consecutive windows of a stream do not jitter with fresh noise), and the training provenance.
 """
@@ -15,7 +16,7 @@ import torch
 
 from fasthmr_model.body.skeleton import NUM_JOINTS
 from fasthmr_model.bundle import Bundle, load_bundle, write_bundle
-from fasthmr_model.decoder.config import DecoderConfig
+from fasthmr_model.decoder.config import CROP_RAY_SIZE, DecoderConfig
 from fasthmr_model.decoder.pose import NUM_POINTS, NUM_TWISTS, POSE_SIZE, TWIST_JOINTS
 from fasthmr_model.errors import BundleError, FastHMRError
 from fasthmr_model.export import ONNX_OPSET
@@ -23,7 +24,7 @@ from fasthmr_model.staging import scratch_folder
 from fasthmr_model.torch_files import load_torch_checkpoint
 
 DECODER_FILE = "decoder.onnx"
-DECODER_INPUTS = ("features", "frame_poses", "noise")
+DECODER_INPUTS = ("features", "crop_rays", "frame_poses", "noise")
 NOISE_SEED = 0
 
 
@@ -34,6 +35,10 @@ def decoder_contract(config: DecoderConfig) -> dict:
         "inputs": {
             "features": {"dtype": "float32", "shape": ["B", config.window, config.feature_size],
                          "meaning": "the encoder's `feature` output of the window's frames, oldest first"},
+            "crop_rays": {"dtype": "float32", "shape": ["B", config.window, CROP_RAY_SIZE],
+                          "meaning": "per frame the rotation vector (radians) turning the camera's optical axis onto "
+                                     "the ray through the crop's centre (fasthmr_model.data.crop.crop_ray_rotations), "
+                                     "oldest first"},
             "frame_poses": {"dtype": "float32", "shape": ["B", config.window, POSE_SIZE],
                             "meaning": "the encoder's pose of the window's frames (its pose_6d and betas) in the "
                                        "representation of `poses`, oldest first"},
@@ -57,8 +62,8 @@ def noise_sample(config: DecoderConfig) -> np.ndarray:
 def export_decoder_onnx(model: torch.nn.Module, path: Path) -> Path:
     """Export a OneStepDecoder to `path` with a dynamic batch axis."""
     config = model.denoiser.config
-    example = (torch.zeros(1, config.window, config.feature_size), torch.zeros(1, config.window, POSE_SIZE),
-               torch.zeros(1, config.latent_tokens, config.latent_size))
+    example = (torch.zeros(1, config.window, config.feature_size), torch.zeros(1, config.window, CROP_RAY_SIZE),
+               torch.zeros(1, config.window, POSE_SIZE), torch.zeros(1, config.latent_tokens, config.latent_size))
     with torch.no_grad():
         torch.onnx.export(model.eval(), example, str(path), dynamo=False, opset_version=ONNX_OPSET,
                           input_names=list(DECODER_INPUTS), output_names=["poses"],
@@ -95,15 +100,17 @@ def decoder_parity(model: torch.nn.Module, bundle: Bundle, batch: int = 3, seed:
     config = model.denoiser.config
     rng = np.random.default_rng(seed)
     features = rng.standard_normal((batch, config.window, config.feature_size)).astype(np.float32)
+    # Rays of crops up to about 30 degrees off the optical axis (a wide robot camera's edge), in the image plane.
+    crop_rays = (0.3 * rng.standard_normal((batch, config.window, CROP_RAY_SIZE)) * [1.0, 1.0, 0.0]).astype(np.float32)
     # Poses near the VAE's data: its mean and spread, so that the comparison runs where the graph is used.
     frame_poses = (model.denoiser.pose_mean.numpy() + model.denoiser.pose_std.numpy()
                    * rng.standard_normal((batch, config.window, POSE_SIZE))).astype(np.float32)
     session = DecoderSession(bundle, RuntimeConfig(provider="cpu"))
     noise = np.broadcast_to(session.noise, (batch,) + session.noise.shape)
     with torch.no_grad():
-        reference = model(torch.from_numpy(features), torch.from_numpy(frame_poses),
+        reference = model(torch.from_numpy(features), torch.from_numpy(crop_rays), torch.from_numpy(frame_poses),
                           torch.from_numpy(np.ascontiguousarray(noise))).numpy()
-    return float(np.abs(session.run(features, frame_poses) - reference).max())
+    return float(np.abs(session.run(features, crop_rays, frame_poses) - reference).max())
 
 
 def bundle_encoder_errors(encoder_bundle_path, cache: Path, progress: bool = True):
@@ -164,15 +171,15 @@ def train_and_bundle_decoder(run: Path, vae_run: Path, encoder_bundle_path, out:
     provenance = {
         "source": "synthetic-trained",
         "description": "VAE on generated motions (read as the encoder's poses: with its measured slow errors and "
-                       "jitter), denoiser started from the VAE's encoder and trained on the encoder's features and "
-                       "poses of rendered synthetic sequences",
+                       "jitter), denoiser started from the VAE's encoder and trained on the encoder's features, crop "
+                       "rays and poses of rendered synthetic sequences",
         "vae": {"run": Path(vae_run).name, "steps": vae_state["step"], "train_wall_s": round(vae_state["wall_s"]),
                 "config": vae_state["config"], "amass_files": vae_state.get("amass_files", []),
                 "encoder_errors": vae_state.get("encoder_errors")},
         "denoiser": {"run": Path(run).name, "steps": state["step"], "train_wall_s": round(state["wall_s"]),
                      "kept_step": (state.get("best") or {}).get("step", state["step"]),
                      "config": state["config"], "data": data[0] if len(data) == 1 else data,
-                     "sequences": len(series), "frames": sum(len(features) for features, _, _ in series),
+                     "sequences": len(series), "frames": sum(len(features) for features, *_ in series),
                      "validation": Path(validation.folder).name, "latent_scale": latent_scale},
         "encoder_bundle": Path(encoder_bundle.path).name,
     }

@@ -7,18 +7,19 @@ one-step graph that the bundle ships.
   tokens; W frame tokens] -> the distribution tokens' mean and log-variance (B, L, C); decoding reads
   [L latent tokens; W frame queries] -> (B, W, 131).
 - Denoiser: [L noisy latent tokens; 1 timestep token; W frame tokens] -> v (B, L, C) (in-context
-  conditioning, as in the paper). A frame token is the frame's encoder feature projected, plus (our addition) the
-  encoder's own pose of that frame in the decoder's representation, normalised like the VAE's input and
-  projected. The pose is a fixed function of the same feature (the head's read-out, then forward
-  kinematics), so the condition carries no new information; but a denoiser conditioned on the feature
-  alone has to learn that read-out and the kinematics from the few rendered sequences there are here
+  conditioning, as in the paper). A frame token is the frame's encoder feature projected, plus (our additions)
+  its crop's ray projected and the encoder's own pose of that frame in the decoder's representation, normalised
+  like the VAE's input and projected, after turning its points by a learnt share of the crop's ray (the encoder
+  sees a crop, not where it lies in the image: data.crop.crop_ray_rotations). The pose is a fixed function of
+  the same feature (the head's read-out, then forward kinematics), so it carries no new information; but a
+  denoiser conditioned on the feature alone has to learn that read-out and the kinematics from the few rendered sequences there are here
   (200, against the paper's datasets), and it did not: its causal MPJPE was 106 mm against the encoder's
   own 85 on the test sequences. Its layout is the VAE encoder's plus the timestep token, so it starts as
   that encoder reading the frame poses (start_from_vae_encoder; the timestep token's attention starts
   all but shut by a learnt key bias): a smoother of the encoder's poses, to which training adds.
-- OneStepDecoder: frame features (B, W, D), frame poses (B, W, 131) and a noise sample (B, L, C) -> the
-  window's pose representations (B, W, 131): one DDIM step from t = T - 1 (zero terminal SNR: x_T is pure
-  noise, x0 = -v), then the VAE decoder. This is what decoder.onnx holds.
+- OneStepDecoder: frame features (B, W, D), crop rays (B, W, 3), frame poses (B, W, 131) and a noise sample
+  (B, L, C) -> the window's pose representations (B, W, 131): one DDIM step from t = T - 1 (zero terminal SNR:
+  x_T is pure noise, x0 = -v), then the VAE decoder. This is what decoder.onnx holds.
 
 Attention is written out with plain matrix products (no fused kernel), which export to ONNX as they are;
 the encoder's attention module is not reused because it is the hook point of token merging.
@@ -32,12 +33,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from fasthmr_model.decoder.config import DecoderConfig
+from fasthmr_model.decoder.config import CROP_RAY_SIZE, DecoderConfig
 from fasthmr_model.decoder.diffusion import diffusion_schedule
 from fasthmr_model.errors import FastHMRError
 
 
 START_TIME_KEY_BIAS = -10.0
+# The learnt share of the crop's ray turn is this times its parameter: one AdamW step moves a parameter by about
+# the learning rate (5e-5 in the shipped recipe), and the share (about one half) has to be reached in a few
+# hundred of the 3,000 steps.
+RAY_TURN_SCALE = 200.0
 
 
 class Attention(nn.Module):
@@ -148,9 +153,26 @@ def timestep_embedding(timesteps: torch.Tensor, width: int) -> torch.Tensor:
     return torch.cat([torch.cos(angles), torch.sin(angles)], dim=-1)
 
 
+def turn_points(poses: torch.Tensor, rotation_vectors: torch.Tensor) -> torch.Tensor:
+    """Pose representations (..., 131) with their root-relative points turned by rotation vectors (..., 3)
+    (Rodrigues' formula); the twists are local and stay."""
+    from fasthmr_model.decoder.pose import NUM_POINTS
+
+    points = poses[..., :3 * NUM_POINTS].unflatten(-1, (NUM_POINTS, 3))
+    angle = torch.sqrt(rotation_vectors.square().sum(dim=-1, keepdim=True) + 1e-12)
+    axis = (rotation_vectors / angle)[..., None, :].expand_as(points)
+    cos, sin = torch.cos(angle)[..., None, :], torch.sin(angle)[..., None, :]
+    turned = (points * cos + torch.linalg.cross(axis, points, dim=-1) * sin
+              + axis * (axis * points).sum(dim=-1, keepdim=True) * (1.0 - cos))
+    return torch.cat([turned.flatten(-2), poses[..., 3 * NUM_POINTS:]], dim=-1)
+
+
 class Denoiser(nn.Module):
-    """(noisy latents (B, L, C), timesteps (B,), frame features (B, W, D), frame poses (B, W, pose_size))
-    -> v-prediction (B, L, C). `pose_mean`, `pose_std` normalise the frame poses (the VAE's, set in training)."""
+    """(noisy latents (B, L, C), timesteps (B,), frame features (B, W, D), crop rays (B, W, 3), frame poses
+    (B, W, pose_size)) -> v-prediction (B, L, C). `pose_mean`, `pose_std` normalise the frame poses (the VAE's, set
+    in training). A crop ray is the rotation vector turning the optical axis onto the crop's centre ray
+    (data.crop.crop_ray_rotations); the frame poses' points are first turned by `ray_turn` * RAY_TURN_SCALE
+    times it, per camera axis (x, y, z), a share learnt in training (zero at the start)."""
 
     def __init__(self, config: DecoderConfig) -> None:
         super().__init__()
@@ -163,6 +185,8 @@ class Denoiser(nn.Module):
                                       nn.Linear(config.width, config.width))
         # Features come from another network at another scale: normalise them first.
         self.feature_in = nn.Sequential(nn.LayerNorm(config.feature_size), nn.Linear(config.feature_size, config.width))
+        self.ray_in = nn.Linear(CROP_RAY_SIZE, config.width)
+        self.ray_turn = nn.Parameter(torch.zeros(CROP_RAY_SIZE))
         self.positions = nn.Parameter(
             0.02 * torch.randn(1, config.latent_tokens + 1 + config.window, config.width))
         self.body = SkipTransformer(config, config.denoiser_layers, config.latent_tokens + 1 + config.window,
@@ -177,7 +201,7 @@ class Denoiser(nn.Module):
         """Initialise as the VAE's encoder reading the frame poses: at t = T - 1, x0 = -v is then the latent
         mean of the encoder's own pose window, in the denoiser's unit-variance units. The VAE has no timestep
         token: its key bias starts at START_TIME_KEY_BIAS (attention weight e^-10 of an ordinary token's). The
-        features' projection and the noisy latents' start at zero, so what they add is learnt from the
+        features' and rays' projections, the ray turn and the noisy latents' start at zero, so what they add is learnt from the
         rendered sequences on top of a prior that is already a smoother."""
         if vae.config.width != self.config.width or vae.config.vae_layers != self.config.denoiser_layers:
             raise FastHMRError(f"the denoiser (width {self.config.width}, {self.config.denoiser_layers} layers) "
@@ -188,7 +212,7 @@ class Denoiser(nn.Module):
         self.pose_in.load_state_dict(vae.pose_in.state_dict())
         self.pose_mean.copy_(vae.pose_mean)
         self.pose_std.copy_(vae.pose_std)
-        for layer in (self.latent_in, self.feature_in[1]):
+        for layer in (self.latent_in, self.feature_in[1], self.ray_in):
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
         self.positions[:, :latents] = vae.encoder_positions[:, :latents] + vae.distribution_tokens
@@ -197,13 +221,16 @@ class Denoiser(nn.Module):
         self.latent_out.weight.copy_(-vae.to_distribution.weight[:size] / latent_scale)
         self.latent_out.bias.copy_(-vae.to_distribution.bias[:size] / latent_scale)
         self.time_key_bias.fill_(START_TIME_KEY_BIAS)
+        self.ray_turn.zero_()
 
-    def forward(self, noisy: torch.Tensor, timesteps: torch.Tensor, features: torch.Tensor,
+    def forward(self, noisy: torch.Tensor, timesteps: torch.Tensor, features: torch.Tensor, crop_rays: torch.Tensor,
                 frame_poses: torch.Tensor) -> torch.Tensor:
         # timesteps (B,) or (1,) for all (the one-step graph: its timestep token is then a constant).
         time_token = self.time_mlp(timestep_embedding(timesteps, self.config.width))[:, None]
         time_token = time_token.expand(noisy.shape[0], -1, -1)
-        frames = self.feature_in(features) + self.pose_in((frame_poses - self.pose_mean) / self.pose_std)
+        frame_poses = turn_points(frame_poses, crop_rays * (RAY_TURN_SCALE * self.ray_turn))
+        frames = (self.feature_in(features) + self.ray_in(crop_rays)
+                  + self.pose_in((frame_poses - self.pose_mean) / self.pose_std))
         tokens = torch.cat([self.latent_in(noisy), time_token, frames], dim=1)
         zeros = self.time_key_bias.new_zeros
         key_bias = torch.cat([zeros(self.config.latent_tokens), self.time_key_bias, zeros(self.config.window)])
@@ -211,8 +238,8 @@ class Denoiser(nn.Module):
 
 
 class OneStepDecoder(nn.Module):
-    """Frame features (B, W, D), frame poses (B, W, pose_size) and noise (B, L, C) -> pose representations
-    (B, W, pose_size): the denoiser's
+    """Frame features (B, W, D), crop rays (B, W, 3), frame poses (B, W, pose_size) and noise (B, L, C) -> pose
+    representations (B, W, pose_size): the denoiser's
     single step at t = T - 1, then the VAE decoder. `latent_scale` maps the VAE's latents to unit variance
     (what the denoiser works in)."""
 
@@ -228,8 +255,9 @@ class OneStepDecoder(nn.Module):
         self.last_timestep = config.timesteps - 1
         self.latent_scale = float(latent_scale)
 
-    def forward(self, features: torch.Tensor, frame_poses: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    def forward(self, features: torch.Tensor, crop_rays: torch.Tensor, frame_poses: torch.Tensor,
+                noise: torch.Tensor) -> torch.Tensor:
         timesteps = torch.full((1,), self.last_timestep, dtype=torch.int64, device=features.device)
-        v = self.denoiser(noise, timesteps, features, frame_poses)
+        v = self.denoiser(noise, timesteps, features, crop_rays, frame_poses)
         latents = (self.signal * noise - self.noise * v) * self.latent_scale
         return self.vae.decode(latents)

@@ -1,7 +1,8 @@
 """The decoder at run time: decoder.onnx in ONNX Runtime, the causal streaming step, and offline decoding.
 
-Per frame and person: the encoder's feature and its pose (in the decoder's
-representation, decoder.pose, with the encoder's betas) enter the track's ring buffer; the window ending at
+Per frame and person: the encoder's feature, the crop's ray (data.crop.crop_ray_rotations) and the
+encoder's pose (in the decoder's representation, decoder.pose, with the encoder's betas) enter the track's
+ring buffer; the window ending at
 this frame goes through decoder.onnx (one denoising step + the VAE decoder); the newest frame's points and
 twists go through the IK with the encoder's betas; the result replaces the encoder's pose, while shape and
 camera stay the encoder's (as in the paper). Offline decoding (evaluation) gives every frame of a
@@ -20,7 +21,7 @@ import numpy as np
 from fasthmr_model.body.lbs import BodyModel
 from fasthmr_model.body.skeleton import NUM_BETAS, NUM_JOINTS
 from fasthmr_model.bundle import Bundle
-from fasthmr_model.decoder.config import DecoderConfig
+from fasthmr_model.decoder.config import CROP_RAY_SIZE, DecoderConfig
 from fasthmr_model.decoder.pose import POSE_SIZE, body_rest_points, encode_pose, inverse_kinematics
 from fasthmr_model.decoder.streaming import TrackWindows
 from fasthmr_model.errors import BundleError, InputError
@@ -48,14 +49,15 @@ class DecoderSession:
         self.noise = np.asarray(section.noise, np.float32).reshape(self.config.latent_tokens, self.config.latent_size)
         single = config if config.threads else replace(config, threads=1)
         batch_inputs = {"features": (self.config.window, self.config.feature_size),
+                        "crop_rays": (self.config.window, CROP_RAY_SIZE),
                         "frame_poses": (self.config.window, POSE_SIZE), "noise": self.noise.shape}
         opened = create_session(bundle.path / section.file, single, provider=config.decoder_provider, precision="fp32",
                                 sha256=bundle.file_sha256(section.file), batch_inputs=batch_inputs)
         names = ([node.name for node in opened.session.get_inputs()],
                  [node.name for node in opened.session.get_outputs()])
-        if names != (["features", "frame_poses", "noise"], ["poses"]):
+        if names != (list(batch_inputs), ["poses"]):
             raise BundleError(f"{bundle.path / section.file} has inputs/outputs {names}, not the decoder contract "
-                              "(features, frame_poses, noise -> poses): retrain the decoder with this fasthmr")
+                              f"({', '.join(batch_inputs)} -> poses): retrain the decoder with this fasthmr")
         self.batched = BatchedSession(opened, single, batch_inputs)
         self.batched.warm_up()
 
@@ -72,21 +74,31 @@ class DecoderSession:
     def window(self) -> int:
         return self.config.window
 
-    def run(self, features: np.ndarray, frame_poses: np.ndarray) -> np.ndarray:
-        """features (B, W, D) and the encoder's frame poses (B, W, 131), oldest first -> pose representations
-        (B, W, 131) float32."""
+    @property
+    def frame_size(self) -> int:
+        """Numbers per frame of frame_inputs' rows: D + 3 + 131."""
+        return self.config.feature_size + CROP_RAY_SIZE + POSE_SIZE
+
+    def run(self, features: np.ndarray, crop_rays: np.ndarray, frame_poses: np.ndarray) -> np.ndarray:
+        """features (B, W, D), crop rays (B, W, 3) and the encoder's frame poses (B, W, 131), oldest first -> pose
+        representations (B, W, 131) float32."""
         window = self.config.window
         if features.ndim != 3 or features.shape[1:] != (window, self.config.feature_size):
             raise InputError(f"decoder features must be (B, {window}, {self.config.feature_size}), got {features.shape}")
-        if frame_poses.shape != (len(features), window, POSE_SIZE):
-            raise InputError(f"decoder frame poses must be ({len(features)}, {window}, {POSE_SIZE}), "
-                             f"got {frame_poses.shape}")
+        if crop_rays.shape != (len(features), window, CROP_RAY_SIZE) or frame_poses.shape != (len(features), window,
+                                                                                           POSE_SIZE):
+            raise InputError(f"decoder crop rays and frame poses must be ({len(features)}, {window}, {CROP_RAY_SIZE}) "
+                             f"and ({len(features)}, {window}, {POSE_SIZE}), got {crop_rays.shape} and "
+                             f"{frame_poses.shape}")
         noise = np.broadcast_to(self.noise, (len(features),) + self.noise.shape)
-        return self.batched.run({"features": features, "frame_poses": frame_poses, "noise": noise})[0]
+        return self.batched.run({"features": features, "crop_rays": crop_rays, "frame_poses": frame_poses,
+                                 "noise": noise})[0]
 
     def run_frames(self, frames: np.ndarray) -> np.ndarray:
-        """frames (B, W, D + 131): per frame the feature, then the frame pose (frame_inputs) -> (B, W, 131)."""
-        return self.run(frames[..., :self.config.feature_size], frames[..., self.config.feature_size:])
+        """frames (B, W, D + 3 + 131): per frame the feature, the crop ray, then the frame pose (frame_inputs)
+        -> (B, W, 131)."""
+        size = self.config.feature_size
+        return self.run(frames[..., :size], frames[..., size:size + CROP_RAY_SIZE], frames[..., size + CROP_RAY_SIZE:])
 
 
 class DecodedPoses(NamedTuple):
@@ -106,12 +118,13 @@ def poses_to_rotmats(rest: np.ndarray, representations: np.ndarray) -> np.ndarra
     return inverse_kinematics(rest, representations.astype(np.float64))
 
 
-def frame_inputs(rest: np.ndarray, features: np.ndarray, rotmats: np.ndarray) -> np.ndarray:
+def frame_inputs(rest: np.ndarray, features: np.ndarray, crop_rays: np.ndarray, rotmats: np.ndarray) -> np.ndarray:
     """The decoder's input of B person-frames: rest points of the encoder's betas (B, 29, 3), its features
-    (B, D) and rotations (B, 24, 3, 3) -> (B, D + 131) float32, the feature then the encoder's pose in the
-    decoder's representation."""
+    (B, D), the crops' rays (B, 3) (data.crop.crop_ray_rotations) and its rotations (B, 24, 3, 3) ->
+    (B, D + 3 + 131) float32: the feature, the ray, then the encoder's pose in the decoder's representation."""
     poses = encode_pose(rest, np.asarray(rotmats, np.float64))
-    return np.concatenate([np.asarray(features, np.float32), poses.astype(np.float32)], axis=1)
+    return np.concatenate([np.asarray(features, np.float32), np.asarray(crop_rays, np.float32).reshape(-1, CROP_RAY_SIZE),
+                           poses.astype(np.float32)], axis=1)
 
 
 class StreamingDecoder:
@@ -122,25 +135,27 @@ class StreamingDecoder:
     def __init__(self, bundle: Bundle, body_model: BodyModel, runtime: RuntimeConfig) -> None:
         self.session = DecoderSession(bundle, runtime)
         self.body_model = body_model
-        self.windows = TrackWindows(self.session.window, self.session.config.feature_size + POSE_SIZE)
+        self.windows = TrackWindows(self.session.window, self.session.frame_size)
 
-    def step(self, track_ids, features: np.ndarray, rotmats: np.ndarray, betas: np.ndarray) -> DecodedPoses:
-        """One frame: track_ids (B,), the encoder's features (B, D), rotations (B, 24, 3, 3) and betas (B, 10)
-        -> DecodedPoses."""
+    def step(self, track_ids, features: np.ndarray, crop_rays: np.ndarray, rotmats: np.ndarray, betas: np.ndarray
+             ) -> DecodedPoses:
+        """One frame: track_ids (B,), the encoder's features (B, D), the crops' rays (B, 3)
+        (data.crop.crop_ray_rotations), rotations (B, 24, 3, 3) and betas (B, 10) -> DecodedPoses."""
         count = len(np.asarray(track_ids).reshape(-1))
         betas, rotmats = np.asarray(betas), np.asarray(rotmats)
         if betas.shape != (count, NUM_BETAS) or rotmats.shape != (count, NUM_JOINTS, 3, 3):
             raise InputError(f"betas and rotmats must be ({count}, {NUM_BETAS}) and ({count}, {NUM_JOINTS}, 3, 3) for "
                              f"{count} tracks, got {betas.shape} and {rotmats.shape}")
         features = np.asarray(features)
-        if features.shape != (count, self.session.config.feature_size):
-            raise InputError(f"features must be ({count}, {self.session.config.feature_size}) for {count} tracks, "
-                             f"got {features.shape}")
+        if features.shape != (count, self.session.config.feature_size) or np.shape(crop_rays) != (count, CROP_RAY_SIZE):
+            raise InputError(f"features and crop rays must be ({count}, {self.session.config.feature_size}) and "
+                             f"({count}, {CROP_RAY_SIZE}) for {count} tracks, got {features.shape} and "
+                             f"{np.shape(crop_rays)}")
         if count == 0:
             windows = self.windows.push(track_ids, np.zeros((0, self.windows.feature_size), np.float32))
             return DecodedPoses(np.zeros((0, NUM_JOINTS, 3, 3)), windows.frames, windows.warm_up, windows.reset)
         rest = body_rest_points(self.body_model, np.asarray(betas, np.float64))  # for the pose in and the IK out
-        windows = self.windows.push(track_ids, frame_inputs(rest, features, rotmats))
+        windows = self.windows.push(track_ids, frame_inputs(rest, features, crop_rays, rotmats))
         newest = self.session.run_frames(windows.features)[:, -1]
         return DecodedPoses(poses_to_rotmats(rest, newest), windows.frames, windows.warm_up, windows.reset)
 
@@ -153,14 +168,14 @@ class StreamingDecoder:
 
 
 def decode_causal(session: DecoderSession, frames: np.ndarray, batch_size: int = 64) -> np.ndarray:
-    """A whole sequence's frame inputs (T, D + 131) -> (T, 131): frame t from the window ending at t, as the
+    """A whole sequence's frame inputs (T, D + 3 + 131) -> (T, 131): frame t from the window ending at t, as the
     stream decodes it (warm-up windows padded with the first frame), in batches."""
     windows = sliding_windows(frames, session.window, np.arange(len(frames)) - session.window + 1)
     return _run_batched(session, windows, batch_size)[:, -1]
 
 
 def decode_offline(session: DecoderSession, frames: np.ndarray, batch_size: int = 64) -> np.ndarray:
-    """A whole sequence's frame inputs (T, D + 131) -> (T, 131): frame t from the window centred on it (the
+    """A whole sequence's frame inputs (T, D + 3 + 131) -> (T, 131): frame t from the window centred on it (the
     paper's non-causal decoding; near the ends the window is shifted inside the sequence, or padded when
     shorter)."""
     window, count = session.window, len(frames)
@@ -172,27 +187,28 @@ def decode_offline(session: DecoderSession, frames: np.ndarray, batch_size: int 
 
 
 def decode_tracks_offline(session: DecoderSession, body_model: BodyModel, track_ids, features: np.ndarray,
-                          rotmats: np.ndarray, betas: np.ndarray) -> np.ndarray:
+                          crop_rays: np.ndarray, rotmats: np.ndarray, betas: np.ndarray) -> np.ndarray:
     """A recorded stream decoded offline (a recording has the future, so each frame gets the window centred on
-    it, the paper's mode): N person-frames in stream order, track_ids (N,), the encoder's features (N, D),
-    rotations (N, 24, 3, 3) and betas (N, 10) -> rotations (N, 24, 3, 3). Each track's rows, in their order,
+    it, the paper's mode): N person-frames in stream order, track_ids (N,), the encoder's features (N, D), the
+    crops' rays (N, 3), rotations (N, 24, 3, 3) and betas (N, 10) -> rotations (N, 24, 3, 3). Each track's rows, in their order,
     are decoded as one sequence (decode_offline); a track of fewer than W frames keeps the encoder's rotations,
     as the stream does until a window is full."""
     track_ids = np.asarray(track_ids, np.int64).reshape(-1)
     rotmats = np.asarray(rotmats, np.float64)
     count = len(track_ids)
-    if (np.shape(features) != (count, session.config.feature_size) or rotmats.shape != (count, NUM_JOINTS, 3, 3)
-            or np.shape(betas) != (count, NUM_BETAS)):
-        raise InputError(f"{count} person-frames need features ({count}, {session.config.feature_size}), rotmats "
-                         f"({count}, {NUM_JOINTS}, 3, 3) and betas ({count}, {NUM_BETAS}), got {np.shape(features)}, "
-                         f"{rotmats.shape} and {np.shape(betas)}")
+    if (np.shape(features) != (count, session.config.feature_size) or np.shape(crop_rays) != (count, CROP_RAY_SIZE)
+            or rotmats.shape != (count, NUM_JOINTS, 3, 3) or np.shape(betas) != (count, NUM_BETAS)):
+        raise InputError(f"{count} person-frames need features ({count}, {session.config.feature_size}), crop rays "
+                         f"({count}, {CROP_RAY_SIZE}), rotmats ({count}, {NUM_JOINTS}, 3, 3) and betas ({count}, "
+                         f"{NUM_BETAS}), got {np.shape(features)}, {np.shape(crop_rays)}, {rotmats.shape} and "
+                         f"{np.shape(betas)}")
     decoded = rotmats.copy()
     for track in np.unique(track_ids):
         rows = np.flatnonzero(track_ids == track)
         if len(rows) < session.window:
             continue
         rest = body_rest_points(body_model, np.asarray(betas, np.float64)[rows])
-        frames = frame_inputs(rest, np.asarray(features)[rows], rotmats[rows])
+        frames = frame_inputs(rest, np.asarray(features)[rows], np.asarray(crop_rays)[rows], rotmats[rows])
         decoded[rows] = poses_to_rotmats(rest, decode_offline(session, frames))
     return decoded
 

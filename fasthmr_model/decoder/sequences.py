@@ -214,6 +214,35 @@ def sequence_ranges(crops: CropSet) -> list[slice]:
     return [slice(int(start), int(end)) for start, end in zip(starts, ends)]
 
 
+def sequence_intrinsics(crops: CropSet, rows: slice) -> np.ndarray:
+    """K (3, 3) of the camera that rendered the sequence in `rows` (a sequence's camera stands still).
+
+    A rendered split stores no K; it is recovered exactly (to float32 rounding) from what it stores: each
+    joint's pixel (joints_2d: (pixel - crop centre) / crop side) against its camera-frame position
+    (joints_3d), u = fx X / Z + cx and v = fy Y / Z + cy, by least squares. The renderer's cameras have
+    no skew."""
+    joints = np.asarray(crops.joints_3d[rows], np.float64)
+    boxes = np.asarray(crops.crop_boxes[rows], np.float64)
+    pixels = np.asarray(crops.joints_2d[rows], np.float64) * boxes[:, None, 2:3] + boxes[:, None, :2]
+    intrinsics = np.eye(3)
+    for axis in (0, 1):
+        projected = (joints[..., axis] / joints[..., 2]).ravel()
+        design = np.stack([projected, np.ones_like(projected)], axis=1)
+        (intrinsics[axis, axis], intrinsics[axis, 2]), *_ = np.linalg.lstsq(design, pixels[..., axis].ravel(), rcond=None)
+    return intrinsics
+
+
+def split_crop_rays(crops: CropSet) -> np.ndarray:
+    """(N, 3) the turn from the optical axis onto each crop's centre ray (data.crop.crop_ray_rotations) over a
+    sequence split's crops, with each sequence's recovered K."""
+    from fasthmr_model.data.crop import crop_ray_rotations
+
+    rays = np.zeros((len(crops), 3))
+    for rows in sequence_ranges(crops):
+        rays[rows] = crop_ray_rotations(np.asarray(crops.crop_boxes[rows]), sequence_intrinsics(crops, rows))
+    return rays.astype(np.float32)
+
+
 ENCODER_OUTPUTS = ("pose_6d", "betas", "cam", "feature")
 
 

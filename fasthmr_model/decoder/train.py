@@ -2,9 +2,9 @@
 
 VAE data: sequences from the synthetic motion generator (and AMASS-format files when given), each seen by a
 random robot camera (yaw anywhere, pitch and roll within the camera sampler's limits), turned into the pose
-representation per frame. Denoiser data: the rendered training sequences' per-frame encoder features and
-the encoder's own poses in that representation (of the bundle given, e.g. the merged default) with the true
-poses; encoder and VAE are frozen.
+representation per frame. Denoiser data: the rendered training sequences' per-frame encoder features, crop rays
+(data.crop.crop_ray_rotations, with each sequence's recovered K) and the encoder's own poses in that
+representation (of the bundle given, e.g. the merged default) with the true poses; encoder and VAE are frozen.
 
 Windows of W frames are cut at random from the sequences, with these augmentations:
 time reversal, time warping (replay at 0.75x-1.33x speed by linear interpolation, of features and poses
@@ -229,17 +229,22 @@ def cut_windows(series: list[tuple[np.ndarray, ...]], window: int, count: int, r
     return tuple(outputs)
 
 
-def turn_windows(rng: np.random.Generator, probability: float, *windows: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Pose windows (B, W, 131), aligned, with a share `probability` of the B turned about the camera's y axis
-    by one random angle each (all frames and arrays alike): the points turn, the twists (local) do not."""
-    turned = tuple(np.array(member) for member in windows)
+def turn_windows(rng: np.random.Generator, probability: float, rays: np.ndarray, *windows: np.ndarray
+                 ) -> tuple[np.ndarray, ...]:
+    """Crop rays (B, W, 3) and pose windows (B, W, 131), aligned, with a share `probability` of the B turned about
+    the camera's y axis by one random angle each (all frames and arrays alike): the points turn, the twists
+    (local) do not; the rays' rotation vectors turn too, so that the encoder's crop-relative error R (truth =
+    R(ray) encoder) stays what the turned ray gives (Q R Q^T is the rotation about Q's turn of R's axis).
+    Returns (rays, *windows)."""
+    turned = tuple(np.array(member) for member in (rays,) + windows)
     chosen = np.flatnonzero(rng.random(len(turned[0])) < probability)
     if not len(chosen):
         return turned
     angles = rng.uniform(-np.pi, np.pi, len(chosen))
     cos, sin, zero, one = np.cos(angles), np.sin(angles), np.zeros(len(chosen)), np.ones(len(chosen))
     rotations = np.stack([cos, zero, sin, zero, one, zero, -sin, zero, cos], axis=1).reshape(-1, 1, 1, 3, 3)
-    for member in turned:
+    turned[0][chosen] = (rotations[:, :, 0] @ turned[0][chosen, :, :, None])[..., 0]
+    for member in turned[1:]:
         points = member[chosen, :, :3 * NUM_POINTS].reshape(len(chosen), member.shape[1], NUM_POINTS, 3, 1)
         member[chosen, :, :3 * NUM_POINTS] = (rotations @ points).reshape(len(chosen), member.shape[1], -1)
     return turned
@@ -339,25 +344,28 @@ def vae_reconstruction_mm(vae: MotionVAE, body_model_path: Path, sequences: int 
 
 
 def sequence_dataset(crops, encoded: dict[str, np.ndarray], body_model: BodyModel
-                     ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """(features (T, D), the encoder's poses (T, 131), true poses (T, 131)) per rendered sequence of a split
-    (representations: decoder.pose; the encoder's with its own betas, as the run time computes them)."""
+                     ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    """(features (T, D), crop rays (T, 3), the encoder's poses (T, 131), true poses (T, 131)) per rendered
+    sequence of a split (representations: decoder.pose; the encoder's with its own betas, as the run time
+    computes them; rays: decoder.sequences.split_crop_rays)."""
     from fasthmr_model.body.rotations import rot6d_to_matrix
-    from fasthmr_model.decoder.sequences import sequence_ranges
+    from fasthmr_model.decoder.sequences import sequence_ranges, split_crop_rays
 
+    rays = split_crop_rays(crops)
     series = []
     for rows in sequence_ranges(crops):
         encoder_rotmats = rot6d_to_matrix(encoded["pose_6d"][rows].reshape(-1, NUM_JOINTS, 6).astype(np.float64))
         frame_poses = sequence_representation(body_model, encoded["betas"][rows], encoder_rotmats)
         poses = sequence_representation(body_model, np.asarray(crops.betas[rows.start]),
                                         np.asarray(crops.rotmats[rows], np.float64))
-        series.append((encoded["feature"][rows], frame_poses, poses))
+        series.append((encoded["feature"][rows], rays[rows], frame_poses, poses))
     return series
 
 
 def train_denoiser(run: Path, vae: MotionVAE, series: list, config: TrainingConfig, *,
                    validation_series: list | None = None, progress: bool = True) -> tuple[Denoiser, float]:
-    """Train (or resume) the denoiser in `run` on (features, frame poses, true poses) series (sequence_dataset)
+    """Train (or resume) the denoiser in `run` on (features, crop rays, frame poses, true poses) series
+    (sequence_dataset)
     with the VAE frozen, starting as the VAE's encoder; returns the denoiser (eval mode, CPU) and the latent
     scale. With validation series (the val sequences), the weights kept are those that decode the val
     sequences causally best (_causal_validation), the start included (train_loop: a trained checkpoint must
@@ -377,7 +385,7 @@ def train_denoiser(run: Path, vae: MotionVAE, series: list, config: TrainingConf
     if checkpoint.is_file():
         latent_scale = float(load_torch_checkpoint(checkpoint)["latent_scale"])
     else:
-        (_, _, poses) = cut_windows(series, decoder_config.window, 2048, np.random.default_rng([config.seed, 1 << 30]),
+        *_, poses = cut_windows(series, decoder_config.window, 2048, np.random.default_rng([config.seed, 1 << 30]),
                                     None)
         with torch.no_grad():
             latent_scale = float(vae.encode(torch.from_numpy(poses).to(device))[0].std())
@@ -387,13 +395,15 @@ def train_denoiser(run: Path, vae: MotionVAE, series: list, config: TrainingConf
     denoiser = Denoiser(decoder_config).to(device)
     denoiser.start_from_vae_encoder(vae, latent_scale)
     # 200 rendered sequences are few: without noise on its input the denoiser learns them by heart.
-    feature_spread = torch.from_numpy(np.concatenate([features for features, _, _ in series]).std(axis=0)).to(device)
+    feature_spread = torch.from_numpy(np.concatenate([features for features, *_ in series]).std(axis=0)).to(device)
 
     def loss_of_step(step: int) -> dict[str, torch.Tensor]:
         rng = np.random.default_rng([config.seed, step])
-        features, frame_poses, poses = cut_windows(series, decoder_config.window, config.batch_size, rng, augmentation)
-        frame_poses, poses = turn_windows(rng, config.turn_probability, frame_poses, poses)
-        features, frame_poses, poses = (torch.from_numpy(member).to(device) for member in (features, frame_poses, poses))
+        features, rays, frame_poses, poses = cut_windows(series, decoder_config.window, config.batch_size, rng,
+                                                         augmentation)
+        rays, frame_poses, poses = turn_windows(rng, config.turn_probability, rays, frame_poses, poses)
+        features, rays, frame_poses, poses = (torch.from_numpy(member).to(device)
+                                              for member in (features, rays, frame_poses, poses))
         features = features + config.feature_noise * feature_spread * torch.randn_like(features)
         with torch.no_grad():
             clean = vae.encode(poses)[0] / latent_scale
@@ -404,7 +414,7 @@ def train_denoiser(run: Path, vae: MotionVAE, series: list, config: TrainingConf
         noise = torch.randn_like(clean)
         noisy = a * clean + s * noise
         v = a * noise - s * clean
-        predicted_v = denoiser(noisy, timesteps, features, frame_poses)
+        predicted_v = denoiser(noisy, timesteps, features, rays, frame_poses)
         predicted_noise = s * noisy + a * predicted_v
         v_loss = (predicted_v - v).square().mean()
         noise_loss = (predicted_noise - noise).square().mean()
@@ -437,21 +447,21 @@ def train_denoiser(run: Path, vae: MotionVAE, series: list, config: TrainingConf
 
 def _causal_validation(series: list, vae: MotionVAE, latent_scale: float, decoder_config: DecoderConfig, seed: int,
                        device):
-    """The denoiser's validation as the stream runs it: per sequence (features, frame poses, true poses), the
+    """The denoiser's validation as the stream runs it: per sequence (features, rays, frame poses, true poses), the
     window ending at every frame (warm-up windows padded) decoded in one step from a fixed noise sample, and
     the newest frame's 24 joints against the truth -> a function of the denoiser giving each sequence's mean
     joint error (S,) in mm (the decoder's own points, relative to the pelvis)."""
     from fasthmr_model.decoder.runtime import sliding_windows
 
     window = decoder_config.window
-    members = [[], [], []]
+    members = [[], [], [], []]
     lengths = []
     for sequence in series:
         starts = np.arange(len(sequence[0])) - window + 1
         for stack, member in zip(members, sequence):
             stack.append(sliding_windows(member, window, starts))
         lengths.append(len(sequence[0]))
-    features, frame_poses, poses = (torch.from_numpy(np.concatenate(stack)).to(device) for stack in members)
+    features, rays, frame_poses, poses = (torch.from_numpy(np.concatenate(stack)).to(device) for stack in members)
     true_joints = poses[:, -1, :3 * NUM_POINTS].reshape(-1, NUM_POINTS, 3)[:, :NUM_JOINTS]
     owner = np.repeat(np.arange(len(lengths)), lengths)
     noise = torch.randn((1, decoder_config.latent_tokens, decoder_config.latent_size),
@@ -461,7 +471,7 @@ def _causal_validation(series: list, vae: MotionVAE, latent_scale: float, decode
     def scores(model: Denoiser) -> np.ndarray:
         errors = []
         for rows in torch.split(torch.arange(len(poses), device=device), 1024):
-            latents = -model(noise.expand(len(rows), -1, -1), last[rows], features[rows], frame_poses[rows])
+            latents = -model(noise.expand(len(rows), -1, -1), last[rows], features[rows], rays[rows], frame_poses[rows])
             decoded = vae.decode(latents * latent_scale)[:, -1, :3 * NUM_POINTS]
             decoded = decoded.reshape(-1, NUM_POINTS, 3)[:, :NUM_JOINTS]
             errors.append((decoded - true_joints[rows]).norm(dim=-1).mean(dim=-1))
