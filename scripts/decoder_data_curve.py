@@ -52,11 +52,12 @@ def plot(rows: list[dict], path: Path, frames: dict[int, int]) -> Path:
                   capsize=4, label="best checkpoint: gain over the start (bar: the margin to keep it)")
     axis.plot(counts, [row["final_gain"] for row in rows], marker="s", linestyle="--",
               label="last checkpoint (3,000 steps): gain over the start")
-    axis.axhline(0.0, color="grey", linewidth=1, label="the start (the shipped denoiser)")
+    axis.axhline(0.0, color="grey", linewidth=1, label="the start (the VAE's encoder reading the encoder's poses)")
     axis.set_xscale("log")
-    axis.set_xticks(counts, [f"{count}\n({frames[count] // 1000}k frames)" for count in counts])
+    # Frames in thousands under each count (close counts on the log axis would overlap longer labels).
+    axis.set_xticks(counts, [f"{count}\n{frames[count] // 1000}k" for count in counts], fontsize=8)
     axis.minorticks_off()
-    axis.set_xlabel("rendered training sequences")
+    axis.set_xlabel("rendered training sequences (frames)")
     axis.set_ylabel("val gain, mm (joint error, higher better)")
     axis.set_title("The denoiser against its training data (val sequences)")
     axis.legend(fontsize=8, loc="lower right")

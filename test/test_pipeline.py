@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from fasthmr_model.body.rotations import rot6d_to_matrix
-from fasthmr_model.data.crop import camera_translation, prepare_persons
+from fasthmr_model.data.crop import camera_translation, crop_ray_rotations, prepare_persons
 from fasthmr_model.encoder.config import PRESETS
 from fasthmr_model.encoder.model import build_encoder
 from fasthmr_model.errors import InputError
@@ -55,6 +55,7 @@ def test_frame_results_agree_with_the_parts(bundle, anchor):
         np.testing.assert_allclose(result.joints[:, 0], placed, atol=1e-6)
     else:
         np.testing.assert_allclose(result.translation, placed, atol=1e-9)
+    np.testing.assert_allclose(result.crop_rays, crop_ray_rotations(crops.crop_boxes, K), atol=1e-12)
     vertices, joints = pipeline.body_model.forward(encoded.betas, result.rotmats, result.translation)
     np.testing.assert_allclose(result.joints, joints, atol=1e-6)
     np.testing.assert_allclose(result.vertices, vertices, atol=1e-6)

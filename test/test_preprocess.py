@@ -7,8 +7,8 @@ import pytest
 
 from fasthmr_model.bundle import IMAGENET_MEAN, IMAGENET_STD
 from fasthmr_model.data.crop import (
-    PreprocessConfig, camera_translation, crop_box_for, crop_image, person_boxes, person_token_fraction,
-    prepare_persons,
+    PreprocessConfig, camera_translation, crop_box_for, crop_image, crop_ray_rotations, person_boxes,
+    person_token_fraction, prepare_persons,
 )
 from fasthmr_model.errors import InputError
 
@@ -104,6 +104,24 @@ def test_frame_without_persons_gives_empty_batch():
 def test_malformed_inputs_raise_input_error(image, mask, message):
     with pytest.raises(InputError, match=message):
         prepare_persons(image, mask)
+
+
+def test_crop_rays_turn_the_optical_axis_onto_the_crop_centre():
+    """The ray's rotation vector takes (0, 0, 1) onto the direction that projects to the crop centre, with
+    skew; zero at the principal point; 45 degrees about y one focal length to the right."""
+    from fasthmr_model.body.rotations import axis_angle_to_matrix
+
+    k = np.array([[600.0, 4.0, 330.0], [0.0, 580.0, 250.0], [0.0, 0.0, 1.0]])
+    crop_boxes = np.array([[330.0, 250.0, 100.0], [930.0, 250.0, 100.0], [12.0, 470.0, 80.0], [600.0, 20.0, 50.0]])
+    rays = crop_ray_rotations(crop_boxes, k)
+    np.testing.assert_allclose(rays[0], 0.0, atol=1e-12)
+    np.testing.assert_allclose(rays[1], [0.0, np.pi / 4, 0.0], atol=1e-12)
+    assert np.all(rays[:, 2] == 0.0)
+    directions = axis_angle_to_matrix(rays)[:, :, 2]
+    pixels = directions @ k.T
+    np.testing.assert_allclose(pixels[:, :2] / pixels[:, 2:], crop_boxes[:, :2], atol=1e-9)
+    with pytest.raises(InputError, match="intrinsics"):
+        crop_ray_rotations(crop_boxes, np.eye(2))
 
 
 def test_translation_reprojects_the_root_onto_the_crop_centre_and_scale():
