@@ -304,7 +304,8 @@ def plot_trajectory(bundle: Bundle, crops: CropSet, out: Path, sequence: int = 0
             colour, width = styles[label]
             axis.plot(frames, values[:, axis_index], color=colour, linewidth=width, label=label)
         axis.set_ylabel(f"{name}, mm")
-    axes[0].set_title(f"{JOINT_NAMES[joint]} relative to the hips, synthetic test sequence {sequence} (camera frame)")
+    axes[0].set_title(f"{JOINT_NAMES[joint]} relative to the hips, synthetic {crops.split_name} sequence {sequence} "
+                      "(camera frame)")
     axes[0].legend(loc="upper right", ncol=5, fontsize=8)
     axes[-1].set_xlabel("frame (30 frames/s)")
     return _save_figure(figure, out)
