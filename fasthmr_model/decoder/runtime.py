@@ -2,9 +2,8 @@
 
 Per frame and person: the encoder's feature, the crop's ray (data.crop.crop_ray_rotations) and the
 encoder's pose (in the decoder's representation, decoder.pose, with the encoder's betas) enter the track's
-ring buffer; the window ending at
-this frame goes through decoder.onnx (one denoising step + the VAE decoder); the newest frame's points and
-twists go through the IK with the encoder's betas; the result replaces the encoder's pose, while shape and
+ring buffer; the window ending at this frame goes through decoder.onnx (one denoising step + the VAE
+decoder); the newest frame's points and twists go through the IK with the encoder's betas; the result replaces the encoder's pose, while shape and
 camera stay the encoder's (as in the paper). Offline decoding (evaluation) gives every frame of a
 whole sequence the window centred on it instead.
 
