@@ -12,8 +12,8 @@ one-step graph that the bundle ships.
   like the VAE's input and projected, after turning its points by a learnt share of the crop's ray (the encoder
   sees a crop, not where it lies in the image: data.crop.crop_ray_rotations). The pose is a fixed function of
   the same feature (the head's read-out, then forward kinematics), so it carries no new information; but a
-  denoiser conditioned on the feature alone has to learn that read-out and the kinematics from the few rendered sequences there are here
-  (200, against the paper's datasets), and it did not: its causal MPJPE was 106 mm against the encoder's
+  denoiser conditioned on the feature alone has to learn that read-out and the kinematics from the few
+  rendered sequences there are here (200, against the paper's datasets), and it did not: its causal MPJPE was 106 mm against the encoder's
   own 85 on the test sequences. Its layout is the VAE encoder's plus the timestep token, so it starts as
   that encoder reading the frame poses (start_from_vae_encoder; the timestep token's attention starts
   all but shut by a learnt key bias): a smoother of the encoder's poses, to which training adds.

@@ -3,9 +3,9 @@
 Per frame and person: the encoder's feature, the crop's ray (data.crop.crop_ray_rotations) and the
 encoder's pose (in the decoder's representation, decoder.pose, with the encoder's betas) enter the track's
 ring buffer; the window ending at this frame goes through decoder.onnx (one denoising step + the VAE
-decoder); the newest frame's points and twists go through the IK with the encoder's betas; the result replaces the encoder's pose, while shape and
-camera stay the encoder's (as in the paper). Offline decoding (evaluation) gives every frame of a
-whole sequence the window centred on it instead.
+decoder); the newest frame's points and twists go through the IK with the encoder's betas; the result
+replaces the encoder's pose, while shape and camera stay the encoder's (as in the paper). Offline decoding
+(evaluation) gives every frame of a whole sequence the window centred on it instead.
 
 Run-time module: numpy and onnxruntime only.
 """
@@ -81,14 +81,12 @@ class DecoderSession:
     def run(self, features: np.ndarray, crop_rays: np.ndarray, frame_poses: np.ndarray) -> np.ndarray:
         """features (B, W, D), crop rays (B, W, 3) and the encoder's frame poses (B, W, 131), oldest first -> pose
         representations (B, W, 131) float32."""
-        window = self.config.window
+        window, batch = self.config.window, len(features)
         if features.ndim != 3 or features.shape[1:] != (window, self.config.feature_size):
             raise InputError(f"decoder features must be (B, {window}, {self.config.feature_size}), got {features.shape}")
-        if crop_rays.shape != (len(features), window, CROP_RAY_SIZE) or frame_poses.shape != (len(features), window,
-                                                                                           POSE_SIZE):
-            raise InputError(f"decoder crop rays and frame poses must be ({len(features)}, {window}, {CROP_RAY_SIZE}) "
-                             f"and ({len(features)}, {window}, {POSE_SIZE}), got {crop_rays.shape} and "
-                             f"{frame_poses.shape}")
+        if crop_rays.shape != (batch, window, CROP_RAY_SIZE) or frame_poses.shape != (batch, window, POSE_SIZE):
+            raise InputError(f"decoder crop rays and frame poses must be ({batch}, {window}, {CROP_RAY_SIZE}) and "
+                             f"({batch}, {window}, {POSE_SIZE}), got {crop_rays.shape} and {frame_poses.shape}")
         noise = np.broadcast_to(self.noise, (len(features),) + self.noise.shape)
         return self.batched.run({"features": features, "crop_rays": crop_rays, "frame_poses": frame_poses,
                                  "noise": noise})[0]
